@@ -1,0 +1,73 @@
+"""dotflow-providers: run workflow steps with retries, timeouts and durable checkpoints."""
+
+import logging as _logging
+
+from ._action import Action, Context, action
+from ._engine import StepRecord, TaskEngine
+from ._errors import (
+    CheckpointError,
+    CircuitOpen,
+    ConfigurationError,
+    CorruptCheckpoint,
+    DotflowError,
+    InputChanged,
+    InvalidPolicy,
+    InvalidStep,
+    InvalidWorkflowId,
+    PreconditionFailed,
+    StepTimeout,
+    StoreError,
+    UnknownMode,
+    UnknownStoreURL,
+    UnsupportedCheckpointFormat,
+    WorkflowCancelled,
+    WorkflowDefinitionChanged,
+    WorkflowFailed,
+)
+from ._status import InvalidTransition, Status
+from ._workflow import Run, Workflow
+from .retry import CircuitBreaker, ExponentialBackoff, FixedRetry, RetryPolicy
+from .storage import CheckpointStore, FileStore, MemoryStore, store_from_url
+from .tracing import Tracer
+
+# A library leaves output to the application: configure "dotflow_providers" to see retries.
+_logging.getLogger("dotflow_providers").addHandler(_logging.NullHandler())
+
+__all__ = [
+    "Action",
+    "CheckpointError",
+    "CheckpointStore",
+    "CircuitBreaker",
+    "CircuitOpen",
+    "ConfigurationError",
+    "Context",
+    "CorruptCheckpoint",
+    "DotflowError",
+    "ExponentialBackoff",
+    "FileStore",
+    "FixedRetry",
+    "InputChanged",
+    "InvalidPolicy",
+    "InvalidStep",
+    "InvalidTransition",
+    "InvalidWorkflowId",
+    "MemoryStore",
+    "PreconditionFailed",
+    "RetryPolicy",
+    "Run",
+    "Status",
+    "StepRecord",
+    "StepTimeout",
+    "StoreError",
+    "TaskEngine",
+    "Tracer",
+    "UnknownMode",
+    "UnknownStoreURL",
+    "UnsupportedCheckpointFormat",
+    "Workflow",
+    "WorkflowCancelled",
+    "WorkflowDefinitionChanged",
+    "WorkflowFailed",
+    "action",
+    "store_from_url",
+]

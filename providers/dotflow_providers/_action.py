@@ -1,0 +1,201 @@
+"""`@action`: turns a function (or a method) into a step with a retry policy and a timeout."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import types
+from collections.abc import Callable
+from typing import Any, Literal, overload
+
+from ._errors import InvalidStep
+from .retry import AttemptGuard, RetryPolicy, as_policy
+
+TimeoutMode = Literal["thread", "process"]
+_CONTEXT_PARAMS = ("initial_context", "previous_context", "checkpoint")
+
+
+class Context:
+    """The value handed to a step: `initial_context` or the previous step's output."""
+
+    __slots__ = ("storage",)
+
+    def __init__(self, storage: Any = None) -> None:
+        self.storage = storage
+
+    def __repr__(self) -> str:
+        return f"Context(storage={self.storage!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Context) and other.storage == self.storage
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _accepted(func: Callable[..., Any], name: str) -> frozenset[str]:
+    """The context parameters `func` takes; any other required parameter is an error."""
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError) as exc:
+        raise InvalidStep(f"step {name!r} has no inspectable signature: {exc}") from exc
+    accepted = set()
+    for position, param in enumerate(params.values()):
+        if position == 0 and param.name in ("self", "cls"):
+            continue  # a method decorated in its class body; bound before it runs
+        if param.name in _CONTEXT_PARAMS:
+            accepted.add(param.name)
+        elif param.kind is param.VAR_KEYWORD:
+            accepted.update(("initial_context", "previous_context"))
+        elif param.default is param.empty and param.kind not in (param.VAR_POSITIONAL,):
+            raise InvalidStep(
+                f"step {name!r} requires parameter {param.name!r}; steps may only take "
+                f"{', '.join(_CONTEXT_PARAMS)} (give other parameters a default, or pass data "
+                "through initial_context)"
+            )
+    return frozenset(accepted)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Action:
+    """A step: a callable plus how to retry and time it out. Call it like the function."""
+
+    func: Callable[..., Any]
+    name: str
+    policy: RetryPolicy
+    timeout: float | None = None
+    timeout_mode: TimeoutMode = "thread"
+    accepts: frozenset[str] = frozenset()
+    guard: AttemptGuard | None = None
+    is_async: bool = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    def __get__(self, instance: object, owner: type | None = None) -> Action:
+        if instance is None:
+            return self
+        return dataclasses.replace(self, func=self.func.__get__(instance, owner))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Steps travel to worker processes (parallel mode, process timeouts) by reference: a
+        # module-level @action is its module attribute, a method is looked up on its instance.
+        func = self.func
+        bound_to = getattr(func, "__self__", None)
+        if bound_to is not None and not isinstance(bound_to, types.ModuleType):
+            return (_rebind, (bound_to, func.__name__, self.name))
+        module, qualname = func.__module__, func.__qualname__
+        try:
+            if _import_action(module, qualname) is self:
+                return (_import_action, (module, qualname))
+        except (ImportError, AttributeError):
+            pass
+        return (_make, (func, self.policy, self.timeout, self.timeout_mode, self.name))
+
+
+def _import_action(module: str, qualname: str) -> Any:
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _rebind(instance: object, attr: str, name: str) -> Action:
+    bound: Action = getattr(instance, attr)
+    return dataclasses.replace(bound, name=name)
+
+
+def _make(
+    func: Callable[..., Any],
+    retry: RetryPolicy | int | None,
+    timeout: float | None,
+    timeout_mode: str,
+    name: str | None,
+) -> Action:
+    if not callable(func):
+        raise InvalidStep(f"@action needs a function or method, got {type(func).__name__}")
+    if timeout is not None and (isinstance(timeout, bool) or timeout <= 0):
+        raise InvalidStep(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if timeout_mode not in ("thread", "process"):
+        raise InvalidStep(f"timeout_mode must be 'thread' or 'process', got {timeout_mode!r}")
+    step_name = name or getattr(func, "__qualname__", None) or repr(func)
+    policy = as_policy(retry)
+    return Action(
+        func=func,
+        name=step_name,
+        policy=policy,
+        timeout=timeout,
+        timeout_mode=timeout_mode,  # type: ignore[arg-type]
+        accepts=_accepted(func, step_name),
+        guard=policy if isinstance(policy, AttemptGuard) else None,
+        is_async=inspect.iscoroutinefunction(func),
+    )
+
+
+@overload
+def action(func: Callable[..., Any], /) -> Action: ...
+
+
+@overload
+def action(
+    *,
+    retry: RetryPolicy | int | None = None,
+    timeout: float | None = None,
+    timeout_mode: TimeoutMode = "thread",
+    name: str | None = None,
+) -> Callable[[Callable[..., Any]], Action]: ...
+
+
+def action(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    retry: RetryPolicy | int | None = None,
+    timeout: float | None = None,
+    timeout_mode: TimeoutMode = "thread",
+    name: str | None = None,
+) -> Action | Callable[[Callable[..., Any]], Action]:
+    """Declare a step, bare (`@action`) or with options (`@action(retry=3, timeout=10)`).
+
+    `retry` is a number of attempts in total or a `RetryPolicy`. `timeout` bounds each attempt:
+    in `"thread"` mode the attempt runs in a daemon thread that is abandoned (it cannot be
+    killed) when it overruns; in `"process"` mode it runs in a child process that is killed.
+    """
+    if func is not None:
+        return _make(func, retry, timeout, timeout_mode, name)
+
+    def decorate(f: Callable[..., Any]) -> Action:
+        return _make(f, retry, timeout, timeout_mode, name)
+
+    return decorate
+
+
+def as_action(obj: Any) -> Action:
+    """The step for something given to `Workflow.add`: an Action or a plain callable."""
+    if isinstance(obj, Action):
+        return obj
+    if callable(obj) and not isinstance(obj, type):
+        return _make(obj, None, None, "thread", None)
+    raise InvalidStep(
+        f"cannot add {obj!r} as a step: give a function, an @action, or a class or object "
+        "whose methods are decorated with @action"
+    )
+
+
+def class_steps(obj: Any) -> list[Action]:
+    """The @action methods of a class (instantiated with no arguments) or of an object, in
+    definition order: base classes first, then each class's namespace order."""
+    instance = obj() if isinstance(obj, type) else obj
+    seen: dict[str, Action] = {}
+    for klass in reversed(type(instance).__mro__):
+        for attr, value in vars(klass).items():
+            if isinstance(value, Action):
+                seen.pop(attr, None)  # an override takes the overriding class's position
+                seen[attr] = value
+    steps = []
+    for attr, declared in seen.items():
+        bound: Action = getattr(instance, attr)
+        if bound.name == declared.func.__qualname__:
+            bound = dataclasses.replace(bound, name=f"{type(instance).__name__}.{attr}")
+        steps.append(bound)
+    return steps

@@ -1,0 +1,211 @@
+"""`TaskEngine`: the one owner of a step's lifecycle, retry loop and checkpoint commit.
+
+Every execution mode hands each step to a `TaskEngine`; none keeps its own copy of this logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from ._action import Action
+from ._errors import WorkflowCancelled
+from ._status import TRANSITIONS, Status, check_transition
+from ._timeout import in_process, in_thread
+from .retry import retry_delay
+from .tracing import Tracer
+
+logger = logging.getLogger("dotflow_providers")
+
+Commit = Callable[["StepRecord"], None]
+#: Runs one attempt somewhere else (a worker process); returns the output or raises.
+AttemptRunner = Callable[[Action, dict[str, Any]], Any]
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class StepRecord:
+    """What happened to one step of a run."""
+
+    index: int
+    name: str
+    status: Status = Status.NOT_STARTED
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration: float | None = None
+    error: str | None = None
+    error_type: str | None = None
+    output: Any = None
+    restored: bool = False
+    exception: BaseException | None = dataclasses.field(default=None, repr=False)
+
+    def set_status(self, status: Status) -> None:
+        if status not in TRANSITIONS[self.status]:
+            check_transition(self.status, status)  # raises InvalidTransition with the message
+        self.status = status
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-safe facts about the step (no output), for logs, XComs and tables."""
+        return {
+            "index": self.index,
+            "name": self.name,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "duration": self.duration,
+            "error": self.error,
+            "restored": self.restored,
+        }
+
+
+def _sleep(cancel: threading.Event | None, delay: float) -> None:
+    if cancel is None:
+        time.sleep(delay)
+    elif cancel.wait(delay):
+        raise WorkflowCancelled("the run was cancelled while waiting to retry")
+
+
+class TaskEngine:
+    """Runs one step: status transitions, timing, error capture, retries and the commit.
+
+    Use it as a context manager around `execute_with_retry`:
+
+        with TaskEngine(step, record, commit=...) as engine:
+            engine.execute_with_retry(kwargs)
+
+    On leaving, the record holds the final status; an `Exception` from the step is recorded
+    on it (FAILED) and not re-raised, so strategies only decide what runs next.
+    """
+
+    __slots__ = ("_t0", "cancel", "commit", "record", "runner", "step", "tracer")
+
+    def __init__(
+        self,
+        step: Action,
+        record: StepRecord,
+        commit: Commit | None = None,
+        tracer: Tracer | None = None,
+        cancel: threading.Event | None = None,
+        runner: AttemptRunner | None = None,
+    ) -> None:
+        self.step = step
+        self.runner = runner
+        self.record = record
+        self.commit = commit
+        self.tracer = tracer
+        self.cancel = cancel
+        self._t0 = 0.0
+
+    def __enter__(self) -> TaskEngine:
+        record = self.record
+        record.set_status(Status.IN_PROGRESS)
+        record.started_at = time.time()
+        self._t0 = time.perf_counter()
+        if self.tracer is not None:
+            self.tracer.step_started(record)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        record = self.record
+        record.duration = time.perf_counter() - self._t0
+        if record.finished_at is None:
+            record.finished_at = time.time()
+        if exc is not None:
+            cancelled = isinstance(exc, (WorkflowCancelled, asyncio.CancelledError)) or not (
+                isinstance(exc, Exception)
+            )
+            record.set_status(Status.CANCELLED if cancelled else Status.FAILED)
+            record.exception = exc
+            record.error_type = type(exc).__name__
+            record.error = f"{type(exc).__name__}: {exc}"
+            log = logger.warning if cancelled else logger.error
+            log(
+                "step %s %s after %d attempt(s): %s",
+                record.name,
+                record.status.value,
+                record.attempts,
+                record.error,
+                extra={"step": record.name, "attempt": record.attempts, "status": record.status},
+            )
+        if self.tracer is not None:
+            self.tracer.step_finished(record)
+        # Exceptions are recorded, not raised; interpreter exits (KeyboardInterrupt...) go on.
+        return exc is None or isinstance(exc, Exception)
+
+    def _call(self, kwargs: dict[str, Any]) -> Any:
+        step, timeout = self.step, self.step.timeout
+        if timeout is not None and step.timeout_mode == "process":
+            # The Action (not its raw function) is what pickles by reference into the child.
+            return in_process(call_step, {"step": step, "kwargs": kwargs}, timeout, step.name)
+        if self.runner is not None:
+            return self.runner(step, kwargs)
+        if timeout is not None:
+            return in_thread(call_step, {"step": step, "kwargs": kwargs}, timeout, step.name)
+        return asyncio.run(step.func(**kwargs)) if step.is_async else step.func(**kwargs)
+
+    def execute_with_retry(self, kwargs: dict[str, Any]) -> Any:
+        """Call the step until it succeeds or its policy gives up; commit the success once."""
+        step, record, cancel = self.step, self.record, self.cancel
+        guard = step.guard
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise WorkflowCancelled(f"the run was cancelled before step {record.name!r}")
+            record.attempts += 1
+            try:
+                if guard is not None:
+                    guard.before_attempt()
+                output = self._call(kwargs)
+            except Exception as error:
+                if guard is not None:
+                    guard.after_attempt(error)
+                delay = retry_delay(
+                    step.policy, record.attempts, error, time.perf_counter() - self._t0
+                )
+                self._failed_attempt(error, delay)
+                if delay is None:
+                    raise
+                record.set_status(Status.RETRY)
+                if delay > 0:
+                    _sleep(cancel, delay)
+                record.set_status(Status.IN_PROGRESS)
+                continue
+            if guard is not None:
+                guard.after_attempt(None)
+            record.output = output
+            record.finished_at = time.time()
+            if self.commit is not None:
+                self.commit(record)
+            record.set_status(Status.COMPLETED)
+            return output
+
+    def _failed_attempt(self, error: BaseException, delay: float | None) -> None:
+        record = self.record
+        if delay is not None:
+            logger.warning(
+                "step %s attempt %d failed (%s: %s); retrying in %.3fs",
+                record.name,
+                record.attempts,
+                type(error).__name__,
+                error,
+                delay,
+                extra={"step": record.name, "attempt": record.attempts, "delay": delay},
+            )
+        if self.tracer is not None:
+            self.tracer.attempt_failed(record, error, delay)
+
+
+def call_step(step: Action, kwargs: dict[str, Any]) -> Any:
+    """One plain call of a step, driving a coroutine function to completion."""
+    if step.is_async:
+        return asyncio.run(step.func(**kwargs))
+    return step.func(**kwargs)

@@ -1,0 +1,86 @@
+"""Every error the engine raises: one base class, one name per thing that can go wrong."""
+
+from __future__ import annotations
+
+
+class DotflowError(Exception):
+    """Base class of every error raised by dotflow-providers."""
+
+
+class ConfigurationError(DotflowError, ValueError):
+    """An argument given to the engine is invalid; the message names it and the fix."""
+
+
+class UnknownMode(ConfigurationError):
+    """`Workflow.start` was given an execution mode that does not exist."""
+
+
+class InvalidPolicy(ConfigurationError):
+    """A retry policy was built with impossible parameters."""
+
+
+class InvalidStep(ConfigurationError):
+    """Something added to a workflow cannot run as a step."""
+
+
+class InvalidWorkflowId(ConfigurationError):
+    """A workflow id cannot be used as a checkpoint key prefix."""
+
+
+class UnknownStoreURL(ConfigurationError):
+    """`store_from_url` was given a URL whose scheme it does not know."""
+
+
+class StepTimeout(DotflowError, TimeoutError):
+    """A step attempt ran longer than its `timeout`."""
+
+
+class CircuitOpen(DotflowError):
+    """A circuit breaker is open, so the step was failed fast without being called."""
+
+
+class CheckpointError(DotflowError):
+    """A checkpoint could not be written or read."""
+
+
+class CorruptCheckpoint(CheckpointError):
+    """A stored checkpoint is unreadable (truncated, not JSON or not a checkpoint)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        super().__init__(
+            f"checkpoint {key!r} is corrupt ({reason}); inspect or delete it, "
+            "or clear the workflow with Workflow.reset() to run it from the start"
+        )
+
+
+class UnsupportedCheckpointFormat(CheckpointError):
+    """A checkpoint was written by a newer, incompatible dotflow-providers."""
+
+
+class WorkflowDefinitionChanged(DotflowError):
+    """The steps of a workflow differ from those its checkpoints were written for."""
+
+
+class InputChanged(DotflowError):
+    """The initial contexts differ from those the checkpoints were written for."""
+
+
+class WorkflowFailed(DotflowError):
+    """Raised by `Run.raise_for_status()` when a run did not complete."""
+
+
+class WorkflowCancelled(DotflowError):
+    """The workflow was cancelled."""
+
+
+class StoreError(DotflowError):
+    """A checkpoint store could not complete an operation."""
+
+
+class PreconditionFailed(StoreError):
+    """A conditional write lost: the key exists (create-only) or changed (compare-and-swap)."""
+
+    def __init__(self, key: str, detail: str = "") -> None:
+        self.key = key
+        super().__init__(f"conditional write to {key!r} failed{': ' + detail if detail else ''}")

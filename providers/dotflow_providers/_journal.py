@@ -1,0 +1,126 @@
+"""`Journal`: one workflow's checkpoints in a store, read once at start, written once per step."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from ._checkpoint import (
+    Layout,
+    StepCheckpoint,
+    load_manifest,
+    load_step,
+    manifest_document,
+    step_document,
+)
+from ._engine import StepRecord
+from ._errors import (
+    CheckpointError,
+    CorruptCheckpoint,
+    InputChanged,
+    PreconditionFailed,
+    WorkflowDefinitionChanged,
+)
+from .storage import CheckpointStore
+
+OnInputChange = Literal["raise", "reset", "reuse"]
+Restored = dict[int, tuple[StepCheckpoint, Any]]
+
+
+class Journal:
+    """Reads and writes the checkpoint documents of one workflow id."""
+
+    def __init__(self, store: CheckpointStore, workflow_id: str) -> None:
+        self.store = store
+        self.workflow_id = workflow_id
+        self.layout = Layout(workflow_id)
+        self._keys: list[str] = []
+
+    def open(self, steps: list[str], fingerprint: str, on_input_change: OnInputChange) -> Restored:
+        """Check the manifest against this definition and return the completed steps.
+
+        Costs one GET of the manifest, then (when there is one) one LIST and one GET per
+        completed step. A first start writes the manifest, create-only.
+        """
+        self._keys = [self.layout.step(index, name) for index, name in enumerate(steps)]
+        data = self.store.get(self.layout.manifest)
+        if data is None:
+            self._write_manifest(steps, fingerprint)
+            return {}
+        manifest = load_manifest(self.layout.manifest, data)
+        if manifest.steps != steps:
+            raise WorkflowDefinitionChanged(
+                f"workflow {self.workflow_id!r} was checkpointed with steps {manifest.steps} "
+                f"but now has {steps}; use a new workflow_id, or Workflow.reset() to discard "
+                "the old checkpoints"
+            )
+        if manifest.fingerprint != fingerprint:
+            if on_input_change == "raise":
+                raise InputChanged(
+                    f"the initial contexts of workflow {self.workflow_id!r} changed since its "
+                    "checkpoints were written; pass on_input_change='reset' to start over, "
+                    "'reuse' to keep the checkpoints, or use a new workflow_id"
+                )
+            if on_input_change == "reset":
+                self.reset()
+                self._write_manifest(steps, fingerprint)
+                return {}
+        return self._load_steps(steps)
+
+    def _write_manifest(self, steps: list[str], fingerprint: str) -> None:
+        document = manifest_document(self.workflow_id, steps, fingerprint, time.time())
+        try:
+            self.store.put(self.layout.manifest, document, if_none_match=True)
+        except PreconditionFailed:
+            # Another runner created it between our GET and PUT: it must describe the same run.
+            data = self.store.get(self.layout.manifest)
+            if data is None or load_manifest(self.layout.manifest, data).steps != steps:
+                raise WorkflowDefinitionChanged(
+                    f"another runner started workflow {self.workflow_id!r} with other steps"
+                ) from None
+
+    def _load_steps(self, steps: list[str]) -> Restored:
+        restored: Restored = {}
+        for key in self.store.list(self.layout.steps):
+            data = self.store.get(key)
+            if data is None:
+                continue
+            doc, output = load_step(key, data)
+            if (
+                doc.workflow_id != self.workflow_id
+                or not 0 <= doc.index < len(steps)
+                or steps[doc.index] != doc.name
+                or key != self._keys[doc.index]
+                or doc.status != "COMPLETED"
+            ):
+                raise CorruptCheckpoint(key, "it does not belong to this step of this workflow")
+            restored[doc.index] = (doc, output)
+        return restored
+
+    def write(self, record: StepRecord, payload: bytes) -> None:
+        key = self._keys[record.index]
+        try:
+            self.store.put(key, payload, if_none_match=True)
+        except PreconditionFailed:
+            raise CheckpointError(
+                f"step {record.name!r} of workflow {self.workflow_id!r} already has a checkpoint "
+                f"({key!r}): another runner completed it; the existing one was kept"
+            ) from None
+
+    def commit(self, record: StepRecord) -> None:
+        """Persist a completed step: exactly one create-only write."""
+        payload = step_document(
+            self.workflow_id,
+            record.index,
+            record.name,
+            record.attempts,
+            record.started_at or 0.0,
+            record.finished_at or 0.0,
+            record.output,
+        )
+        self.write(record, payload)
+
+    def reset(self) -> None:
+        """Delete every document of this workflow."""
+        for key in list(self.store.list(self.layout.prefix)):
+            self.store.delete(key)

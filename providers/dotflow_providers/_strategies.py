@@ -1,0 +1,161 @@
+"""Execution modes. They only decide which step runs when; each step goes to one `TaskEngine`."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import multiprocessing
+import os
+import pickle
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._action import Action, Context
+from ._engine import AttemptRunner, TaskEngine, call_step
+from ._errors import InvalidStep, StepTimeout
+from ._status import Status
+from .tracing import Tracer
+
+if TYPE_CHECKING:
+    from ._journal import Journal
+    from ._workflow import Run
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSpec:
+    """A step as added to a workflow."""
+
+    step: Action
+    name: str
+    initial_context: Any
+    group: str | None
+
+
+@dataclasses.dataclass
+class Execution:
+    """Everything one run needs; `run_step` is the only way a mode executes a step."""
+
+    run: Run
+    specs: Sequence[StepSpec]
+    initial: Sequence[Any]
+    journal: Journal
+    keep_going: bool
+    tracer: Tracer | None
+    max_workers: int | None
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def run_step(self, index: int, previous: Any, runner: AttemptRunner | None = None) -> bool:
+        """Run step `index` through the engine; True when it completed."""
+        step = self.specs[index].step
+        record = self.run.steps[index]
+        kwargs: dict[str, Any] = {}
+        accepts = step.accepts
+        if accepts:
+            if "initial_context" in accepts:
+                kwargs["initial_context"] = Context(self.initial[index])
+            if "previous_context" in accepts:
+                kwargs["previous_context"] = Context(previous)
+        engine = TaskEngine(
+            step, record, self.journal.commit, self.tracer, self.run.cancel_event, runner
+        )
+        with engine:
+            engine.execute_with_retry(kwargs)
+        if record.status is Status.COMPLETED:
+            return True
+        if not self.keep_going or record.status is Status.CANCELLED:
+            self.stop.set()
+        return False
+
+    def halted(self) -> bool:
+        return self.stop.is_set() or self.run.cancel_event.is_set()
+
+    def run_chain(self, indices: Sequence[int]) -> None:
+        """Run steps one after another, each getting the previous one's output."""
+        previous: Any = None
+        steps, stop, cancel = self.run.steps, self.stop, self.run.cancel_event
+        for index in indices:
+            record = steps[index]
+            if record.restored:
+                previous = record.output
+                continue
+            if stop.is_set() or cancel.is_set():
+                return
+            self.run_step(index, previous)
+            previous = record.output
+
+
+def sequential(ex: Execution) -> None:
+    ex.run_chain(range(len(ex.specs)))
+
+
+def sequential_group(ex: Execution) -> None:
+    groups: dict[str | None, list[int]] = {}
+    for index, spec in enumerate(ex.specs):
+        groups.setdefault(spec.group, []).append(index)
+    workers = min(len(groups), ex.max_workers or 32)
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="dotflow-group") as pool:
+        for future in [pool.submit(ex.run_chain, chain) for chain in groups.values()]:
+            future.result()
+
+
+def _check_picklable(ex: Execution, pending: list[int]) -> None:
+    for index in pending:
+        try:
+            pickle.dumps((ex.specs[index].step, ex.initial[index]))
+        except Exception as exc:
+            raise InvalidStep(
+                f"step {ex.specs[index].name!r} cannot run in parallel mode: the step and its "
+                f"initial context must be picklable to reach a worker process, so define the "
+                f"step at module level ({type(exc).__name__}: {exc})"
+            ) from exc
+
+
+def _pool_runner(pool: concurrent.futures.ProcessPoolExecutor) -> AttemptRunner:
+    def run_attempt(step: Action, kwargs: dict[str, Any]) -> Any:
+        future = pool.submit(call_step, step, kwargs)
+        try:
+            return future.result(timeout=step.timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise StepTimeout(
+                f"step {step.name!r} did not finish within {step.timeout}s in its worker "
+                "process (the worker finishes it in the background; use "
+                "timeout_mode='process' to kill it)"
+            ) from None
+
+    return run_attempt
+
+
+def parallel(ex: Execution) -> None:
+    pending = [i for i, record in enumerate(ex.run.steps) if not record.restored]
+    if not pending:
+        return
+    _check_picklable(ex, pending)
+    workers = max(1, min(len(pending), ex.max_workers or os.cpu_count() or 1))
+    context = multiprocessing.get_context("spawn")
+    with (
+        concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool,
+        concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="dotflow-par") as threads,
+    ):
+        runner = _pool_runner(pool)
+
+        def one(index: int) -> None:
+            if not ex.halted():
+                ex.run_step(index, None, runner)
+
+        for future in [threads.submit(one, i) for i in pending]:
+            future.result()
+
+
+def background(ex: Execution) -> None:
+    sequential(ex)
+
+
+Strategy = Callable[[Execution], None]
+STRATEGIES: dict[str, Strategy] = {
+    "sequential": sequential,
+    "sequential_group": sequential_group,
+    "background": background,
+    "parallel": parallel,
+}

@@ -1,0 +1,236 @@
+"""`Workflow` (what to run) and `Run` (what happened)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from typing import Any, get_args
+
+from ._action import Action, as_action, class_steps
+from ._checkpoint import check_workflow_id, fingerprint
+from ._engine import StepRecord
+from ._errors import ConfigurationError, InvalidStep, UnknownMode, WorkflowCancelled, WorkflowFailed
+from ._journal import Journal, OnInputChange
+from ._status import Status
+from ._strategies import STRATEGIES, Execution, StepSpec
+from .storage import CheckpointStore, MemoryStore, store_from_url
+from .tracing import Tracer
+
+
+class Run:
+    """One execution of a workflow: its status, its steps and its output."""
+
+    def __init__(self, workflow_id: str, steps: list[StepRecord], mode: str) -> None:
+        self.workflow_id = workflow_id
+        self.steps = steps
+        self.mode = mode
+        self.status = Status.NOT_STARTED
+        self.started_at = time.time()
+        self.duration: float | None = None
+        self.cancel_event = threading.Event()
+        self._finished = threading.Event()
+
+    @property
+    def output(self) -> Any:
+        """The output of the last step, or None if it did not complete."""
+        last = self.steps[-1]
+        return last.output if last.status is Status.COMPLETED else None
+
+    @property
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+    def wait(self, timeout: float | None = None) -> Run:
+        """Block until the run has finished (or `timeout` seconds passed); returns the run."""
+        self._finished.wait(timeout)
+        return self
+
+    def cancel(self) -> None:
+        """Ask the run to stop: no further step or attempt starts, waits are cut short.
+
+        A step already executing finishes its current attempt (threads cannot be killed).
+        """
+        self.cancel_event.set()
+
+    def raise_for_status(self) -> Run:
+        """Return the run if it completed, else raise `WorkflowFailed` or `WorkflowCancelled`."""
+        if self.status is Status.COMPLETED:
+            return self
+        if self.status is Status.CANCELLED:
+            raise WorkflowCancelled(f"workflow {self.workflow_id!r} was cancelled")
+        failed = next((s for s in self.steps if s.status is Status.FAILED), None)
+        if failed is None:
+            raise WorkflowFailed(f"workflow {self.workflow_id!r} ended {self.status.value}")
+        raise WorkflowFailed(
+            f"workflow {self.workflow_id!r} failed at step {failed.name!r} after "
+            f"{failed.attempts} attempt(s): {failed.error}"
+        ) from failed.exception
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-safe facts about the run (step outputs left out)."""
+        return {
+            "workflow_id": self.workflow_id,
+            "status": self.status.value,
+            "mode": self.mode,
+            "duration": self.duration,
+            "steps": [step.summary() for step in self.steps],
+        }
+
+    def _finish(self) -> None:
+        statuses = {step.status for step in self.steps}
+        if statuses == {Status.COMPLETED}:
+            self.status = Status.COMPLETED
+        elif Status.CANCELLED in statuses:
+            self.status = Status.CANCELLED
+        else:
+            self.status = Status.FAILED
+        self.duration = time.time() - self.started_at
+        self._finished.set()
+
+    def __repr__(self) -> str:
+        return f"<Run {self.workflow_id!r} {self.status.value} steps={len(self.steps)}>"
+
+
+class Workflow:
+    """Steps to run in order, with their checkpoints in `store`.
+
+    With a persistent store, starting a workflow id that already has checkpoints skips the
+    completed steps and hands their stored outputs on. Without `workflow_id`, the id is derived
+    from the step names and initial contexts, so re-running the same script resumes too.
+    """
+
+    def __init__(
+        self,
+        workflow_id: str | None = None,
+        store: CheckpointStore | str | None = None,
+        on_input_change: OnInputChange = "raise",
+        *,
+        tracer: Tracer | None = None,
+    ) -> None:
+        if on_input_change not in get_args(OnInputChange):
+            raise ConfigurationError(
+                f"on_input_change must be 'raise', 'reset' or 'reuse', got {on_input_change!r}"
+            )
+        self._workflow_id = None if workflow_id is None else check_workflow_id(workflow_id)
+        if isinstance(store, str):
+            store = store_from_url(store)
+        self.store: CheckpointStore = MemoryStore() if store is None else store
+        self.on_input_change: OnInputChange = on_input_change
+        self.tracer = tracer
+        self._specs: list[StepSpec] = []
+
+    def add(
+        self,
+        step: Any,
+        *,
+        name: str | None = None,
+        initial_context: Any = None,
+        group: str | None = None,
+    ) -> Workflow:
+        """Append a step: a function, an `@action`, or a class/object with `@action` methods."""
+        if isinstance(step, Action) or (callable(step) and not isinstance(step, type)):
+            actions = [as_action(step)]
+            names = [name or actions[0].name]
+        else:
+            actions = class_steps(step)
+            if not actions:
+                raise InvalidStep(f"{step!r} has no @action methods to run")
+            names = [f"{name}.{a.name.rpartition('.')[2]}" if name else a.name for a in actions]
+        for act, step_name in zip(actions, names, strict=True):
+            if not isinstance(step_name, str) or not step_name:
+                raise InvalidStep(f"step names must be non-empty strings, got {step_name!r}")
+            self._specs.append(StepSpec(act, step_name, initial_context, group))
+        return self
+
+    @property
+    def steps(self) -> list[str]:
+        return [spec.name for spec in self._specs]
+
+    def _initial(self, default: Any) -> list[Any]:
+        return [default if s.initial_context is None else s.initial_context for s in self._specs]
+
+    def workflow_id_for(self, initial_context: Any = None) -> str:
+        """The id checkpoints are stored under (derived when none was given)."""
+        if self._workflow_id is not None:
+            return self._workflow_id
+        digest = hashlib.sha256(
+            "\0".join([*self.steps, fingerprint(self._initial(initial_context))]).encode()
+        ).hexdigest()
+        return f"wf-{digest[:20]}"
+
+    @property
+    def workflow_id(self) -> str:
+        return self.workflow_id_for()
+
+    def reset(self, initial_context: Any = None) -> None:
+        """Delete this workflow's checkpoints so the next start runs every step."""
+        Journal(self.store, self.workflow_id_for(initial_context)).reset()
+
+    def start(
+        self,
+        mode: str = "sequential",
+        keep_going: bool = False,
+        *,
+        initial_context: Any = None,
+        max_workers: int | None = None,
+    ) -> Run:
+        """Run the pending steps and return the `Run` (in `background` mode, at once).
+
+        `initial_context` is given to steps added without one. `max_workers` bounds the
+        concurrent groups (`sequential_group`) or worker processes (`parallel`, default
+        `os.cpu_count()`). Errors in the definition, the inputs or the stored checkpoints are
+        raised here, before any step runs.
+        """
+        strategy = STRATEGIES.get(mode)
+        if strategy is None:
+            raise UnknownMode(
+                f"unknown mode {mode!r}; choose one of {', '.join(sorted(STRATEGIES))}"
+            )
+        if not self._specs:
+            raise InvalidStep("the workflow has no steps; add some with workflow.add(step)")
+        if max_workers is not None and max_workers < 1:
+            raise ConfigurationError(f"max_workers must be at least 1, got {max_workers!r}")
+        initial = self._initial(initial_context)
+        print_ = fingerprint(initial)
+        workflow_id = self.workflow_id_for(initial_context)
+        journal = Journal(self.store, workflow_id)
+        restored = journal.open(self.steps, print_, self.on_input_change)
+        records = [StepRecord(index=i, name=spec.name) for i, spec in enumerate(self._specs)]
+        for index, (doc, output) in restored.items():
+            record = records[index]
+            record.status, record.attempts, record.restored = Status.COMPLETED, doc.attempts, True
+            record.started_at, record.finished_at = doc.started_at, doc.finished_at
+            record.duration, record.output = doc.finished_at - doc.started_at, output
+        run = Run(workflow_id, records, mode)
+        execution = Execution(
+            run, self._specs, initial, journal, keep_going, self.tracer, max_workers
+        )
+        if mode == "background":
+            threading.Thread(
+                target=_execute, args=(execution, strategy), name="dotflow-background", daemon=True
+            ).start()
+        else:
+            _execute(execution, strategy)
+        return run
+
+    def __repr__(self) -> str:
+        return f"<Workflow {self._workflow_id or '(derived id)'} steps={self.steps}>"
+
+
+def _execute(execution: Execution, strategy: Any) -> None:
+    run = execution.run
+    run.status = Status.IN_PROGRESS
+    tracer = execution.tracer
+    if tracer is not None:
+        tracer.workflow_started(run)
+    try:
+        strategy(execution)
+    finally:
+        if run.cancel_event.is_set():
+            for record in run.steps:
+                if record.status is Status.NOT_STARTED:
+                    record.set_status(Status.CANCELLED)
+        run._finish()
+        if tracer is not None:
+            tracer.workflow_finished(run)

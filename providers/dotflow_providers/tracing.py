@@ -1,0 +1,31 @@
+"""Hooks that observe runs, steps and retry decisions (adapters and OpenTelemetry use them)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._engine import StepRecord
+    from ._workflow import Run
+
+
+class Tracer:
+    """Subclass and override what you need; every hook is a no-op by default.
+
+    Hooks run on the engine's thread, so keep them quick and never raise from them.
+    """
+
+    def workflow_started(self, run: Run) -> None:
+        """A run is about to execute its first pending step."""
+
+    def workflow_finished(self, run: Run) -> None:
+        """A run ended; `run.status` says how."""
+
+    def step_started(self, step: StepRecord) -> None:
+        """A step's first attempt is about to run."""
+
+    def attempt_failed(self, step: StepRecord, error: BaseException, delay: float | None) -> None:
+        """An attempt failed; `delay` is the wait before the next one, or None for no retry."""
+
+    def step_finished(self, step: StepRecord) -> None:
+        """A step ended; `step.status` says how."""

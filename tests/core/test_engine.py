@@ -1,0 +1,167 @@
+"""TaskEngine: one step's lifecycle, retry loop and exactly-once commit."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+import pytest
+
+from dotflow_providers import (
+    ExponentialBackoff,
+    FixedRetry,
+    InvalidTransition,
+    Status,
+    StepRecord,
+    TaskEngine,
+    Tracer,
+    Workflow,
+    action,
+)
+
+from .helpers import CountingStore
+
+
+def test_lifecycle_of_a_successful_step() -> None:
+    record = StepRecord(index=0, name="ok")
+    seen: list[Status] = []
+
+    class Watch(Tracer):
+        def step_started(self, step: StepRecord) -> None:
+            seen.append(step.status)
+
+        def step_finished(self, step: StepRecord) -> None:
+            seen.append(step.status)
+
+    with TaskEngine(action(lambda: 42), record, tracer=Watch()) as engine:
+        assert record.status is Status.IN_PROGRESS
+        assert engine.execute_with_retry({}) == 42
+    assert seen == [Status.IN_PROGRESS, Status.COMPLETED]
+    assert record.status is Status.COMPLETED
+    assert record.output == 42
+    assert record.attempts == 1
+    assert record.duration is not None
+    assert record.duration >= 0
+
+
+def test_failure_is_recorded_not_raised() -> None:
+    record = StepRecord(index=0, name="boom")
+
+    def boom() -> None:
+        raise KeyError("previous_context")  # dotflow 1.0.1 used to swallow exactly this one
+
+    with TaskEngine(action(retry=2)(boom), record) as engine:
+        engine.execute_with_retry({})
+    assert record.status is Status.FAILED
+    assert record.attempts == 2
+    assert record.error == "KeyError: 'previous_context'"
+    assert isinstance(record.exception, KeyError)
+
+
+def test_transitions_outside_the_table_are_refused() -> None:
+    record = StepRecord(index=0, name="x")
+    with pytest.raises(InvalidTransition, match="NOT_STARTED to COMPLETED"):
+        record.set_status(Status.COMPLETED)
+    record.set_status(Status.IN_PROGRESS)
+    record.set_status(Status.COMPLETED)
+    with pytest.raises(InvalidTransition):
+        record.set_status(Status.IN_PROGRESS)
+
+
+def test_retry_statuses_and_policy_delays_are_applied() -> None:
+    statuses: list[Status] = []
+    decisions: list[float | None] = []
+    attempts: list[float] = []
+
+    class Watch(Tracer):
+        def attempt_failed(
+            self, step: StepRecord, error: BaseException, delay: float | None
+        ) -> None:
+            statuses.append(step.status)
+            decisions.append(delay)
+
+    @action(retry=FixedRetry(max_attempts=3, delay=0.05))
+    def flaky() -> str:
+        attempts.append(time.perf_counter())
+        if len(attempts) < 3:
+            raise ConnectionError("try again")
+        return "done"
+
+    record = StepRecord(index=0, name="flaky")
+    with TaskEngine(flaky, record, tracer=Watch()) as engine:
+        engine.execute_with_retry({})
+    assert record.status is Status.COMPLETED
+    assert record.attempts == 3
+    assert decisions == [0.05, 0.05]
+    assert statuses == [Status.IN_PROGRESS, Status.IN_PROGRESS]
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert all(gap >= 0.05 for gap in gaps)
+
+
+def test_error_outside_retry_on_ends_the_loop_at_once() -> None:
+    calls: list[int] = []
+
+    @action(retry=ExponentialBackoff(max_attempts=5, initial=0.01, retry_on=(ConnectionError,)))
+    def wrong_input() -> None:
+        calls.append(1)
+        raise ValueError("bad row")
+
+    run = Workflow().add(wrong_input).start()
+    assert run.status is Status.FAILED
+    assert calls == [1]
+    assert run.steps[0].attempts == 1
+
+
+def test_write_counts_one_per_successful_step_plus_manifest() -> None:
+    store = CountingStore()
+    wf = Workflow("counts", store=store)
+    for n in range(5):
+        wf.add(action(lambda n=n: n), name=f"s{n}")
+    run = wf.start()
+    assert run.status is Status.COMPLETED
+    assert store.count("put", "/steps/") == 5
+    assert store.count("put", "manifest") == 1
+    assert store.count("put") == 6
+
+
+def test_failing_twice_then_succeeding_writes_once() -> None:
+    store = CountingStore()
+    tries: list[int] = []
+
+    @action(retry=FixedRetry(max_attempts=3, delay=0))
+    def third_time_lucky() -> str:
+        tries.append(1)
+        if len(tries) < 3:
+            raise OSError("flaky disk")
+        return "ok"
+
+    run = Workflow("lucky", store=store).add(third_time_lucky).start()
+    assert run.steps[0].attempts == 3
+    assert store.count("put", "/steps/") == 1
+
+
+def test_failed_step_writes_nothing() -> None:
+    store = CountingStore()
+    run = Workflow("f", store=store).add(action(retry=3)(lambda: 1 / 0)).start()
+    assert run.status is Status.FAILED
+    assert store.count("put", "/steps/") == 0
+
+
+def test_cancel_cuts_a_retry_wait_short() -> None:
+    started = threading.Event()
+
+    @action(retry=FixedRetry(max_attempts=5, delay=30))
+    def always_down() -> None:
+        started.set()
+        raise ConnectionError("down")
+
+    run = Workflow().add(always_down).add(lambda: "never").start(mode="background")
+    assert started.wait(5)
+    t0 = time.perf_counter()
+    run.cancel()
+    run.wait(5)
+    assert time.perf_counter() - t0 < 2
+    assert run.status is Status.CANCELLED
+    assert [s.status for s in run.steps] == [Status.CANCELLED, Status.CANCELLED]
+    assert run.steps[0].attempts == 1

@@ -1,0 +1,236 @@
+"""The four execution modes, keep_going, context passing and class-based steps."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from dotflow_providers import (
+    Context,
+    InvalidStep,
+    Status,
+    UnknownMode,
+    Workflow,
+    WorkflowFailed,
+    action,
+)
+
+from .helpers import CountingStore
+from .steps import fails_in_worker, slow_square, whoami
+
+
+def test_sequential_passes_each_output_on() -> None:
+    @action
+    def extract(initial_context: Context) -> list[int]:
+        return list(range(initial_context.storage))
+
+    @action
+    def transform(previous_context: Context) -> list[int]:
+        return [x * 10 for x in previous_context.storage]
+
+    @action
+    def load(previous_context: Context, initial_context: Context) -> dict[str, Any]:
+        return {"rows": previous_context.storage, "table": initial_context.storage}
+
+    wf = Workflow()
+    wf.add(extract, initial_context=3).add(transform).add(load, initial_context="events")
+    run = wf.start()
+    assert run.status is Status.COMPLETED
+    assert run.output == {"rows": [0, 10, 20], "table": "events"}
+    assert [s.name for s in run.steps] == [
+        "test_sequential_passes_each_output_on.<locals>.extract",
+        "test_sequential_passes_each_output_on.<locals>.transform",
+        "test_sequential_passes_each_output_on.<locals>.load",
+    ]
+
+
+def test_first_step_sees_an_empty_previous_context_and_start_supplies_initial() -> None:
+    seen: list[Any] = []
+
+    def first(previous_context: Context, initial_context: Context) -> None:
+        seen.extend([previous_context.storage, initial_context.storage])
+
+    Workflow().add(first).start(initial_context={"date": "2026-11-22"})
+    assert seen == [None, {"date": "2026-11-22"}]
+
+
+def test_a_failure_stops_the_run_and_leaves_later_steps_not_started() -> None:
+    ran: list[str] = []
+    wf = Workflow()
+    wf.add(lambda: ran.append("a"), name="a")
+    wf.add(action(lambda: 1 / 0), name="b")
+    wf.add(lambda: ran.append("c"), name="c")
+    run = wf.start()
+    assert run.status is Status.FAILED
+    assert [s.status for s in run.steps] == [Status.COMPLETED, Status.FAILED, Status.NOT_STARTED]
+    assert ran == ["a"]
+    with pytest.raises(WorkflowFailed, match="step 'b' after 1 attempt") as info:
+        run.raise_for_status()
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+
+
+def test_keep_going_runs_the_rest_and_still_reports_failure() -> None:
+    ran: list[Any] = []
+
+    def after(previous_context: Context) -> None:
+        ran.append(previous_context.storage)
+
+    wf = Workflow().add(lambda: 1, name="a").add(action(lambda: 1 / 0), name="b")
+    wf.add(after, name="c")
+    run = wf.start(keep_going=True)
+    assert [s.status for s in run.steps] == [Status.COMPLETED, Status.FAILED, Status.COMPLETED]
+    assert ran == [None]  # a failed step hands on an empty context
+    assert run.status is Status.FAILED
+
+
+def test_sequential_group_runs_groups_concurrently_and_chains_within_each() -> None:
+    windows: dict[str, list[float]] = {}
+    lock = threading.Lock()
+
+    def make(label: str) -> Any:
+        def step(previous_context: Context) -> list[str]:
+            start = time.perf_counter()
+            time.sleep(0.2)
+            with lock:
+                windows[label] = [start, time.perf_counter()]
+            return [*(previous_context.storage or []), label]
+
+        return step
+
+    wf = Workflow()
+    for group in ("left", "right"):
+        for n in (1, 2):
+            wf.add(make(f"{group}{n}"), name=f"{group}{n}", group=group)
+    t0 = time.perf_counter()
+    run = wf.start(mode="sequential_group")
+    elapsed = time.perf_counter() - t0
+    assert run.status is Status.COMPLETED
+    outputs = {s.name: s.output for s in run.steps}
+    assert outputs["left2"] == ["left1", "left2"]
+    assert outputs["right2"] == ["right1", "right2"]
+    assert windows["left1"][0] < windows["right1"][1]  # the two chains overlapped
+    assert windows["left2"][0] >= windows["left1"][1]  # but each chain kept its order
+    assert elapsed < 0.7
+
+
+def test_background_returns_at_once_and_wait_blocks() -> None:
+    release = threading.Event()
+    wf = Workflow().add(lambda: release.wait(5) and "released", name="blocked")
+    run = wf.start(mode="background")
+    assert not run.done
+    assert run.status is Status.IN_PROGRESS
+    release.set()
+    assert run.wait(5).status is Status.COMPLETED
+    assert run.output == "released"
+
+
+def test_parallel_runs_steps_in_bounded_worker_processes() -> None:
+    wf = Workflow()
+    for n in range(4):
+        wf.add(whoami, name=f"who{n}", initial_context=n)
+    run = wf.start(mode="parallel", max_workers=2)
+    assert run.status is Status.COMPLETED
+    pids = {s.output[0] for s in run.steps}
+    assert os.getpid() not in pids
+    assert 1 <= len(pids) <= 2
+    assert [s.output[1] for s in run.steps] == [0, 1, 2, 3]
+
+
+def test_parallel_overlaps_work_and_commits_in_the_parent() -> None:
+    store = CountingStore()
+    wf = Workflow("par", store=store)
+    for n in range(4):
+        wf.add(slow_square, name=f"sq{n}", initial_context=n)
+    t0 = time.perf_counter()
+    run = wf.start(mode="parallel", max_workers=4)
+    assert [s.output for s in run.steps] == [0, 1, 4, 9]
+    assert store.count("put", "/steps/") == 4
+    assert time.perf_counter() - t0 < 0.3 * 4 + 3  # spawn start-up included
+
+
+def test_parallel_failure_is_retried_in_the_worker_and_reported() -> None:
+    run = Workflow().add(fails_in_worker).start(mode="parallel", keep_going=True)
+    assert run.status is Status.FAILED
+    assert run.steps[0].attempts == 2
+    assert run.steps[0].error == "RuntimeError: worker step failed"
+
+
+def test_parallel_refuses_steps_a_worker_cannot_import() -> None:
+    with pytest.raises(InvalidStep, match="module level"):
+        Workflow().add(lambda: 1).start(mode="parallel")
+
+
+def test_unknown_mode_is_a_named_error() -> None:
+    with pytest.raises(UnknownMode, match="choose one of background, parallel, sequential"):
+        Workflow().add(lambda: 1).start(mode="paralel")
+
+
+def test_empty_workflow_is_a_named_error() -> None:
+    with pytest.raises(InvalidStep, match="no steps"):
+        Workflow().start()
+
+
+def test_steps_with_unknown_required_parameters_are_refused() -> None:
+    def needs_url(url: str) -> None: ...
+
+    with pytest.raises(InvalidStep, match="requires parameter 'url'"):
+        Workflow().add(needs_url)
+
+
+class Pipeline:
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    @action
+    def zeta(self, initial_context: Context) -> int:
+        self.log.append("zeta")
+        return int(initial_context.storage)
+
+    def helper(self) -> None:  # not a step
+        self.log.append("helper")
+
+    @action(retry=2)
+    def alpha(self, previous_context: Context) -> int:
+        self.log.append("alpha")
+        return int(previous_context.storage) + 1
+
+
+class MorePipeline(Pipeline):
+    @action
+    def omega(self, previous_context: Context) -> str:
+        return f"omega:{previous_context.storage}"
+
+
+def test_class_steps_run_in_definition_order_not_alphabetical() -> None:
+    pipeline = Pipeline()
+    run = Workflow().add(pipeline, initial_context=41).start()
+    assert [s.name for s in run.steps] == ["Pipeline.zeta", "Pipeline.alpha"]
+    assert pipeline.log == ["zeta", "alpha"]
+    assert run.output == 42
+
+
+def test_class_steps_include_base_class_methods_first() -> None:
+    run = Workflow().add(MorePipeline, initial_context=1).start()
+    assert [s.name for s in run.steps] == [
+        "MorePipeline.zeta",
+        "MorePipeline.alpha",
+        "MorePipeline.omega",
+    ]
+    assert run.output == "omega:2"
+
+
+def test_an_object_without_steps_is_refused() -> None:
+    with pytest.raises(InvalidStep, match="no @action methods"):
+        Workflow().add(object())
+
+
+def test_async_steps_run_under_the_sync_engine() -> None:
+    @action
+    async def fetch(initial_context: Context) -> str:
+        return f"fetched {initial_context.storage}"
+
+    assert Workflow().add(fetch, initial_context="x").start().output == "fetched x"

@@ -1,0 +1,137 @@
+"""The contract every checkpoint store keeps, run against each backend."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dotflow_providers import FileStore, MemoryStore, PreconditionFailed
+from dotflow_providers.storage import CheckpointStore
+
+
+@pytest.fixture(params=["memory", "file"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CheckpointStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+    else:
+        yield FileStore(tmp_path / "ckpt")
+
+
+def test_round_trip(store: CheckpointStore) -> None:
+    store.put("wf/a.json", b'{"x": 1}')
+    assert store.get("wf/a.json") == b'{"x": 1}'
+
+
+def test_missing_key_reads_none(store: CheckpointStore) -> None:
+    assert store.get("wf/nothing") is None
+    assert store.get_versioned("wf/nothing") is None
+
+
+def test_overwrite_replaces_and_changes_version(store: CheckpointStore) -> None:
+    first = store.put("k", b"one")
+    second = store.put("k", b"two")
+    assert store.get("k") == b"two"
+    assert first != second
+    assert store.get_versioned("k") == (b"two", second)
+
+
+def test_prefix_listing_is_sorted_and_exact(store: CheckpointStore) -> None:
+    for key in ["wf/steps/00002-b.json", "wf/steps/00001-a.json", "wf/manifest.json", "wf2/x"]:
+        store.put(key, b"{}")
+    assert list(store.list("wf/steps/")) == ["wf/steps/00001-a.json", "wf/steps/00002-b.json"]
+    assert list(store.list("wf/")) == [
+        "wf/manifest.json",
+        "wf/steps/00001-a.json",
+        "wf/steps/00002-b.json",
+    ]
+    assert list(store.list("wf")) == [
+        "wf/manifest.json",
+        "wf/steps/00001-a.json",
+        "wf/steps/00002-b.json",
+        "wf2/x",
+    ]
+    assert list(store.list("nope/")) == []
+
+
+def test_create_only_refuses_an_existing_key(store: CheckpointStore) -> None:
+    store.put("k", b"first", if_none_match=True)
+    with pytest.raises(PreconditionFailed):
+        store.put("k", b"second", if_none_match=True)
+    assert store.get("k") == b"first"
+
+
+def test_compare_and_swap(store: CheckpointStore) -> None:
+    version = store.put("k", b"v1")
+    newer = store.put("k", b"v2", if_match=version)
+    with pytest.raises(PreconditionFailed):
+        store.put("k", b"stale", if_match=version)
+    assert store.get_versioned("k") == (b"v2", newer)
+    with pytest.raises(PreconditionFailed):
+        store.put("absent", b"x", if_match=version)
+    assert store.get("absent") is None
+
+
+def test_delete_is_idempotent_and_conditional(store: CheckpointStore) -> None:
+    version = store.put("k", b"v1")
+    store.put("k", b"v2")
+    with pytest.raises(PreconditionFailed):
+        store.delete("k", if_match=version)
+    assert store.get("k") == b"v2"
+    store.delete("k")
+    store.delete("k")
+    assert store.get("k") is None
+
+
+def test_large_values(store: CheckpointStore) -> None:
+    big = bytes(range(256)) * (12 * 1024 * 4)  # 12 MiB, every byte value
+    store.put("big", big)
+    assert store.get("big") == big
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "wf/with space.json",
+        "wf/ünïcødé-ключ.json",
+        "wf/a%20b+c=d@e,f~g.json",
+        "wf/run:2026-11-22T06:00",
+    ],
+)
+def test_keys_with_unusual_characters(store: CheckpointStore, key: str) -> None:
+    store.put(key, b"data")
+    assert store.get(key) == b"data"
+    assert list(store.list("wf/")) == [key]
+
+
+def test_concurrent_create_only_writers_have_one_winner(store: CheckpointStore) -> None:
+    def attempt(n: int) -> bool:
+        try:
+            store.put("lock", str(n).encode(), if_none_match=True)
+            return True
+        except PreconditionFailed:
+            return False
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        wins = list(pool.map(attempt, range(32)))
+    assert wins.count(True) == 1
+    assert store.get("lock") == str(wins.index(True)).encode()
+
+
+def test_concurrent_compare_and_swap_loses_no_update(store: CheckpointStore) -> None:
+    store.put("counter", b"0")
+
+    def increment(_: int) -> None:
+        while True:
+            data, version = store.get_versioned("counter") or (b"0", "")
+            try:
+                store.put("counter", str(int(data) + 1).encode(), if_match=version)
+                return
+            except PreconditionFailed:
+                continue
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(increment, range(40)))
+    assert store.get("counter") == b"40"

@@ -1,0 +1,107 @@
+"""Step timeouts in both modes: what is raised, what keeps running, and what is stopped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from dotflow_providers import FixedRetry, Status, StepTimeout, Workflow, action
+
+from .steps import hangs_in_thread, hangs_then_writes, quick_in_process
+
+
+def test_thread_timeout_raises_step_timeout_and_is_retryable() -> None:
+    attempts: list[float] = []
+
+    @action(timeout=0.1, retry=FixedRetry(max_attempts=3, delay=0))
+    def slow_then_fast() -> str:
+        attempts.append(time.perf_counter())
+        if len(attempts) < 3:
+            time.sleep(1)
+        return "finally"
+
+    t0 = time.perf_counter()
+    run = Workflow().add(slow_then_fast).start()
+    assert run.status is Status.COMPLETED
+    assert run.output == "finally"
+    assert run.steps[0].attempts == 3
+    assert time.perf_counter() - t0 < 0.9  # did not wait for the slow attempts
+
+
+def test_timeout_is_a_timeout_error_and_can_be_excluded_from_retries() -> None:
+    @action(timeout=0.05, retry=FixedRetry(max_attempts=5, delay=0, retry_on=(ConnectionError,)))
+    def stuck() -> None:
+        time.sleep(1)
+
+    run = Workflow().add(stuck).start()
+    assert run.status is Status.FAILED
+    assert isinstance(run.steps[0].exception, StepTimeout)
+    assert isinstance(run.steps[0].exception, TimeoutError)
+    assert run.steps[0].attempts == 1
+
+
+def test_thread_mode_abandons_the_work_without_blocking_exit(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    script = textwrap.dedent(
+        f"""
+        import time
+        from dotflow_providers import Workflow
+        from tests.core.steps import hangs_in_thread
+        run = Workflow().add(hangs_in_thread, initial_context={str(marker)!r}).start()
+        print(run.status.value, run.steps[0].error_type)
+        """
+    )
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=Path(__file__).parents[2],
+        check=True,
+    )
+    assert out.stdout.split() == ["FAILED", "StepTimeout"]
+    assert time.perf_counter() - t0 < 10
+    assert not marker.exists()  # the interpreter exited without waiting for the thread
+
+
+def test_process_mode_really_stops_the_work(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    run = Workflow().add(hangs_then_writes, initial_context=str(marker)).start()
+    assert run.status is Status.FAILED
+    assert run.steps[0].error_type == "StepTimeout"
+    time.sleep(2.5)
+    assert not marker.exists()
+
+
+def test_thread_mode_keeps_running_the_abandoned_work(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    run = Workflow().add(hangs_in_thread, initial_context=str(marker)).start()
+    assert run.steps[0].error_type == "StepTimeout"
+    deadline = time.time() + 5
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.read_text() == "the work went on"  # documented: threads cannot be killed
+
+
+def test_process_mode_returns_outputs_and_runs_elsewhere() -> None:
+    import os
+
+    run = Workflow().add(quick_in_process, initial_context=7).start()
+    assert run.status is Status.COMPLETED
+    assert run.output["value"] == 7
+    assert run.output["pid"] != os.getpid()
+
+
+def test_process_mode_reports_errors_from_the_child() -> None:
+    @action(timeout=5, timeout_mode="process")
+    def local_step() -> None:  # not importable by the child process
+        return None
+
+    run = Workflow().add(local_step).start()
+    assert run.status is Status.FAILED
+    assert run.steps[0].error_type == "InvalidStep"
+    assert "module level" in (run.steps[0].error or "")
