@@ -12,13 +12,19 @@ nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["lint", "core"]
 nox.options.error_on_missing_interpreters = True
 
-CORE_TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3"]
+CORE_TEST_DEPS = [
+    "pytest>=8",
+    "pytest-timeout>=2.3",
+    "moto[server]>=5.1.5",  # a real S3 HTTP server honouring If-None-Match / If-Match
+    "gcp-storage-emulator>=2024.8",
+    "requests>=2.31",
+]
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff (lint and format) and mypy --strict on the core."""
-    session.install("-e", ".", "ruff>=0.8", "mypy>=1.13")
+    session.install("-e", ".[s3,gcs]", "ruff>=0.8", "mypy>=1.13", "boto3-stubs[s3]>=1.36")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
@@ -26,8 +32,8 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def core(session: nox.Session) -> None:
-    """The core engine and stores, against real processes and servers."""
-    session.install("-e", ".", *CORE_TEST_DEPS)
+    """The core engine and stores, against real processes and S3/GCS servers on loopback."""
+    session.install("-e", ".[s3,gcs]", *CORE_TEST_DEPS)
     session.run("pytest", "tests/core", *session.posargs)
 
 

@@ -14,6 +14,8 @@ from ._errors import (
     InvalidPolicy,
     InvalidStep,
     InvalidWorkflowId,
+    LockHeld,
+    LockLost,
     PreconditionFailed,
     StepTimeout,
     StoreError,
@@ -24,6 +26,7 @@ from ._errors import (
     WorkflowDefinitionChanged,
     WorkflowFailed,
 )
+from ._lease import LeaseConfig
 from ._status import InvalidTransition, Status
 from ._workflow import Run, Workflow
 from .retry import CircuitBreaker, ExponentialBackoff, FixedRetry, RetryPolicy
@@ -51,6 +54,9 @@ __all__ = [
     "InvalidStep",
     "InvalidTransition",
     "InvalidWorkflowId",
+    "LeaseConfig",
+    "LockHeld",
+    "LockLost",
     "MemoryStore",
     "PreconditionFailed",
     "RetryPolicy",

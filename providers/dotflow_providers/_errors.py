@@ -84,3 +84,19 @@ class PreconditionFailed(StoreError):
     def __init__(self, key: str, detail: str = "") -> None:
         self.key = key
         super().__init__(f"conditional write to {key!r} failed{': ' + detail if detail else ''}")
+
+
+class LockHeld(DotflowError):
+    """Another runner holds the lease on this workflow id."""
+
+    def __init__(self, workflow_key: str, holder: str, expires_at: float) -> None:
+        self.holder = holder
+        self.expires_at = expires_at
+        super().__init__(
+            f"{workflow_key} is held by {holder} until {expires_at:.3f} (unix time); wait for it "
+            "to finish, pass a lock wait, or stop that runner"
+        )
+
+
+class LockLost(DotflowError):
+    """This runner's lease was taken over (it stalled past its TTL); it must stop."""

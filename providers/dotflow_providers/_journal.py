@@ -21,6 +21,7 @@ from ._errors import (
     PreconditionFailed,
     WorkflowDefinitionChanged,
 )
+from ._lease import Lease
 from .storage import CheckpointStore
 
 OnInputChange = Literal["raise", "reset", "reuse"]
@@ -30,10 +31,13 @@ Restored = dict[int, tuple[StepCheckpoint, Any]]
 class Journal:
     """Reads and writes the checkpoint documents of one workflow id."""
 
-    def __init__(self, store: CheckpointStore, workflow_id: str) -> None:
+    def __init__(
+        self, store: CheckpointStore, workflow_id: str, lease: Lease | None = None
+    ) -> None:
         self.store = store
         self.workflow_id = workflow_id
         self.layout = Layout(workflow_id)
+        self.lease = lease
         self._keys: list[str] = []
 
     def open(self, steps: list[str], fingerprint: str, on_input_change: OnInputChange) -> Restored:
@@ -99,6 +103,8 @@ class Journal:
 
     def write(self, record: StepRecord, payload: bytes) -> None:
         key = self._keys[record.index]
+        if self.lease is not None:
+            self.lease.check()  # fenced: a runner whose lease was taken over stops here
         try:
             self.store.put(key, payload, if_none_match=True)
         except PreconditionFailed:
@@ -121,6 +127,7 @@ class Journal:
         self.write(record, payload)
 
     def reset(self) -> None:
-        """Delete every document of this workflow."""
+        """Delete every document of this workflow but its lease."""
         for key in list(self.store.list(self.layout.prefix)):
-            self.store.delete(key)
+            if key != self.layout.lock:
+                self.store.delete(key)

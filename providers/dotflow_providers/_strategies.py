@@ -68,18 +68,23 @@ class Execution:
         return False
 
     def halted(self) -> bool:
-        return self.stop.is_set() or self.run.cancel_event.is_set()
+        lease = self.journal.lease
+        return (
+            self.stop.is_set()
+            or self.run.cancel_event.is_set()
+            or (lease is not None and lease.lost)
+        )
 
     def run_chain(self, indices: Sequence[int]) -> None:
         """Run steps one after another, each getting the previous one's output."""
         previous: Any = None
-        steps, stop, cancel = self.run.steps, self.stop, self.run.cancel_event
+        steps = self.run.steps
         for index in indices:
             record = steps[index]
             if record.restored:
                 previous = record.output
                 continue
-            if stop.is_set() or cancel.is_set():
+            if self.halted():
                 return
             self.run_step(index, previous)
             previous = record.output

@@ -8,10 +8,11 @@ import time
 from typing import Any, get_args
 
 from ._action import Action, as_action, class_steps
-from ._checkpoint import check_workflow_id, fingerprint
+from ._checkpoint import Layout, check_workflow_id, fingerprint
 from ._engine import StepRecord
 from ._errors import ConfigurationError, InvalidStep, UnknownMode, WorkflowCancelled, WorkflowFailed
 from ._journal import Journal, OnInputChange
+from ._lease import Lease, LeaseConfig
 from ._status import Status
 from ._strategies import STRATEGIES, Execution, StepSpec
 from .storage import CheckpointStore, MemoryStore, store_from_url
@@ -106,6 +107,7 @@ class Workflow:
         store: CheckpointStore | str | None = None,
         on_input_change: OnInputChange = "raise",
         *,
+        lock: LeaseConfig | bool = True,
         tracer: Tracer | None = None,
     ) -> None:
         if on_input_change not in get_args(OnInputChange):
@@ -117,6 +119,9 @@ class Workflow:
             store = store_from_url(store)
         self.store: CheckpointStore = MemoryStore() if store is None else store
         self.on_input_change: OnInputChange = on_input_change
+        self.lock: LeaseConfig | None = (
+            LeaseConfig() if lock is True else (lock if isinstance(lock, LeaseConfig) else None)
+        )
         self.tracer = tracer
         self._specs: list[StepSpec] = []
 
@@ -163,9 +168,25 @@ class Workflow:
     def workflow_id(self) -> str:
         return self.workflow_id_for()
 
+    def _lease(self, workflow_id: str) -> Lease | None:
+        if self.lock is None:
+            return None
+        return Lease(self.store, Layout(workflow_id).lock, self.lock)
+
     def reset(self, initial_context: Any = None) -> None:
-        """Delete this workflow's checkpoints so the next start runs every step."""
-        Journal(self.store, self.workflow_id_for(initial_context)).reset()
+        """Delete this workflow's checkpoints so the next start runs every step.
+
+        Takes the workflow's lease first, so a running workflow is never reset under its feet.
+        """
+        workflow_id = self.workflow_id_for(initial_context)
+        lease = self._lease(workflow_id)
+        if lease is not None:
+            lease.acquire()
+        try:
+            Journal(self.store, workflow_id).reset()
+        finally:
+            if lease is not None:
+                lease.release()
 
     def start(
         self,
@@ -194,8 +215,16 @@ class Workflow:
         initial = self._initial(initial_context)
         print_ = fingerprint(initial)
         workflow_id = self.workflow_id_for(initial_context)
-        journal = Journal(self.store, workflow_id)
-        restored = journal.open(self.steps, print_, self.on_input_change)
+        lease = self._lease(workflow_id)
+        if lease is not None:
+            lease.acquire()
+        try:
+            journal = Journal(self.store, workflow_id, lease)
+            restored = journal.open(self.steps, print_, self.on_input_change)
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
         records = [StepRecord(index=i, name=spec.name) for i, spec in enumerate(self._specs)]
         for index, (doc, output) in restored.items():
             record = records[index]
@@ -227,6 +256,8 @@ def _execute(execution: Execution, strategy: Any) -> None:
     try:
         strategy(execution)
     finally:
+        if execution.journal.lease is not None:
+            execution.journal.lease.release()
         if run.cancel_event.is_set():
             for record in run.steps:
                 if record.status is Status.NOT_STARTED:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from dotflow_providers import Context, Workflow, store_from_url
+from dotflow_providers import Context, DotflowError, LeaseConfig, Workflow, store_from_url
 
 
 def log_line(path: Path, line: str) -> None:
@@ -24,7 +25,14 @@ def log_line(path: Path, line: str) -> None:
 
 
 def build(args: argparse.Namespace) -> Workflow:
-    wf = Workflow(args.workflow_id, store=store_from_url(args.store))
+    lock = LeaseConfig(
+        ttl=args.lock_ttl,
+        wait=args.lock_wait,
+        clock_skew=args.lock_skew,
+        host=args.lock_host,
+        poll=0.1,
+    )
+    wf = Workflow(args.workflow_id, store=store_from_url(args.store), lock=lock)
 
     def make(index: int) -> Any:
         name = f"s{index}"
@@ -33,8 +41,8 @@ def build(args: argparse.Namespace) -> Workflow:
             log_line(args.log, f"start {name} pid={os.getpid()}")
             if name == args.hang_at and args.arm.exists():
                 args.ready.write_text(name)
-                time.sleep(120)
-            return [*(previous_context.storage or []), name]
+                time.sleep(args.hang_for)
+            return [*(previous_context.storage or []), f"{name}@{os.getpid()}"]
 
         return step
 
@@ -52,9 +60,19 @@ def main() -> None:
     parser.add_argument("--hang-at", default="")
     parser.add_argument("--arm", type=Path, default=Path("/nonexistent"))
     parser.add_argument("--ready", type=Path, default=Path("/dev/null"))
+    parser.add_argument("--hang-for", type=float, default=120)
+    parser.add_argument("--lock-ttl", type=float, default=60)
+    parser.add_argument("--lock-wait", type=float, default=0)
+    parser.add_argument("--lock-skew", type=float, default=5)
+    parser.add_argument("--lock-host", default=None)
     args = parser.parse_args()
-    run = build(args).start()
-    print(json.dumps({"summary": run.summary(), "output": run.output}))
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(threadName)s %(message)s")
+    try:
+        run = build(args).start()
+    except DotflowError as exc:
+        print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+        raise SystemExit(3) from None
+    print(json.dumps({"summary": run.summary(), "output": run.output, "pid": os.getpid()}))
 
 
 if __name__ == "__main__":

@@ -143,8 +143,9 @@ def test_resume_reads_one_list_and_one_get_per_step() -> None:
     run = wf.start()
     assert all(s.restored for s in run.steps)
     assert store.count("list") == 1
-    assert store.count("get") == 21  # manifest + 20 steps
-    assert store.count("put") == 0
+    assert store.count("get", "/steps/") == 20
+    assert store.count("get", "/manifest") == 1
+    assert store.count("put", "/steps/") == 0
 
 
 def test_checkpoint_document_layout(tmp_path: Path) -> None:

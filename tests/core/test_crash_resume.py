@@ -64,7 +64,9 @@ def test_sigkill_mid_step_resumes_from_that_step_only(tmp_path: Path) -> None:
     assert result["summary"]["status"] == "COMPLETED"
     assert [s["restored"] for s in result["summary"]["steps"]] == [True] * 3 + [False] * 3
     # s3 got the restored output of s0..s2 as its previous context
-    assert result["output"] == ["s0", "s1", "s2", "s3", "s4", "s5"]
+    assert [item.split("@")[0] for item in result["output"]] == ["s0", "s1", "s2", "s3", "s4", "s5"]
+    assert result["output"][2] == f"s2@{first.pid}"  # restored, not recomputed
+    assert result["output"][3] == f"s3@{second.pid}"
 
 
 def test_a_completed_workflow_runs_nothing_again(tmp_path: Path) -> None:
@@ -74,4 +76,4 @@ def test_a_completed_workflow_runs_nothing_again(tmp_path: Path) -> None:
         assert proc.returncode == 0, err
     starts = Counter(line.split()[1] for line in (tmp_path / "log").read_text().splitlines())
     assert starts == {"s0": 1, "s1": 1, "s2": 1}
-    assert json.loads(out)["output"] == ["s0", "s1", "s2"]
+    assert [item.split("@")[0] for item in json.loads(out)["output"]] == ["s0", "s1", "s2"]

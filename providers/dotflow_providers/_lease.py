@@ -1,0 +1,229 @@
+"""A lease lock on one store key, so only one runner at a time owns a workflow id.
+
+The lease document records owner, host, pid, epoch and expiry. It is created create-only,
+renewed from a heartbeat thread with compare-and-swap, and released with a conditional delete.
+A lease past its expiry (plus the allowed clock skew) is taken over with compare-and-swap and
+the epoch incremented; on the same host, a lease whose process is gone is taken over at once.
+
+The holder fences its own commits: before each one it checks that its lease is still within
+its local expiry, and if not it renews it conditionally first, so a runner that stalled past
+its lease stops with `LockLost` instead of overwriting the new owner's work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from ._errors import (
+    ConfigurationError,
+    CorruptCheckpoint,
+    LockHeld,
+    LockLost,
+    PreconditionFailed,
+    StoreError,
+)
+from .storage import CheckpointStore
+
+logger = logging.getLogger("dotflow_providers")
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseConfig:
+    """How a workflow's lease behaves: `Workflow(lock=LeaseConfig(ttl=30, wait=10))`.
+
+    `ttl`: seconds a lease lives without renewal (renewed every ttl/3). `wait`: seconds to wait
+    for a held lease before `LockHeld`. `clock_skew`: extra seconds a lease is honoured past its
+    expiry, covering clock differences between hosts. `host`: the name recorded for this
+    runner (the machine's hostname by default; give each container its own).
+    """
+
+    ttl: float = 60.0
+    wait: float = 0.0
+    clock_skew: float = 5.0
+    host: str | None = None
+    poll: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.ttl <= 0:
+            raise ConfigurationError(f"lock ttl must be positive seconds, got {self.ttl!r}")
+        if self.wait < 0 or self.clock_skew < 0 or self.poll <= 0:
+            raise ConfigurationError("lock wait and clock_skew must be >= 0, poll > 0")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Lease:
+    """A held (or wanted) lease on `key`. Use `acquire()`, then `release()`."""
+
+    def __init__(
+        self,
+        store: CheckpointStore,
+        key: str,
+        config: LeaseConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_heartbeat: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.key = key
+        self.config = config
+        self.owner = uuid.uuid4().hex
+        self.host = config.host or socket.gethostname()
+        self.pid = os.getpid()
+        self.epoch = 0
+        self.expires_at = 0.0
+        self.lost = False
+        self._clock = clock
+        self._version: str | None = None
+        self._renew_at = 0.0
+        self._mutex = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._on_heartbeat = on_heartbeat
+
+    def _write(self, *, if_match: str | None = None, create: bool = False) -> None:
+        """Write our lease document; the local expiry only moves once the write succeeded."""
+        now = self._clock()
+        document = json.dumps(
+            {
+                "owner": self.owner,
+                "host": self.host,
+                "pid": self.pid,
+                "epoch": self.epoch,
+                "acquired_at": now,
+                "expires_at": now + self.config.ttl,
+                "ttl": self.config.ttl,
+            }
+        ).encode()
+        self._version = self.store.put(self.key, document, if_match=if_match, if_none_match=create)
+        self.expires_at = now + self.config.ttl
+        # A commit renews first once two thirds of the TTL are gone: the heartbeat (every third)
+        # normally got there before, so this only costs a request after a stall.
+        self._renew_at = now + self.config.ttl * 2 / 3
+
+    def _read(self) -> tuple[dict[str, Any], str] | None:
+        current = self.store.get_versioned(self.key)
+        if current is None:
+            return None
+        data, version = current
+        try:
+            lease = json.loads(data)
+            float(lease["expires_at"])
+            int(lease["epoch"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptCheckpoint(self.key, f"not a lease document: {exc}") from exc
+        return lease, version
+
+    def _takeable(self, lease: dict[str, Any]) -> bool:
+        if self._clock() > float(lease["expires_at"]) + self.config.clock_skew:
+            return True
+        return lease.get("host") == self.host and not _process_alive(int(lease.get("pid", -1)))
+
+    def acquire(self) -> None:
+        """Take the lease, waiting up to `config.wait` seconds; raise `LockHeld` otherwise."""
+        deadline = time.monotonic() + self.config.wait
+        while True:
+            try:
+                self.epoch = 1
+                self._write(create=True)
+                break
+            except PreconditionFailed:
+                pass
+            found = self._read()
+            if found is None:
+                continue  # released between our two calls
+            lease, version = found
+            if self._takeable(lease):
+                self.epoch = int(lease["epoch"]) + 1
+                try:
+                    self._write(if_match=version)
+                except PreconditionFailed:
+                    continue  # another runner took it first; look again
+                logger.warning(
+                    "took over the lease on %s from %s@%s (pid %s), epoch %d",
+                    self.key,
+                    lease.get("owner"),
+                    lease.get("host"),
+                    lease.get("pid"),
+                    self.epoch,
+                    extra={"lock": self.key, "epoch": self.epoch},
+                )
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                holder = f"{lease.get('host')} pid {lease.get('pid')} (epoch {lease['epoch']})"
+                raise LockHeld(self.key, holder, float(lease["expires_at"]))
+            time.sleep(min(self.config.poll, remaining))
+        self._thread = threading.Thread(
+            target=self._heartbeat, name=f"dotflow-lease:{self.key}", daemon=True
+        )
+        self._thread.start()
+
+    def renew(self, only_if_stale: bool = False) -> None:
+        """Extend the lease; `LockLost` if another runner has taken it."""
+        with self._mutex:
+            if self.lost:
+                raise LockLost(f"the lease on {self.key} was taken over by another runner")
+            if only_if_stale and self._clock() < self._renew_at:
+                return  # renewed by the heartbeat while we waited for the mutex
+            try:
+                self._write(if_match=self._version)
+            except PreconditionFailed:
+                self.lost = True
+                raise LockLost(
+                    f"the lease on {self.key} was taken over by another runner after this one "
+                    f"stalled past its {self.config.ttl}s TTL; stopping without committing"
+                ) from None
+
+    def check(self) -> None:
+        """Fence a commit: cheap while the lease is fresh, a conditional renew once it is not.
+
+        A renewal in flight holds the mutex, so a commit after a stall waits for its answer.
+        """
+        if self.lost or self._clock() >= self._renew_at:
+            self.renew(only_if_stale=True)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.config.ttl / 3):
+            try:
+                self.renew()
+            except LockLost:
+                logger.error("lost the lease on %s", self.key, extra={"lock": self.key})
+                return
+            except StoreError as exc:  # transient: the lease may still be ours; try again
+                logger.warning("could not renew the lease on %s: %s", self.key, exc)
+            if self._on_heartbeat is not None:
+                self._on_heartbeat()
+
+    def release(self) -> None:
+        """Stop renewing and delete the lease if it is still ours."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        with self._mutex:
+            if self.lost or self._version is None:
+                return
+            try:
+                self.store.delete(self.key, if_match=self._version)
+            except PreconditionFailed:
+                pass  # taken over meanwhile: it is not ours to delete
+            except StoreError as exc:
+                logger.warning("could not release the lease on %s: %s", self.key, exc)
+            self._version = None

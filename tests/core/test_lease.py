@@ -1,0 +1,192 @@
+"""The lease lock: one runner per workflow id, takeover of dead or expired holders, fencing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dotflow_providers import (
+    FileStore,
+    LeaseConfig,
+    LockHeld,
+    LockLost,
+    MemoryStore,
+    Status,
+    Workflow,
+)
+from dotflow_providers._lease import Lease
+from dotflow_providers.storage import CheckpointStore, GCSStore, S3Store
+
+
+@pytest.fixture(params=["memory", "file", "s3", "gcs"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CheckpointStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+    elif request.param == "file":
+        yield FileStore(tmp_path)
+    elif request.param == "s3":
+        yield S3Store(
+            request.getfixturevalue("s3_bucket"), client=request.getfixturevalue("s3_client")
+        )
+    else:
+        yield GCSStore(
+            request.getfixturevalue("gcs_bucket"), client=request.getfixturevalue("gcs_client")
+        )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def lease_doc(store: CheckpointStore) -> dict[str, object]:
+    data = store.get("wf/lock")
+    assert data is not None
+    return json.loads(data)  # type: ignore[no-any-return]
+
+
+def test_one_holder_at_a_time(store: CheckpointStore) -> None:
+    first = Lease(store, "wf/lock", LeaseConfig(ttl=30, host="host-a"))
+    first.acquire()
+    doc = lease_doc(store)
+    assert doc["owner"] == first.owner
+    assert doc["host"] == "host-a"
+    assert doc["epoch"] == 1
+    with pytest.raises(LockHeld, match="host-a") as info:
+        Lease(store, "wf/lock", LeaseConfig(ttl=30, host="host-b")).acquire()
+    assert info.value.expires_at == pytest.approx(first.expires_at)
+    first.release()
+    assert store.get("wf/lock") is None
+    second = Lease(store, "wf/lock", LeaseConfig(ttl=30, host="host-b"))
+    second.acquire()
+    second.release()
+
+
+def test_a_waiting_runner_gets_the_lease_when_it_is_released(store: CheckpointStore) -> None:
+    first = Lease(store, "wf/lock", LeaseConfig(ttl=30))
+    first.acquire()
+    threading.Timer(0.3, first.release).start()
+    second = Lease(store, "wf/lock", LeaseConfig(ttl=30, wait=10, poll=0.05))
+    t0 = time.monotonic()
+    second.acquire()
+    assert 0.25 < time.monotonic() - t0 < 5
+    second.release()
+
+
+def test_an_expired_lease_is_taken_over_with_the_next_epoch(store: CheckpointStore) -> None:
+    clock = Clock()
+    first = Lease(store, "wf/lock", LeaseConfig(ttl=10, clock_skew=2, host="far-away"), clock=clock)
+    first.acquire()
+    first._stop.set()  # its heartbeat stalls (the runner froze)
+    later = Lease(store, "wf/lock", LeaseConfig(ttl=10, clock_skew=2, host="here"), clock=clock)
+    clock.now += 11  # expired, but within the allowed clock skew
+    with pytest.raises(LockHeld):
+        later.acquire()
+    clock.now += 2
+    later.acquire()
+    assert lease_doc(store)["epoch"] == 2
+    assert lease_doc(store)["owner"] == later.owner
+    # the stalled runner's next commit is fenced off
+    with pytest.raises(LockLost, match="stalled past"):
+        first.check()
+    assert first.lost
+    first.release()  # not ours any more: must not delete the new owner's lease
+    assert lease_doc(store)["owner"] == later.owner
+    later.release()
+
+
+def test_a_dead_holder_on_this_host_is_taken_over_at_once(store: CheckpointStore) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(dead.stdout)
+    holder = Lease(store, "wf/lock", LeaseConfig(ttl=600))
+    doc = json.dumps(
+        {
+            "owner": "ghost",
+            "host": holder.host,
+            "pid": pid,
+            "epoch": 4,
+            "acquired_at": time.time(),
+            "expires_at": time.time() + 600,
+        }
+    ).encode()
+    store.put("wf/lock", doc)
+    holder.acquire()
+    assert lease_doc(store)["epoch"] == 5
+    holder.release()
+
+
+def test_a_live_holder_on_this_host_is_respected(store: CheckpointStore) -> None:
+    first = Lease(store, "wf/lock", LeaseConfig(ttl=600))
+    first.acquire()
+    with pytest.raises(LockHeld):
+        Lease(store, "wf/lock", LeaseConfig(ttl=600)).acquire()
+    first.release()
+
+
+def test_check_is_free_while_fresh_and_renews_when_stale(store: CheckpointStore) -> None:
+    clock = Clock()
+    lease = Lease(store, "wf/lock", LeaseConfig(ttl=30), clock=clock)
+    lease.acquire()
+    lease._stop.set()
+    before = store.get_versioned("wf/lock")
+    lease.check()
+    assert store.get_versioned("wf/lock") == before  # no request while fresh
+    clock.now += 25
+    lease.check()
+    assert lease_doc(store)["expires_at"] == pytest.approx(clock.now + 30)
+    lease.release()
+
+
+def test_heartbeat_keeps_renewing(store: CheckpointStore) -> None:
+    lease = Lease(store, "wf/lock", LeaseConfig(ttl=0.6))
+    lease.acquire()
+    first_expiry = lease_doc(store)["expires_at"]
+    time.sleep(1.0)
+    assert lease_doc(store)["expires_at"] > first_expiry  # type: ignore[operator]
+    assert not lease.lost
+    lease.release()
+
+
+def test_workflows_take_the_lease_and_a_second_start_is_refused(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    release = threading.Event()
+    wf = Workflow("owned", store=store).add(lambda: release.wait(10), name="wait")
+    run = wf.start(mode="background")
+    with pytest.raises(LockHeld):
+        Workflow("owned", store=store).add(lambda: 1, name="wait").start()
+    release.set()
+    assert run.wait(10).status is Status.COMPLETED
+    assert store.get("owned/lock") is None  # released at the end
+    unlocked = Workflow("owned", store=store, lock=False).add(lambda: 1, name="wait")
+    assert unlocked.start().steps[0].restored
+
+
+def test_reset_refuses_while_another_runner_holds_the_lease(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    holder = Lease(store, "busy/lock", LeaseConfig())
+    holder.acquire()
+    with pytest.raises(LockHeld):
+        Workflow("busy", store=store).add(lambda: 1, name="a").reset()
+    holder.release()
+
+
+def test_bad_lease_settings_are_named_errors() -> None:
+    with pytest.raises(ValueError, match="ttl"):
+        LeaseConfig(ttl=0)
+    with pytest.raises(ValueError, match="wait"):
+        LeaseConfig(wait=-1)
