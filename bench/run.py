@@ -7,6 +7,7 @@ which is the least disturbed by other work on the machine.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
 import statistics
@@ -58,6 +59,37 @@ def engine_step(n: int) -> float:
     return elapsed / n
 
 
+@action
+async def nap() -> None:
+    await asyncio.sleep(0.01)
+
+
+def async_fan_out(n: int) -> float:
+    """n steps that each sleep 10 ms, all awaited in one event loop."""
+    wf = Workflow(f"fan-{time.perf_counter_ns()}")
+    for i in range(n):
+        wf.add(nap, name=f"nap{i}")
+
+    async def main() -> float:
+        t0 = time.perf_counter()
+        run = await wf.start_async(mode="async_parallel", max_concurrency=n)
+        assert run.status.value == "COMPLETED"
+        return time.perf_counter() - t0
+
+    return asyncio.run(main())
+
+
+def loop_per_step(n: int, threads: int) -> float:
+    """The same steps under the sync engine: one asyncio.run per step, 32 threads at a time."""
+    wf = Workflow(f"loops-{time.perf_counter_ns()}")
+    for i in range(n):
+        wf.add(nap, name=f"nap{i}", group=f"g{i}")
+    t0 = time.perf_counter()
+    run = wf.start(mode="sequential_group", max_workers=threads)
+    assert run.status.value == "COMPLETED"
+    return time.perf_counter() - t0
+
+
 def raw_atomic_write(directory: str, data: bytes, n: int) -> float:
     t0 = time.perf_counter()
     for i in range(n):
@@ -84,6 +116,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--writes", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--fan-out", type=int, default=5000)
     args = parser.parse_args()
     console = Console()
 
@@ -101,6 +134,8 @@ def main() -> None:
             raws.append(raw_atomic_write(str(raw_dir), doc, args.writes))
             commits.append(store_commit(store, doc, args.writes, f"r{rep}"))
     raw, commit = statistics.median(raws), statistics.median(commits)
+    fan = best_of(3, lambda: async_fan_out(args.fan_out))
+    loops = loop_per_step(args.fan_out, 32)
 
     table = Table(
         title=f"dotflow-providers benchmarks ({platform.machine()}, "
@@ -132,6 +167,18 @@ def main() -> None:
         f"{commit * us:.0f} µs",
         f"raw fsync'd atomic write {raw * us:.0f} µs",
         f"{commit / raw:.2f}x",
+    )
+    table.add_row(
+        f"async fan-out: {args.fan_out} steps x sleep(10 ms), one loop",
+        f"{fan:.3f} s",
+        "ideal 0.010 s",
+        f"{fan / 0.01:.1f}x ideal (target < 0.5 s)",
+    )
+    table.add_row(
+        "same steps, one event loop per step (32 threads)",
+        f"{loops:.3f} s",
+        f"one loop {fan:.3f} s",
+        f"{loops / fan:.1f}x slower",
     )
     console.print(table)
 

@@ -3,6 +3,7 @@
 import logging as _logging
 
 from ._action import Action, Context, action
+from ._async import AsyncTaskEngine
 from ._engine import StepRecord, TaskEngine
 from ._errors import (
     CheckpointError,
@@ -38,6 +39,7 @@ _logging.getLogger("dotflow_providers").addHandler(_logging.NullHandler())
 
 __all__ = [
     "Action",
+    "AsyncTaskEngine",
     "CheckpointError",
     "CheckpointStore",
     "CircuitBreaker",

@@ -70,17 +70,9 @@ def _sleep(cancel: threading.Event | None, delay: float) -> None:
         raise WorkflowCancelled("the run was cancelled while waiting to retry")
 
 
-class TaskEngine:
-    """Runs one step: status transitions, timing, error capture, retries and the commit.
-
-    Use it as a context manager around `execute_with_retry`:
-
-        with TaskEngine(step, record, commit=...) as engine:
-            engine.execute_with_retry(kwargs)
-
-    On leaving, the record holds the final status; an `Exception` from the step is recorded
-    on it (FAILED) and not re-raised, so strategies only decide what runs next.
-    """
+class StepLifecycle:
+    """What both engines share: transitions, timing, error capture, tracer calls and every
+    retry decision. The sync and async engines only add how to call, sleep and commit."""
 
     __slots__ = ("_t0", "cancel", "commit", "record", "runner", "step", "tracer")
 
@@ -88,7 +80,7 @@ class TaskEngine:
         self,
         step: Action,
         record: StepRecord,
-        commit: Commit | None = None,
+        commit: Any = None,
         tracer: Tracer | None = None,
         cancel: threading.Event | None = None,
         runner: AttemptRunner | None = None,
@@ -101,21 +93,16 @@ class TaskEngine:
         self.cancel = cancel
         self._t0 = 0.0
 
-    def __enter__(self) -> TaskEngine:
+    def _begin(self) -> None:
         record = self.record
         record.set_status(Status.IN_PROGRESS)
         record.started_at = time.time()
         self._t0 = time.perf_counter()
         if self.tracer is not None:
             self.tracer.step_started(record)
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
+    def _end(self, exc: BaseException | None) -> bool:
+        """Record how the step ended; True when the exception (if any) is absorbed."""
         record = self.record
         record.duration = time.perf_counter() - self._t0
         if record.finished_at is None:
@@ -139,8 +126,74 @@ class TaskEngine:
             )
         if self.tracer is not None:
             self.tracer.step_finished(record)
-        # Exceptions are recorded, not raised; interpreter exits (KeyboardInterrupt...) go on.
+        # Exceptions are recorded, not raised; cancellation and interpreter exits go on.
         return exc is None or isinstance(exc, Exception)
+
+    def _start_attempt(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise WorkflowCancelled(f"the run was cancelled before step {self.record.name!r}")
+        self.record.attempts += 1
+
+    def _admit(self) -> None:
+        """Let a guard (circuit breaker) refuse the attempt; counts as a failed attempt."""
+        if self.step.guard is not None:
+            self.step.guard.before_attempt()
+
+    def _attempt_failed(self, error: Exception) -> float | None:
+        """Ask the policy about a failed attempt: the wait before the next one, or None."""
+        record, step = self.record, self.step
+        if step.guard is not None:
+            step.guard.after_attempt(error)
+        delay = retry_delay(step.policy, record.attempts, error, time.perf_counter() - self._t0)
+        if delay is not None:
+            logger.warning(
+                "step %s attempt %d failed (%s: %s); retrying in %.3fs",
+                record.name,
+                record.attempts,
+                type(error).__name__,
+                error,
+                delay,
+                extra={"step": record.name, "attempt": record.attempts, "delay": delay},
+            )
+        if self.tracer is not None:
+            self.tracer.attempt_failed(record, error, delay)
+        if delay is not None:
+            record.set_status(Status.RETRY)
+        return delay
+
+    def _attempt_succeeded(self, output: Any) -> None:
+        if self.step.guard is not None:
+            self.step.guard.after_attempt(None)
+        self.record.output = output
+        self.record.finished_at = time.time()
+
+
+class TaskEngine(StepLifecycle):
+    """Runs one step: status transitions, timing, error capture, retries and the commit.
+
+    Use it as a context manager around `execute_with_retry`:
+
+        with TaskEngine(step, record, commit=...) as engine:
+            engine.execute_with_retry(kwargs)
+
+    On leaving, the record holds the final status; an `Exception` from the step is recorded
+    on it (FAILED) and not re-raised, so strategies only decide what runs next.
+    """
+
+    __slots__ = ()
+    commit: Commit | None
+
+    def __enter__(self) -> TaskEngine:
+        self._begin()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        return self._end(exc)
 
     def _call(self, kwargs: dict[str, Any]) -> Any:
         step, timeout = self.step, self.step.timeout
@@ -155,53 +208,27 @@ class TaskEngine:
 
     def execute_with_retry(self, kwargs: dict[str, Any]) -> Any:
         """Call the step until it succeeds or its policy gives up; commit the success once."""
-        step, record, cancel = self.step, self.record, self.cancel
-        guard = step.guard
+        step = self.step
+        direct = step.timeout is None and not step.is_async and self.runner is None
         while True:
-            if cancel is not None and cancel.is_set():
-                raise WorkflowCancelled(f"the run was cancelled before step {record.name!r}")
-            record.attempts += 1
+            self._start_attempt()
             try:
-                if guard is not None:
-                    guard.before_attempt()
-                output = self._call(kwargs)
+                if step.guard is not None:
+                    self._admit()
+                output = step.func(**kwargs) if direct else self._call(kwargs)
             except Exception as error:
-                if guard is not None:
-                    guard.after_attempt(error)
-                delay = retry_delay(
-                    step.policy, record.attempts, error, time.perf_counter() - self._t0
-                )
-                self._failed_attempt(error, delay)
+                delay = self._attempt_failed(error)
                 if delay is None:
                     raise
-                record.set_status(Status.RETRY)
                 if delay > 0:
-                    _sleep(cancel, delay)
-                record.set_status(Status.IN_PROGRESS)
+                    _sleep(self.cancel, delay)
+                self.record.set_status(Status.IN_PROGRESS)
                 continue
-            if guard is not None:
-                guard.after_attempt(None)
-            record.output = output
-            record.finished_at = time.time()
+            self._attempt_succeeded(output)
             if self.commit is not None:
-                self.commit(record)
-            record.set_status(Status.COMPLETED)
+                self.commit(self.record)
+            self.record.set_status(Status.COMPLETED)
             return output
-
-    def _failed_attempt(self, error: BaseException, delay: float | None) -> None:
-        record = self.record
-        if delay is not None:
-            logger.warning(
-                "step %s attempt %d failed (%s: %s); retrying in %.3fs",
-                record.name,
-                record.attempts,
-                type(error).__name__,
-                error,
-                delay,
-                extra={"step": record.name, "attempt": record.attempts, "delay": delay},
-            )
-        if self.tracer is not None:
-            self.tracer.attempt_failed(record, error, delay)
 
 
 def call_step(step: Action, kwargs: dict[str, Any]) -> Any:

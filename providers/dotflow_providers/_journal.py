@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Literal
 
@@ -39,6 +40,8 @@ class Journal:
         self.layout = Layout(workflow_id)
         self.lease = lease
         self._keys: list[str] = []
+        # Stores that do network or disk I/O are called from a thread by the async engine.
+        self.blocking: bool = getattr(store, "blocking", True)
 
     def open(self, steps: list[str], fingerprint: str, on_input_change: OnInputChange) -> Restored:
         """Check the manifest against this definition and return the completed steps.
@@ -125,6 +128,13 @@ class Journal:
             record.output,
         )
         self.write(record, payload)
+
+    async def acommit(self, record: StepRecord) -> None:
+        """`commit` for the async engine, never blocking the event loop."""
+        if self.blocking:
+            await asyncio.to_thread(self.commit, record)
+        else:
+            self.commit(record)
 
     def reset(self) -> None:
         """Delete every document of this workflow but its lease."""

@@ -45,27 +45,41 @@ class Execution:
     max_workers: int | None
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
 
-    def run_step(self, index: int, previous: Any, runner: AttemptRunner | None = None) -> bool:
-        """Run step `index` through the engine; True when it completed."""
-        step = self.specs[index].step
-        record = self.run.steps[index]
+    def kwargs_for(self, index: int, previous: Any) -> dict[str, Any]:
+        """The contexts step `index` asked for."""
+        accepts = self.specs[index].step.accepts
         kwargs: dict[str, Any] = {}
-        accepts = step.accepts
         if accepts:
             if "initial_context" in accepts:
                 kwargs["initial_context"] = Context(self.initial[index])
             if "previous_context" in accepts:
                 kwargs["previous_context"] = Context(previous)
-        engine = TaskEngine(
-            step, record, self.journal.commit, self.tracer, self.run.cancel_event, runner
-        )
-        with engine:
-            engine.execute_with_retry(kwargs)
-        if record.status is Status.COMPLETED:
+        return kwargs
+
+    def settle(self, index: int) -> bool:
+        """After step `index` ran: True when it completed; stops the run when it must."""
+        status = self.run.steps[index].status
+        if status is Status.COMPLETED:
             return True
-        if not self.keep_going or record.status is Status.CANCELLED:
+        if not self.keep_going or status is Status.CANCELLED:
             self.stop.set()
         return False
+
+    def run_step(self, index: int, previous: Any, runner: AttemptRunner | None = None) -> bool:
+        """Run step `index` through the engine; True when it completed."""
+        engine = TaskEngine(
+            self.specs[index].step,
+            self.run.steps[index],
+            self.journal.commit,
+            self.tracer,
+            self.run.cancel_event,
+            runner,
+        )
+        with engine:
+            engine.execute_with_retry(
+                self.kwargs_for(index, previous) if engine.step.accepts else {}
+            )
+        return self.settle(index)
 
     def halted(self) -> bool:
         lease = self.journal.lease
@@ -89,18 +103,25 @@ class Execution:
             self.run_step(index, previous)
             previous = record.output
 
+    def chains(self, by_step: bool) -> list[list[int]]:
+        """Steps grouped into chains by `group`; ungrouped steps are each their own chain
+        when `by_step`, else they form one chain together."""
+        chains: dict[Any, list[int]] = {}
+        for index, spec in enumerate(self.specs):
+            key = (None, index) if by_step and spec.group is None else spec.group
+            chains.setdefault(key, []).append(index)
+        return list(chains.values())
+
 
 def sequential(ex: Execution) -> None:
     ex.run_chain(range(len(ex.specs)))
 
 
 def sequential_group(ex: Execution) -> None:
-    groups: dict[str | None, list[int]] = {}
-    for index, spec in enumerate(ex.specs):
-        groups.setdefault(spec.group, []).append(index)
-    workers = min(len(groups), ex.max_workers or 32)
+    chains = ex.chains(by_step=False)
+    workers = min(len(chains), ex.max_workers or 32)
     with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="dotflow-group") as pool:
-        for future in [pool.submit(ex.run_chain, chain) for chain in groups.values()]:
+        for future in [pool.submit(ex.run_chain, chain) for chain in chains]:
             future.result()
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, get_args
 
 from ._action import Action, as_action, class_steps
@@ -31,6 +33,7 @@ class Run:
         self.duration: float | None = None
         self.cancel_event = threading.Event()
         self._finished = threading.Event()
+        self._cancel_hooks: list[Callable[[], None]] = []
 
     @property
     def output(self) -> Any:
@@ -50,9 +53,18 @@ class Run:
     def cancel(self) -> None:
         """Ask the run to stop: no further step or attempt starts, waits are cut short.
 
-        A step already executing finishes its current attempt (threads cannot be killed).
+        In sync modes a step already executing finishes its current attempt (threads cannot be
+        killed); in async modes the running steps are cancelled.
         """
         self.cancel_event.set()
+        for hook in self._cancel_hooks:
+            hook()
+
+    def on_cancel(self, hook: Callable[[], None]) -> None:
+        """Call `hook` (from any thread) when the run is cancelled."""
+        self._cancel_hooks.append(hook)
+        if self.cancel_event.is_set():
+            hook()
 
     def raise_for_status(self) -> Run:
         """Return the run if it completed, else raise `WorkflowFailed` or `WorkflowCancelled`."""
@@ -203,11 +215,46 @@ class Workflow:
         `os.cpu_count()`). Errors in the definition, the inputs or the stored checkpoints are
         raised here, before any step runs.
         """
-        strategy = STRATEGIES.get(mode)
-        if strategy is None:
-            raise UnknownMode(
-                f"unknown mode {mode!r}; choose one of {', '.join(sorted(STRATEGIES))}"
-            )
+        strategy = _choose(STRATEGIES, mode)
+        execution = self._prepare(mode, keep_going, initial_context, max_workers)
+        if mode == "background":
+            threading.Thread(
+                target=_execute, args=(execution, strategy), name="dotflow-background", daemon=True
+            ).start()
+        else:
+            _execute(execution, strategy)
+        return execution.run
+
+    async def start_async(
+        self,
+        mode: str = "async_sequential",
+        keep_going: bool = False,
+        *,
+        initial_context: Any = None,
+        max_concurrency: int | None = None,
+    ) -> Run:
+        """Run the pending steps in the running event loop and return the `Run`.
+
+        `async_sequential` passes each output on; `async_parallel` runs independent steps (and
+        each `group` as a chain) concurrently, at most `max_concurrency` at once. Async steps
+        are awaited in this loop; sync steps run in worker threads. Store I/O never blocks the
+        loop. Cancelling the awaiting task cancels the running steps (marked CANCELLED).
+        """
+        from ._async import ASYNC_STRATEGIES, execute_async
+
+        strategy = _choose(ASYNC_STRATEGIES, mode)
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ConfigurationError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        execution = await asyncio.to_thread(
+            self._prepare, mode, keep_going, initial_context, max_concurrency
+        )
+        await execute_async(execution, strategy)
+        return execution.run
+
+    def _prepare(
+        self, mode: str, keep_going: bool, initial_context: Any, max_workers: int | None
+    ) -> Execution:
+        """Take the lease, check the stored checkpoints and build the run (all before a step)."""
         if not self._specs:
             raise InvalidStep("the workflow has no steps; add some with workflow.add(step)")
         if max_workers is not None and max_workers < 1:
@@ -232,36 +279,43 @@ class Workflow:
             record.started_at, record.finished_at = doc.started_at, doc.finished_at
             record.duration, record.output = doc.finished_at - doc.started_at, output
         run = Run(workflow_id, records, mode)
-        execution = Execution(
-            run, self._specs, initial, journal, keep_going, self.tracer, max_workers
-        )
-        if mode == "background":
-            threading.Thread(
-                target=_execute, args=(execution, strategy), name="dotflow-background", daemon=True
-            ).start()
-        else:
-            _execute(execution, strategy)
-        return run
+        return Execution(run, self._specs, initial, journal, keep_going, self.tracer, max_workers)
 
     def __repr__(self) -> str:
         return f"<Workflow {self._workflow_id or '(derived id)'} steps={self.steps}>"
 
 
-def _execute(execution: Execution, strategy: Any) -> None:
+def _choose(strategies: dict[str, Any], mode: str) -> Any:
+    strategy = strategies.get(mode)
+    if strategy is None:
+        raise UnknownMode(f"unknown mode {mode!r}; choose one of {', '.join(sorted(strategies))}")
+    return strategy
+
+
+def open_run(execution: Execution) -> None:
+    """Mark the run started (both the sync and the async paths)."""
+    execution.run.status = Status.IN_PROGRESS
+    if execution.tracer is not None:
+        execution.tracer.workflow_started(execution.run)
+
+
+def close_run(execution: Execution) -> None:
+    """Release the lease and settle the run's status (both the sync and the async paths)."""
     run = execution.run
-    run.status = Status.IN_PROGRESS
-    tracer = execution.tracer
-    if tracer is not None:
-        tracer.workflow_started(run)
+    if execution.journal.lease is not None:
+        execution.journal.lease.release()
+    if run.cancel_event.is_set():
+        for record in run.steps:
+            if record.status is Status.NOT_STARTED:
+                record.set_status(Status.CANCELLED)
+    run._finish()
+    if execution.tracer is not None:
+        execution.tracer.workflow_finished(run)
+
+
+def _execute(execution: Execution, strategy: Any) -> None:
+    open_run(execution)
     try:
         strategy(execution)
     finally:
-        if execution.journal.lease is not None:
-            execution.journal.lease.release()
-        if run.cancel_event.is_set():
-            for record in run.steps:
-                if record.status is Status.NOT_STARTED:
-                    record.set_status(Status.CANCELLED)
-        run._finish()
-        if tracer is not None:
-            tracer.workflow_finished(run)
+        close_run(execution)

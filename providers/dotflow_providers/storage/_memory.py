@@ -13,6 +13,7 @@ class MemoryStore:
     """Keeps checkpoints in this process only: fast, and gone when the process ends."""
 
     url = "memory://"
+    blocking = False  # no I/O: the async engine may call it from the event loop
 
     def __init__(self) -> None:
         self._data: dict[str, tuple[bytes, str]] = {}

@@ -1,0 +1,164 @@
+"""`AsyncTaskEngine` and the async modes: every async step awaited in the caller's loop.
+
+The lifecycle and every retry decision come from `StepLifecycle`, shared with `TaskEngine`;
+this module only adds awaiting, `asyncio.sleep` between attempts, the loop's own timeout and a
+commit that keeps store I/O off the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ._engine import StepLifecycle, StepRecord, call_step
+from ._errors import StepTimeout
+from ._status import Status
+from ._timeout import in_process, in_thread
+
+if TYPE_CHECKING:
+    from ._strategies import Execution
+
+AsyncCommit = Callable[[StepRecord], Awaitable[None]]
+
+
+class AsyncTaskEngine(StepLifecycle):
+    """The async counterpart of `TaskEngine`:
+
+        async with AsyncTaskEngine(step, record, commit=...) as engine:
+            await engine.execute_with_retry(kwargs)
+
+    Async steps are awaited directly in the running loop; a timeout cancels them (their
+    `finally` blocks run). `asyncio.CancelledError` is never retried or swallowed: the step is
+    marked CANCELLED, nothing is committed, and the cancellation propagates.
+    """
+
+    __slots__ = ()
+    commit: AsyncCommit | None
+
+    async def __aenter__(self) -> AsyncTaskEngine:
+        self._begin()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        return self._end(exc)
+
+    async def _call(self, kwargs: dict[str, Any]) -> Any:
+        step, timeout = self.step, self.step.timeout
+        if step.is_async:
+            if timeout is None:
+                return await step.func(**kwargs)
+            scope = asyncio.timeout(timeout)
+            try:
+                async with scope:
+                    return await step.func(**kwargs)
+            except TimeoutError:
+                if scope.expired():
+                    raise StepTimeout(
+                        f"step {step.name!r} did not finish within {timeout}s and was cancelled"
+                    ) from None
+                raise
+        # Sync steps run in a worker thread so they never block the loop.
+        if timeout is None:
+            return await asyncio.to_thread(step.func, **kwargs)
+        run = in_process if step.timeout_mode == "process" else in_thread
+        return await asyncio.to_thread(
+            run, call_step, {"step": step, "kwargs": kwargs}, timeout, step.name
+        )
+
+    async def execute_with_retry(self, kwargs: dict[str, Any]) -> Any:
+        """Await the step until it succeeds or its policy gives up; commit the success once."""
+        while True:
+            self._start_attempt()
+            try:
+                self._admit()
+                output = await self._call(kwargs)
+            except Exception as error:
+                delay = self._attempt_failed(error)
+                if delay is None:
+                    raise
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                self.record.set_status(Status.IN_PROGRESS)
+                continue
+            self._attempt_succeeded(output)
+            if self.commit is not None:
+                await self.commit(self.record)
+            self.record.set_status(Status.COMPLETED)
+            return output
+
+
+async def _run_step(ex: Execution, index: int, previous: Any) -> bool:
+    engine = AsyncTaskEngine(
+        ex.specs[index].step,
+        ex.run.steps[index],
+        ex.journal.acommit,
+        ex.tracer,
+        ex.run.cancel_event,
+    )
+    async with engine:
+        await engine.execute_with_retry(ex.kwargs_for(index, previous))
+    return ex.settle(index)
+
+
+async def _run_chain(ex: Execution, indices: Sequence[int], limit: asyncio.Semaphore) -> None:
+    async with limit:
+        previous: Any = None
+        for index in indices:
+            record = ex.run.steps[index]
+            if record.restored:
+                previous = record.output
+                continue
+            if ex.halted():
+                return
+            await _run_step(ex, index, previous)
+            previous = record.output
+
+
+async def _run_chains(ex: Execution, chains: list[list[int]]) -> None:
+    limit = asyncio.Semaphore(ex.max_workers or len(chains))
+    loop = asyncio.get_running_loop()
+    tasks = [asyncio.create_task(_run_chain(ex, chain, limit)) for chain in chains]
+
+    def cancel_all() -> None:
+        for task in tasks:
+            loop.call_soon_threadsafe(task.cancel)
+
+    ex.run.on_cancel(cancel_all)
+    for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
+            raise outcome
+
+
+async def async_sequential(ex: Execution) -> None:
+    await _run_chains(ex, [list(range(len(ex.specs)))])
+
+
+async def async_parallel(ex: Execution) -> None:
+    await _run_chains(ex, ex.chains(by_step=True))
+
+
+AsyncStrategy = Callable[["Execution"], Awaitable[None]]
+ASYNC_STRATEGIES: dict[str, AsyncStrategy] = {
+    "async_sequential": async_sequential,
+    "async_parallel": async_parallel,
+}
+
+
+async def execute_async(execution: Execution, strategy: AsyncStrategy) -> None:
+    from ._workflow import close_run, open_run
+
+    open_run(execution)
+    try:
+        await strategy(execution)
+    finally:
+        if execution.journal.blocking:
+            await asyncio.to_thread(close_run, execution)
+        else:
+            close_run(execution)

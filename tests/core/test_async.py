@@ -1,0 +1,284 @@
+"""The async engine: steps awaited in the caller's loop, timeouts, cancellation, commits."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dotflow_providers import (
+    Context,
+    FileStore,
+    FixedRetry,
+    Status,
+    Tracer,
+    UnknownMode,
+    Workflow,
+    action,
+)
+
+from .helpers import CountingStore
+
+
+class ThreadRecordingStore(FileStore):
+    """A real FileStore that notes which thread each write came from."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.put_threads: list[int] = []
+
+    def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+        self.put_threads.append(threading.get_ident())
+        return super().put(key, data, **kwargs)
+
+
+def test_async_steps_share_the_callers_loop_and_its_objects() -> None:
+    async def main() -> tuple[Any, list[Any], Any]:
+        loop = asyncio.get_running_loop()
+        gate = asyncio.Semaphore(2)  # made before start_async, used by every step
+        seen: list[Any] = []
+        inside = 0
+        peak = 0
+
+        @action
+        async def fetch(initial_context: Context) -> int:
+            nonlocal inside, peak
+            seen.append(asyncio.get_running_loop())
+            async with gate:
+                inside += 1
+                peak = max(peak, inside)
+                await asyncio.sleep(0.02)
+                inside -= 1
+            return int(initial_context.storage) * 2
+
+        wf = Workflow()
+        for n in range(6):
+            wf.add(fetch, name=f"fetch{n}", initial_context=n)
+        run = await wf.start_async(mode="async_parallel")
+        return loop, seen, (run, peak)
+
+    loop, seen, (run, peak) = asyncio.run(main())
+    assert run.status is Status.COMPLETED
+    assert [s.output for s in run.steps] == [0, 2, 4, 6, 8, 10]
+    assert all(step_loop is loop for step_loop in seen)
+    assert peak == 2
+
+
+def test_async_sequential_passes_outputs_and_sync_steps_run_off_the_loop() -> None:
+    ticks: list[float] = []
+
+    def blocking_step(previous_context: Context) -> dict[str, Any]:
+        time.sleep(0.3)  # would freeze the loop if it ran on it
+        return {"thread": threading.get_ident(), "got": previous_context.storage}
+
+    @action
+    async def first() -> str:
+        return "hello"
+
+    async def ticker() -> None:
+        for _ in range(20):
+            ticks.append(time.perf_counter())
+            await asyncio.sleep(0.02)
+
+    async def main() -> Any:
+        tick_task = asyncio.create_task(ticker())
+        run = await Workflow().add(first).add(blocking_step).start_async()
+        await tick_task
+        return run
+
+    run = asyncio.run(main())
+    assert run.output["got"] == "hello"
+    assert run.output["thread"] != threading.get_ident()
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    assert max(gaps) < 0.2  # the loop kept ticking while the sync step slept
+
+
+def test_parallel_bound_limits_concurrent_steps() -> None:
+    inside = 0
+    peak = 0
+
+    @action
+    async def work() -> None:
+        nonlocal inside, peak
+        inside += 1
+        peak = max(peak, inside)
+        await asyncio.sleep(0.01)
+        inside -= 1
+
+    wf = Workflow()
+    for n in range(20):
+        wf.add(work, name=f"w{n}")
+    run = asyncio.run(wf.start_async(mode="async_parallel", max_concurrency=3))
+    assert run.status is Status.COMPLETED
+    assert peak == 3
+
+
+def test_groups_are_chains_under_async_parallel() -> None:
+    def step(label: str) -> Any:
+        async def body(previous_context: Context) -> list[str]:
+            await asyncio.sleep(0.01)
+            return [*(previous_context.storage or []), label]
+
+        return body
+
+    wf = Workflow()
+    for group in ("a", "b"):
+        for n in (1, 2, 3):
+            wf.add(step(f"{group}{n}"), name=f"{group}{n}", group=group)
+    run = asyncio.run(wf.start_async(mode="async_parallel"))
+    assert run.steps[2].output == ["a1", "a2", "a3"]
+    assert run.steps[5].output == ["b1", "b2", "b3"]
+
+
+def test_timed_out_async_step_is_cancelled_and_retried() -> None:
+    cleanups: list[int] = []
+    attempts: list[int] = []
+
+    @action(timeout=0.05, retry=FixedRetry(max_attempts=3, delay=0))
+    async def slow_then_fast() -> str:
+        attempts.append(1)
+        try:
+            if len(attempts) < 3:
+                await asyncio.sleep(5)
+            return "made it"
+        finally:
+            cleanups.append(len(attempts))
+
+    t0 = time.perf_counter()
+    run = asyncio.run(Workflow().add(slow_then_fast).start_async())
+    assert run.output == "made it"
+    assert run.steps[0].attempts == 3
+    assert cleanups == [1, 2, 3]  # the timed-out attempts really ended
+    assert time.perf_counter() - t0 < 2
+
+
+def test_a_step_timing_out_for_good_is_step_timeout() -> None:
+    @action(timeout=0.05)
+    async def stuck() -> None:
+        await asyncio.sleep(5)
+
+    run = asyncio.run(Workflow().add(stuck).start_async())
+    assert run.status is Status.FAILED
+    assert run.steps[0].error_type == "StepTimeout"
+
+
+def test_cancelling_the_outer_task_cancels_the_step_without_a_checkpoint() -> None:
+    store = CountingStore()
+    cleanups: list[str] = []
+
+    @action(retry=FixedRetry(max_attempts=5, delay=0))
+    async def long_running() -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            cleanups.append("finally ran")
+
+    wf = Workflow("cancel-me", store=store).add(lambda: "done", name="quick")
+    wf.add(long_running, name="long").add(lambda: "never", name="after")
+
+    async def main() -> None:
+        task = asyncio.create_task(wf.start_async())
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert cleanups == ["finally ran"]
+    assert store.count("put", "/steps/00000") == 1
+    assert store.count("put", "/steps/00001") == 0
+    assert store.get("cancel-me/lock") is None  # the lease was released
+    # the next start resumes after the committed step
+    run = asyncio.run(
+        Workflow("cancel-me", store=store)
+        .add(lambda: "x", name="quick")
+        .add(action(lambda: "long done"), name="long")
+        .add(lambda: "after done", name="after")
+        .start_async()
+    )
+    assert [s.restored for s in run.steps] == [True, False, False]
+
+
+def test_run_cancel_cancels_running_async_steps() -> None:
+    @action(retry=5)
+    async def forever() -> None:
+        await asyncio.sleep(10)
+
+    async def main() -> Any:
+        wf = Workflow()
+        for n in range(3):
+            wf.add(forever, name=f"f{n}")
+        holder: list[Any] = []
+
+        class Keep(Tracer):  # start_async returns the run at the end; the tracer sees it first
+            def workflow_started(self, run: Any) -> None:
+                holder.append(run)
+
+        wf.tracer = Keep()
+        task = asyncio.create_task(wf.start_async(mode="async_parallel"))
+        await asyncio.sleep(0.1)
+        holder[0].cancel()
+        return await task
+
+    run = asyncio.run(main())
+    assert run.status is Status.CANCELLED
+    assert [s.status for s in run.steps] == [Status.CANCELLED] * 3
+    assert [s.attempts for s in run.steps] == [1, 1, 1]  # cancellation is never retried
+
+
+def test_async_commits_once_per_success_and_off_the_loop(tmp_path: Path) -> None:
+    store = ThreadRecordingStore(tmp_path)
+    tries: list[int] = []
+
+    @action(retry=FixedRetry(max_attempts=3, delay=0))
+    async def flaky() -> str:
+        tries.append(1)
+        if len(tries) < 3:
+            raise ConnectionError("again")
+        return "ok"
+
+    async def main() -> int:
+        await Workflow("async-io", store=store).add(flaky, name="flaky").start_async()
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    step_puts = list(store.list("async-io/steps/"))
+    assert len(step_puts) == 1
+    assert store.put_threads  # manifest, lease, checkpoint ...
+    assert loop_thread not in store.put_threads  # ... all written from worker threads
+
+
+def test_async_resume_skips_completed_steps(tmp_path: Path) -> None:
+    ran: list[str] = []
+    fail = {"c": True}
+
+    def make(label: str) -> Any:
+        async def body(previous_context: Context) -> list[str]:
+            ran.append(label)
+            if fail.get(label):
+                raise RuntimeError("boom")
+            return [*(previous_context.storage or []), label]
+
+        return body
+
+    def build() -> Workflow:
+        wf = Workflow("aresume", store=FileStore(tmp_path))
+        for label in "abcd":
+            wf.add(make(label), name=label)
+        return wf
+
+    assert asyncio.run(build().start_async()).status is Status.FAILED
+    fail.clear()
+    run = asyncio.run(build().start_async())
+    assert run.output == ["a", "b", "c", "d"]
+    assert ran == ["a", "b", "c", "c", "d"]
+
+
+def test_unknown_async_mode() -> None:
+    with pytest.raises(UnknownMode, match="async_parallel, async_sequential"):
+        asyncio.run(Workflow().add(lambda: 1).start_async(mode="parallel"))
