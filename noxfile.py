@@ -9,7 +9,7 @@ from __future__ import annotations
 import nox
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "core"]
+nox.options.sessions = ["lint", "core", "airflow"]
 nox.options.error_on_missing_interpreters = True
 
 CORE_TEST_DEPS = [
@@ -35,6 +35,13 @@ def core(session: nox.Session) -> None:
     """The core engine and stores, against real processes and S3/GCS servers on loopback."""
     session.install("-e", ".[s3,gcs]", *CORE_TEST_DEPS)
     session.run("pytest", "tests/core", *session.posargs)
+
+
+@nox.session
+def airflow(session: nox.Session) -> None:
+    """The Airflow provider against Airflow 3.3 (own environment: its FastAPI pin)."""
+    session.install("-e", ".[airflow,s3]", *CORE_TEST_DEPS, "jsonschema")
+    session.run("pytest", "tests/airflow", *session.posargs)
 
 
 @nox.session

@@ -27,7 +27,9 @@ from ._errors import (
     WorkflowDefinitionChanged,
     WorkflowFailed,
 )
+from ._inspect import inspect_workflow
 from ._lease import LeaseConfig
+from ._loader import load_workflow
 from ._status import InvalidTransition, Status
 from ._workflow import Run, Workflow
 from .retry import CircuitBreaker, ExponentialBackoff, FixedRetry, RetryPolicy
@@ -77,5 +79,7 @@ __all__ = [
     "WorkflowDefinitionChanged",
     "WorkflowFailed",
     "action",
+    "inspect_workflow",
+    "load_workflow",
     "store_from_url",
 ]

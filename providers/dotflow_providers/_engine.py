@@ -15,15 +15,17 @@ from types import TracebackType
 from typing import Any
 
 from ._action import Action
-from ._errors import WorkflowCancelled
+from ._errors import CheckpointError, ConfigurationError, WorkflowCancelled
 from ._status import TRANSITIONS, Status, check_transition
 from ._timeout import in_process, in_thread
-from .retry import retry_delay
+from .retry import is_retryable, retry_delay
 from .tracing import Tracer
 
 logger = logging.getLogger("dotflow_providers")
 
 Commit = Callable[["StepRecord"], None]
+#: Failures that no retry (by the engine or the orchestrator) can fix.
+_PERMANENT = (CheckpointError, ConfigurationError)
 #: Runs one attempt somewhere else (a worker process); returns the output or raises.
 AttemptRunner = Callable[[Action, dict[str, Any]], Any]
 
@@ -43,6 +45,8 @@ class StepRecord:
     error_type: str | None = None
     output: Any = None
     restored: bool = False
+    #: False when the step failed with an error its policy never retries (a permanent failure)
+    retryable: bool = True
     exception: BaseException | None = dataclasses.field(default=None, repr=False)
 
     def set_status(self, status: Status) -> None:
@@ -59,6 +63,7 @@ class StepRecord:
             "attempts": self.attempts,
             "duration": self.duration,
             "error": self.error,
+            "retryable": self.retryable,
             "restored": self.restored,
         }
 
@@ -112,6 +117,9 @@ class StepLifecycle:
                 isinstance(exc, Exception)
             )
             record.set_status(Status.CANCELLED if cancelled else Status.FAILED)
+            record.retryable = not isinstance(exc, _PERMANENT) and is_retryable(
+                self.step.policy, exc
+            )
             record.exception = exc
             record.error_type = type(exc).__name__
             record.error = f"{type(exc).__name__}: {exc}"

@@ -72,13 +72,18 @@ class Run:
             return self
         if self.status is Status.CANCELLED:
             raise WorkflowCancelled(f"workflow {self.workflow_id!r} was cancelled")
-        failed = next((s for s in self.steps if s.status is Status.FAILED), None)
+        failed = self.failed_step
         if failed is None:
             raise WorkflowFailed(f"workflow {self.workflow_id!r} ended {self.status.value}")
         raise WorkflowFailed(
             f"workflow {self.workflow_id!r} failed at step {failed.name!r} after "
             f"{failed.attempts} attempt(s): {failed.error}"
         ) from failed.exception
+
+    @property
+    def failed_step(self) -> StepRecord | None:
+        """The first step that failed, if any."""
+        return next((s for s in self.steps if s.status is Status.FAILED), None)
 
     def summary(self) -> dict[str, Any]:
         """JSON-safe facts about the run (step outputs left out)."""
@@ -159,6 +164,25 @@ class Workflow:
                 raise InvalidStep(f"step names must be non-empty strings, got {step_name!r}")
             self._specs.append(StepSpec(act, step_name, initial_context, group))
         return self
+
+    def copy(
+        self,
+        *,
+        workflow_id: str | None = None,
+        store: CheckpointStore | str | None = None,
+        on_input_change: OnInputChange | None = None,
+        lock: LeaseConfig | bool | None = None,
+    ) -> Workflow:
+        """The same steps under another id, store or policy (how adapters bind a workflow)."""
+        clone = Workflow(
+            workflow_id if workflow_id is not None else self._workflow_id,
+            store if store is not None else self.store,
+            on_input_change or self.on_input_change,
+            lock=self.lock or False if lock is None else lock,
+            tracer=self.tracer,
+        )
+        clone._specs = list(self._specs)
+        return clone
 
     @property
     def steps(self) -> list[str]:

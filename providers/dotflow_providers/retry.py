@@ -28,6 +28,7 @@ __all__ = [
     "FixedRetry",
     "RetryPolicy",
     "as_policy",
+    "is_retryable",
     "retry_delay",
 ]
 
@@ -78,6 +79,13 @@ def retry_delay(
     return delay
 
 
+def is_retryable(policy: RetryPolicy, error: BaseException) -> bool:
+    """Whether `policy` retries this kind of error at all (its `retry_on` filter), whatever
+    attempts are left; orchestrators use it to tell a permanent failure from an exhausted one."""
+    check = getattr(policy, "is_retryable", None)
+    return True if check is None else bool(check(error))
+
+
 def _call_state(attempt: int, error: BaseException | None = None) -> tenacity.RetryCallState:
     state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
     state.attempt_number = attempt
@@ -123,6 +131,9 @@ class _Policy:
     def should_retry(self, attempt: int, error: BaseException) -> bool:
         state = _call_state(attempt, error)
         return bool(self._retry(state)) and not self._stop(state)
+
+    def is_retryable(self, error: BaseException) -> bool:
+        return isinstance(error, self.retry_on)
 
 
 class FixedRetry(_Policy):
@@ -292,6 +303,10 @@ class CircuitBreaker:
 
     def next_delay(self, attempt: int) -> float:
         return 0.0 if self.retry is None else self.retry.next_delay(attempt)
+
+    def is_retryable(self, error: BaseException) -> bool:
+        # an open circuit is a reason to come back later, not a permanent failure
+        return self.retry is None or is_retryable(self.retry, error)
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,5 @@
+"""Operators of the dotflow provider."""
+
+from .dotflow import DotflowOperator
+
+__all__ = ["DotflowOperator"]

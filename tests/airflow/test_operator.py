@@ -1,0 +1,140 @@
+"""DotflowOperator in real DAG runs (dag.test on SQLite): resume across Airflow retries."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..servers import ACCESS_KEY, REGION, SECRET_KEY
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DOTFLOW_TEST_DIR", str(tmp_path))
+    return tmp_path
+
+
+def steps_ran(work: Path) -> list[str]:
+    return (work / "steps.log").read_text().split()
+
+
+def task_instance(dag_run: Any, task_id: str = "etl") -> Any:
+    return dag_run.get_task_instance(task_id)
+
+
+def xcom(dag_run: Any, key: str = "return_value", task_id: str = "etl") -> Any:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        value = session.scalar(
+            select(XComModel.value).where(
+                XComModel.dag_id == dag_run.dag_id,
+                XComModel.run_id == dag_run.run_id,
+                XComModel.task_id == task_id,
+                XComModel.key == key,
+            )
+        )
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def test_a_failed_step_resumes_on_the_airflow_retry(work: Path) -> None:
+    from dotflow_dags import resume
+
+    (work / "fail-load").touch()
+    dag_run = resume.test()
+    assert dag_run.state == "success"
+    ti = task_instance(dag_run)
+    assert ti.try_number == 2
+    # extract and transform ran once; load failed on try 1 and ran again on try 2
+    assert steps_ran(work) == ["extract", "transform", "load", "load"]
+    summary = xcom(dag_run)
+    assert summary["status"] == "COMPLETED"
+    assert [s["restored"] for s in summary["steps"]] == [True, True, False]
+    assert summary["output"] == {"loaded": 6, "context": None}
+
+
+def test_resume_through_an_s3_connection(
+    work: Path,
+    s3_endpoint: str,
+    s3_bucket: str,
+    s3_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from dotflow_dags import resume_s3
+
+    connection = {
+        "conn_type": "dotflow",
+        "host": f"s3://{s3_bucket}/airflow",
+        "login": ACCESS_KEY,
+        "password": SECRET_KEY,
+        "extra": {"endpoint_url": s3_endpoint, "region_name": REGION},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_DOTFLOW_S3", json.dumps(connection))
+    (work / "fail-load").touch()
+    dag_run = resume_s3.test()
+    assert dag_run.state == "success"
+    assert task_instance(dag_run).try_number == 2
+    assert steps_ran(work) == ["extract", "transform", "load", "load"]
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
+    workflow_id = xcom(dag_run, "dotflow_workflow_id")
+    assert workflow_id == f"dotflow_resume_s3/{dag_run.run_id}/etl"
+    assert [k for k in keys if "/steps/" in k] == [
+        f"airflow/{workflow_id}/steps/0000{i}-{name}.json"
+        for i, name in enumerate(["extract", "transform", "load"])
+    ]
+    out = capfd.readouterr()
+    assert SECRET_KEY not in out.out + out.err
+    assert SECRET_KEY not in json.dumps(xcom(dag_run))
+
+
+def test_a_non_retryable_error_fails_without_an_airflow_retry(work: Path) -> None:
+    from dotflow_dags import permanent
+
+    dag_run = permanent.test()
+    assert dag_run.state == "failed"
+    ti = task_instance(dag_run)
+    assert ti.state == "failed"
+    assert ti.try_number == 1  # retries=2, but AirflowFailException skips them
+    assert steps_ran(work) == ["extract", "validate"]  # and the engine did not retry either
+
+
+def test_templated_workflow_id_and_initial_context(work: Path) -> None:
+    from dotflow_dags import templated
+
+    from dotflow_providers import FileStore
+
+    dag_run = templated.test()
+    assert dag_run.state == "success"
+    summary = xcom(dag_run)
+    day = dag_run.logical_date.strftime("%Y%m%d") if dag_run.logical_date else None
+    assert summary["workflow_id"] == f"sales-dotflow_templated-{day}"
+    assert summary["output"]["context"] == {
+        "run": dag_run.run_id,
+        "day": dag_run.logical_date.strftime("%Y-%m-%d"),
+    }
+    store = FileStore(os.environ["DOTFLOW_CHECKPOINT_DIR"])
+    assert len(list(store.list(f"{summary['workflow_id']}/steps/"))) == 3
+
+
+def test_a_checkpoint_too_large_for_the_task_state_store_says_what_to_do(
+    work: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dotflow_dags import too_large
+
+    dag_run = too_large.test()
+    assert dag_run.state == "failed"
+    assert task_instance(dag_run).try_number == 1  # retrying cannot make it fit
+    assert "max_value_storage_bytes" in caplog.text
+    assert "store_conn_id" in caplog.text

@@ -1,0 +1,125 @@
+"""Registration: provider info, `airflow providers` CLI, the plugin's page and its access rule."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def airflow_cli(*args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "airflow", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ.copy(),
+    )
+    return out.stdout
+
+
+def airflow_json(*args: str) -> Any:
+    """The JSON document an `airflow ... -o json` command prints (among its log lines)."""
+    lines = airflow_cli(*args, "-o", "json").splitlines()
+    return json.loads(next(line for line in lines if line.startswith(("[", "{"))))
+
+
+def test_provider_info_validates_against_airflows_schema() -> None:
+    import importlib.resources
+
+    import jsonschema
+
+    from dotflow_airflow.provider_info import get_provider_info
+
+    schema = json.loads(
+        (importlib.resources.files("airflow") / "provider_info.schema.json").read_text()
+    )
+    info = get_provider_info()
+    jsonschema.validate(info, schema)
+    from importlib.metadata import distribution
+
+    assert info["package-name"] == distribution("dotflow-providers").metadata["Name"]
+
+
+def test_airflow_providers_list_shows_the_provider() -> None:
+    listed = airflow_json("providers", "list")
+    ours = [p for p in listed if p["package_name"] == "dotflow-providers"]
+    assert len(ours) == 1
+    assert "checkpoints" in ours[0]["description"]
+    shown = airflow_json("providers", "get", "dotflow-providers")
+    assert "dotflow-providers" in json.dumps(shown)
+
+
+def test_connection_type_and_hook_are_registered() -> None:
+    hooks = airflow_json("providers", "hooks")
+    assert any(h.get("connection_type") == "dotflow" for h in hooks)
+
+
+def test_plugin_is_loaded() -> None:
+    plugins = airflow_json("plugins")
+    ours = [p for p in plugins if p["name"] == "dotflow"]
+    assert len(ours) == 1
+    assert "DotflowCheckpointLink" in json.dumps(ours[0])
+
+
+@pytest.fixture
+def api() -> Any:
+    from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
+
+    return TestClient(create_app())
+
+
+def token() -> str:
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    return str(
+        get_auth_manager().generate_jwt(SimpleAuthManagerUser(username="admin", role="admin"))
+    )
+
+
+def test_checkpoint_page_shows_the_step_table_to_signed_in_users_only(
+    api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOTFLOW_TEST_DIR", str(tmp_path))
+    from dotflow_dags import resume
+
+    (tmp_path / "fail-load").touch()
+    dag_run = resume.test()
+    params = {"run_id": dag_run.run_id, "task_id": "etl"}
+    url = "/dotflow/dags/dotflow_resume/checkpoints"
+
+    anonymous = api.get(url, params={**params, "format": "json"})
+    assert anonymous.status_code == 401
+
+    headers = {"Authorization": f"Bearer {token()}"}
+    state = api.get(url, params={**params, "format": "json"}, headers=headers).json()
+    assert state["found"] is True
+    assert [(s["name"], s["status"]) for s in state["steps"]] == [
+        ("extract", "COMPLETED"),
+        ("transform", "COMPLETED"),
+        ("load", "COMPLETED"),
+    ]
+    assert "output" not in json.dumps(state)  # step outputs are never shown
+
+    page = api.get(url, params=params, headers=headers)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.text.count("<tr>") == 4
+    assert "COMPLETED" in page.text
+
+
+def test_the_task_links_to_its_checkpoint_page() -> None:
+    from dotflow_airflow.links import DotflowCheckpointLink
+
+    class Key:
+        dag_id, run_id, task_id, map_index = "d", "manual__2026+1", "t", -1
+
+    link = DotflowCheckpointLink().get_link(None, ti_key=Key())
+    assert link == "/dotflow/dags/d/checkpoints?run_id=manual__2026%2B1&task_id=t&map_index=-1"
