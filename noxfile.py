@@ -9,9 +9,10 @@ from __future__ import annotations
 import nox
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "core", "airflow"]
+nox.options.sessions = ["lint", "core", "airflow", "prefect"]
 nox.options.error_on_missing_interpreters = True
 
+TYPING_DEPS = ["mypy>=1.13", "boto3-stubs[s3]>=1.36"]
 CORE_TEST_DEPS = [
     "pytest>=8",
     "pytest-timeout>=2.3",
@@ -23,8 +24,9 @@ CORE_TEST_DEPS = [
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format) and mypy --strict on the core."""
-    session.install("-e", ".[s3,gcs]", "ruff>=0.8", "mypy>=1.13", "boto3-stubs[s3]>=1.36")
+    """ruff (lint and format) and mypy --strict on the core (the adapters are type-checked in
+    their own sessions, where Airflow or Prefect is installed)."""
+    session.install("-e", ".[s3,gcs]", "ruff>=0.8", *TYPING_DEPS)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
@@ -40,8 +42,17 @@ def core(session: nox.Session) -> None:
 @nox.session
 def airflow(session: nox.Session) -> None:
     """The Airflow provider against Airflow 3.3 (own environment: its FastAPI pin)."""
-    session.install("-e", ".[airflow,s3]", *CORE_TEST_DEPS, "jsonschema")
+    session.install("-e", ".[airflow,s3]", *CORE_TEST_DEPS, *TYPING_DEPS, "jsonschema")
+    session.run("mypy", "airflow_plugin/dotflow_airflow")
     session.run("pytest", "tests/airflow", *session.posargs)
+
+
+@nox.session
+def prefect(session: nox.Session) -> None:
+    """The Prefect integration against Prefect 3.8 with FastAPI < 0.151 (own environment)."""
+    session.install("-e", ".[prefect,s3]", *CORE_TEST_DEPS, *TYPING_DEPS)
+    session.run("mypy", "prefect_blocks/dotflow_prefect")
+    session.run("pytest", "tests/prefect", *session.posargs)
 
 
 @nox.session

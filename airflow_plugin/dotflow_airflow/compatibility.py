@@ -9,7 +9,7 @@ from airflow.sdk.exceptions import AirflowFailException
 try:  # the plugin base class moved into the Task SDK; older 3.x keep it in core
     from airflow.sdk.plugins_manager import AirflowPlugin
 except ImportError:  # pragma: no cover - depends on the Airflow version
-    from airflow.plugins_manager import AirflowPlugin  # type: ignore[no-redef]
+    from airflow.plugins_manager import AirflowPlugin  # type: ignore[assignment,no-redef,unused-ignore]
 
 
 def state_store_limit() -> int:

@@ -172,6 +172,7 @@ class Workflow:
         store: CheckpointStore | str | None = None,
         on_input_change: OnInputChange | None = None,
         lock: LeaseConfig | bool | None = None,
+        tracer: Tracer | None = None,
     ) -> Workflow:
         """The same steps under another id, store or policy (how adapters bind a workflow)."""
         clone = Workflow(
@@ -179,7 +180,7 @@ class Workflow:
             store if store is not None else self.store,
             on_input_change or self.on_input_change,
             lock=self.lock or False if lock is None else lock,
-            tracer=self.tracer,
+            tracer=tracer or self.tracer,
         )
         clone._specs = list(self._specs)
         return clone

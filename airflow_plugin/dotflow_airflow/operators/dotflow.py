@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from dotflow_providers import (
     CheckpointError,
@@ -37,7 +37,7 @@ def default_workflow_id(dag_id: str, run_id: str, task_id: str, map_index: int =
 
 def _json_native(value: Any) -> bool:
     try:
-        return json.loads(json.dumps(value)) == value
+        return bool(json.loads(json.dumps(value)) == value)
     except (TypeError, ValueError):
         return False
 
@@ -70,7 +70,7 @@ class DotflowOperator(BaseOperator):
         mode: str = "sequential",
         store: CheckpointStore | str | None = None,
         store_conn_id: str | None = None,
-        on_input_change: str = "raise",
+        on_input_change: Literal["raise", "reset", "reuse"] = "raise",
         keep_going: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -106,10 +106,10 @@ class DotflowOperator(BaseOperator):
             ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1)
         )
         store, lock = self._checkpoint_store(context)
-        workflow = load_workflow(self.workflow).copy(
+        workflow: Workflow = load_workflow(self.workflow).copy(
             workflow_id=workflow_id,
             store=store,
-            on_input_change=self.on_input_change,  # type: ignore[arg-type]
+            on_input_change=self.on_input_change,
             lock=lock,
         )
         self.log.info(

@@ -1,0 +1,185 @@
+"""The Prefect integration against a real local Prefect API: flow retries resume, blocks,
+artifacts and block registration."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..servers import ACCESS_KEY, REGION, SECRET_KEY
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DOTFLOW_TEST_DIR", str(tmp_path))
+    return tmp_path
+
+
+def ran(work: Path) -> list[str]:
+    return (work / "steps.log").read_text().split()
+
+
+def test_a_flow_retry_resumes_run_workflow_after_the_failed_step(work: Path) -> None:
+    from .flows import etl_flow
+
+    (work / "fail-load").touch()
+    result = etl_flow(store=f"file://{work / 'ckpt'}")
+    assert result == "loaded 12 for 2026-11-22"
+    assert ran(work) == ["extract", "transform", "load", "load"]
+
+
+def test_a_flow_retry_skips_completed_dotflow_tasks(work: Path) -> None:
+    from .flows import task_flow
+
+    (work / "fail-publish").touch()
+    assert task_flow("2026-11-22") == 60
+    assert ran(work) == ["fetch", "enrich", "publish", "publish"]
+
+
+def test_flow_retry_resumes_with_the_s3_block(
+    work: Path, s3_endpoint: str, s3_bucket: str, s3_client: Any
+) -> None:
+    from dotflow_prefect import DotflowS3Store
+
+    from .flows import etl_flow
+
+    DotflowS3Store(
+        bucket=s3_bucket,
+        prefix="prefect",
+        endpoint_url=s3_endpoint,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    ).save("test-s3", overwrite=True)
+    block = DotflowS3Store.load("test-s3")
+    (work / "fail-load").touch()
+    assert etl_flow(store=block) == "loaded 12 for 2026-11-22"
+    assert ran(work) == ["extract", "transform", "load", "load"]
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
+    assert sum("/steps/" in k for k in keys) == 3
+    assert all(k.startswith("prefect/prefect/") for k in keys)
+
+
+def test_block_round_trip_keeps_secrets_secret(prefect_api: str) -> None:
+    from prefect.client.orchestration import get_client
+
+    from dotflow_prefect import DotflowS3Store
+
+    DotflowS3Store(
+        bucket="b", aws_access_key_id="AKIAEXAMPLE", aws_secret_access_key=SECRET_KEY
+    ).save("secret-check", overwrite=True)
+    loaded = DotflowS3Store.load("secret-check")
+    assert loaded.aws_secret_access_key is not None
+    assert loaded.aws_secret_access_key.get_secret_value() == SECRET_KEY
+    assert SECRET_KEY not in repr(loaded)
+    assert SECRET_KEY not in repr(loaded.store())
+
+    async def masked() -> dict[str, Any]:
+        async with get_client() as client:
+            document = await client.read_block_document_by_name(
+                "secret-check", "dotflow-s3-store", include_secrets=False
+            )
+            return dict(document.data)
+
+    data = asyncio.run(masked())
+    assert data["bucket"] == "b"
+    assert data["aws_secret_access_key"] != SECRET_KEY
+    assert SECRET_KEY not in str(data)
+
+
+def test_retry_policy_block_builds_policies() -> None:
+    from dotflow_prefect import DotflowRetryPolicy
+    from dotflow_providers import CircuitBreaker, ExponentialBackoff, FixedRetry
+
+    DotflowRetryPolicy(
+        kind="exponential",
+        max_attempts=4,
+        initial=0.5,
+        cap=8,
+        jitter=False,
+        retry_on=["builtins:ConnectionError"],
+    ).save("api-policy", overwrite=True)
+    policy = DotflowRetryPolicy.load("api-policy").policy()
+    assert isinstance(policy, ExponentialBackoff)
+    assert [policy.next_delay(n) for n in (1, 2, 3, 4, 5)] == [0.5, 1.0, 2.0, 4.0, 8.0]
+    assert policy.should_retry(1, ConnectionResetError())
+    assert not policy.should_retry(1, KeyError())
+    assert isinstance(DotflowRetryPolicy(kind="fixed", max_attempts=2).policy(), FixedRetry)
+    breaker = DotflowRetryPolicy(kind="circuit_breaker", threshold=3).policy()
+    assert isinstance(breaker, CircuitBreaker)
+    assert breaker.threshold == 3
+
+
+def test_run_workflow_reports_steps_as_an_artifact(work: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from dotflow_prefect import run_workflow
+    from prefect import flow
+
+    from .flows import etl
+
+    @flow
+    def reported() -> Any:
+        return run_workflow(
+            etl(),
+            workflow_id="artifact-demo",
+            store=f"file://{work / 'c'}",
+            initial_context="2026-11-22",
+        )
+
+    assert reported() == "loaded 12 for 2026-11-22"
+
+    async def latest() -> str:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=["dotflow-artifact-demo"])
+                )
+            )
+            return str(found[0].data)
+
+    table = asyncio.run(latest())
+    assert "| 0 | extract | COMPLETED | 1 |" in table
+    assert "| 2 | load | COMPLETED | 1 |" in table
+    assert "`artifact-demo`: COMPLETED" in table
+
+
+def test_default_store_is_under_prefect_home_and_refused_for_deployments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dotflow_prefect import default_store
+    from dotflow_providers import ConfigurationError, FileStore
+
+    store = default_store()
+    assert isinstance(store, FileStore)
+    assert str(store.root).startswith(os.environ["PREFECT_HOME"])
+    monkeypatch.setenv("PREFECT__RUNTIME__DEPLOYMENT__ID", "7c1b1e4e-0000-4000-8000-000000000000")
+    monkeypatch.setenv("PREFECT__RUNTIME__DEPLOYMENT__NAME", "nightly-etl")
+    with pytest.raises(ConfigurationError, match="shared store"):
+        default_store()
+
+
+def test_prefect_block_register_lists_the_block_types(prefect_api: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "prefect", "block", "register", "-m", "dotflow_prefect"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PREFECT_API_URL": prefect_api},
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    for name in (
+        "Dotflow File Store",
+        "Dotflow S3 Store",
+        "Dotflow GCS Store",
+        "Dotflow Retry Policy",
+    ):
+        assert name in out.stdout
