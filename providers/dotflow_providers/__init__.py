@@ -12,6 +12,7 @@ from ._errors import (
     CorruptCheckpoint,
     DotflowError,
     InputChanged,
+    InterruptedStage,
     InvalidPolicy,
     InvalidStep,
     InvalidWorkflowId,
@@ -30,6 +31,8 @@ from ._errors import (
 from ._inspect import inspect_workflow
 from ._lease import LeaseConfig
 from ._loader import load_workflow
+from ._progress import Progress
+from ._stages import Stage, StagedTask, cancel, dump_stages
 from ._status import InvalidTransition, Status
 from ._workflow import Run, Workflow
 from .retry import CircuitBreaker, ExponentialBackoff, FixedRetry, RetryPolicy
@@ -54,6 +57,7 @@ __all__ = [
     "FileStore",
     "FixedRetry",
     "InputChanged",
+    "InterruptedStage",
     "InvalidPolicy",
     "InvalidStep",
     "InvalidTransition",
@@ -63,8 +67,11 @@ __all__ = [
     "LockLost",
     "MemoryStore",
     "PreconditionFailed",
+    "Progress",
     "RetryPolicy",
     "Run",
+    "Stage",
+    "StagedTask",
     "Status",
     "StepRecord",
     "StepTimeout",
@@ -79,6 +86,8 @@ __all__ = [
     "WorkflowDefinitionChanged",
     "WorkflowFailed",
     "action",
+    "cancel",
+    "dump_stages",
     "inspect_workflow",
     "load_workflow",
     "store_from_url",

@@ -68,6 +68,12 @@ class Action:
     accepts: frozenset[str] = frozenset()
     guard: AttemptGuard | None = None
     is_async: bool = False
+    #: called once when the step fails for good, with the error (a stage's rollback)
+    on_failure: Callable[[BaseException], None] | None = None
+    #: called to undo a completed step, with its output and the run's error (compensation)
+    compensate: Callable[[Any, BaseException], None] | None = None
+    #: called from another thread when the run is cancelled while this step runs
+    on_cancel: Callable[[], None] | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
@@ -90,7 +96,7 @@ class Action:
                 return (_import_action, (module, qualname))
         except (ImportError, AttributeError):
             pass
-        return (_make, (func, self.policy, self.timeout, self.timeout_mode, self.name))
+        return (make_action, (func, self.policy, self.timeout, self.timeout_mode, self.name))
 
 
 def _import_action(module: str, qualname: str) -> Any:
@@ -105,7 +111,7 @@ def _rebind(instance: object, attr: str, name: str) -> Action:
     return dataclasses.replace(bound, name=name)
 
 
-def _make(
+def make_action(
     func: Callable[..., Any],
     retry: RetryPolicy | int | None,
     timeout: float | None,
@@ -162,10 +168,10 @@ def action(
     killed) when it overruns; in `"process"` mode it runs in a child process that is killed.
     """
     if func is not None:
-        return _make(func, retry, timeout, timeout_mode, name)
+        return make_action(func, retry, timeout, timeout_mode, name)
 
     def decorate(f: Callable[..., Any]) -> Action:
-        return _make(f, retry, timeout, timeout_mode, name)
+        return make_action(f, retry, timeout, timeout_mode, name)
 
     return decorate
 
@@ -175,7 +181,7 @@ def as_action(obj: Any) -> Action:
     if isinstance(obj, Action):
         return obj
     if callable(obj) and not isinstance(obj, type):
-        return _make(obj, None, None, "thread", None)
+        return make_action(obj, None, None, "thread", None)
     raise InvalidStep(
         f"cannot add {obj!r} as a step: give a function, an @action, or a class or object "
         "whose methods are decorated with @action"

@@ -94,17 +94,31 @@ class AsyncTaskEngine(StepLifecycle):
             return output
 
 
+async def _io(ex: Execution, call: Callable[..., None], *args: Any) -> None:
+    """Store I/O off the loop (unless the store does none)."""
+    if ex.journal.blocking:
+        await asyncio.to_thread(call, *args)
+    else:
+        call(*args)
+
+
 async def _run_step(ex: Execution, index: int, previous: Any) -> bool:
+    step = ex.specs[index].step
+    if step.on_cancel is not None:
+        ex.run.on_cancel(step.on_cancel)
     engine = AsyncTaskEngine(
-        ex.specs[index].step,
-        ex.run.steps[index],
-        ex.journal.acommit,
-        ex.tracer,
-        ex.run.cancel_event,
+        step, ex.run.steps[index], ex.journal.acommit, ex.tracer, ex.run.cancel_event
     )
-    async with engine:
-        await engine.execute_with_retry(ex.kwargs_for(index, previous))
-    return ex.settle(index)
+    try:
+        async with engine:
+            await engine.execute_with_retry(ex.kwargs_for(index, previous))
+    finally:
+        if step.on_cancel is not None:
+            ex.run.forget_cancel(step.on_cancel)
+    completed = ex.settle(index)
+    if not completed:
+        await _io(ex, ex.record_failure, index)
+    return completed
 
 
 async def _run_chain(ex: Execution, indices: Sequence[int], limit: asyncio.Semaphore) -> None:
@@ -117,7 +131,10 @@ async def _run_chain(ex: Execution, indices: Sequence[int], limit: asyncio.Semap
                 continue
             if ex.halted():
                 return
-            await _run_step(ex, index, previous)
+            if not await _run_step(ex, index, previous) and ex.compensate:
+                if record.status is Status.FAILED:
+                    await _io(ex, ex.compensate_chain, indices, index)
+                return
             previous = record.output
 
 

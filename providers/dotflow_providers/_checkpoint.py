@@ -6,6 +6,8 @@ A workflow's checkpoints live under its id:
     <workflow_id>/steps/00003-load.json    one document per completed step
     <workflow_id>/lock                     the lease of the runner that owns the workflow
     <workflow_id>/cancel                   a cancel request from another process
+    <workflow_id>/failures/00003.json      the last final failure of a step (and its rollback)
+    <workflow_id>/progress/00003.json      a running step's own progress record
 
 Outputs are serialised by pydantic. Next to the JSON value a document keeps a small description
 of the Python types inside it (tuples, sets, datetimes, models, dataclasses, enums), so the value
@@ -92,6 +94,13 @@ class Layout:
 
     def progress(self, index: int) -> str:
         return f"{self.workflow_id}/progress/{index:05d}.json"
+
+    @property
+    def failures(self) -> str:
+        return f"{self.workflow_id}/failures/"
+
+    def failure(self, index: int) -> str:
+        return f"{self.workflow_id}/failures/{index:05d}.json"
 
 
 # --- type descriptions -------------------------------------------------------------------------

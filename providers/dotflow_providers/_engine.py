@@ -47,6 +47,12 @@ class StepRecord:
     restored: bool = False
     #: False when the step failed with an error its policy never retries (a permanent failure)
     retryable: bool = True
+    #: the error of its rollback (or compensation), if that failed too
+    rollback_error: str | None = None
+    #: it was running when a previous runner died, and runs again now
+    interrupted: bool = False
+    #: completed, then undone by its compensation (`start(compensate=True)`)
+    compensated: bool = False
     exception: BaseException | None = dataclasses.field(default=None, repr=False)
 
     def set_status(self, status: Status) -> None:
@@ -64,7 +70,10 @@ class StepRecord:
             "duration": self.duration,
             "error": self.error,
             "retryable": self.retryable,
+            "rollback_error": self.rollback_error,
             "restored": self.restored,
+            "interrupted": self.interrupted,
+            "compensated": self.compensated,
         }
 
 
@@ -113,8 +122,10 @@ class StepLifecycle:
         if record.finished_at is None:
             record.finished_at = time.time()
         if exc is not None:
-            cancelled = isinstance(exc, (WorkflowCancelled, asyncio.CancelledError)) or not (
-                isinstance(exc, Exception)
+            cancelled = (
+                isinstance(exc, (WorkflowCancelled, asyncio.CancelledError))
+                or not isinstance(exc, Exception)
+                or (self.cancel is not None and self.cancel.is_set())
             )
             record.set_status(Status.CANCELLED if cancelled else Status.FAILED)
             record.retryable = not isinstance(exc, _PERMANENT) and is_retryable(
@@ -132,10 +143,26 @@ class StepLifecycle:
                 record.error,
                 extra={"step": record.name, "attempt": record.attempts, "status": record.status},
             )
+            if not cancelled and self.step.on_failure is not None:
+                self._roll_back(exc)
         if self.tracer is not None:
             self.tracer.step_finished(record)
         # Exceptions are recorded, not raised; cancellation and interpreter exits go on.
         return exc is None or isinstance(exc, Exception)
+
+    def _roll_back(self, error: BaseException) -> None:
+        assert self.step.on_failure is not None
+        try:
+            self.step.on_failure(error)
+        except Exception as failure:  # recorded next to the original error, never instead of it
+            self.record.rollback_error = f"{type(failure).__name__}: {failure}"
+            logger.error(
+                "rollback of step %s failed: %s (original error: %s)",
+                self.record.name,
+                self.record.rollback_error,
+                self.record.error,
+                extra={"step": self.record.name},
+            )
 
     def _start_attempt(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -172,6 +199,10 @@ class StepLifecycle:
     def _attempt_succeeded(self, output: Any) -> None:
         if self.step.guard is not None:
             self.step.guard.after_attempt(None)
+        if self.cancel is not None and self.cancel.is_set():
+            # a step that returns after its run was cancelled may have stopped early on purpose:
+            # its output is not trusted, so nothing is committed
+            raise WorkflowCancelled(f"the run was cancelled while step {self.record.name!r} ran")
         self.record.output = output
         self.record.finished_at = time.time()
 

@@ -100,3 +100,7 @@ class LockHeld(DotflowError):
 
 class LockLost(DotflowError):
     """This runner's lease was taken over (it stalled past its TTL); it must stop."""
+
+
+class InterruptedStage(DotflowError):
+    """A step was running when its runner died, and `strict_recovery` asks to stop here."""

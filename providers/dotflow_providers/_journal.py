@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any, Literal
 
 from ._checkpoint import (
+    FORMAT_VERSION,
     Layout,
     StepCheckpoint,
+    dump,
+    encode_output,
     load_manifest,
     load_step,
     manifest_document,
+    restore,
     step_document,
 )
 from ._engine import StepRecord
@@ -40,6 +45,8 @@ class Journal:
         self.layout = Layout(workflow_id)
         self.lease = lease
         self._keys: list[str] = []
+        self._names: list[str] = []
+        self._progress: set[int] = set()
         # Stores that do network or disk I/O are called from a thread by the async engine.
         self.blocking: bool = getattr(store, "blocking", True)
 
@@ -50,6 +57,7 @@ class Journal:
         completed step. A first start writes the manifest, create-only.
         """
         self._keys = [self.layout.step(index, name) for index, name in enumerate(steps)]
+        self._names = steps
         data = self.store.get(self.layout.manifest)
         if data is None:
             self._write_manifest(steps, fingerprint)
@@ -117,7 +125,8 @@ class Journal:
             ) from None
 
     def commit(self, record: StepRecord) -> None:
-        """Persist a completed step: exactly one create-only write."""
+        """Persist a completed step: exactly one create-only write (and its progress record,
+        if it kept one, is cleared)."""
         payload = step_document(
             self.workflow_id,
             record.index,
@@ -128,6 +137,54 @@ class Journal:
             record.output,
         )
         self.write(record, payload)
+        if record.index in self._progress:
+            self._progress.discard(record.index)
+            self.store.delete(self.layout.progress(record.index))
+
+    def record_failure(self, record: StepRecord) -> None:
+        """Keep the final error of a failed step (and of its rollback) for inspection."""
+        document = dump(
+            {
+                "format": FORMAT_VERSION,
+                "index": record.index,
+                "name": record.name,
+                "status": record.status.value,
+                "attempts": record.attempts,
+                "error": record.error,
+                "error_type": record.error_type,
+                "rollback_error": record.rollback_error,
+                "finished_at": record.finished_at,
+            }
+        )
+        if self.lease is not None:
+            self.lease.check()
+        self.store.put(self.layout.failure(record.index), document)
+
+    def discard(self, record: StepRecord) -> None:
+        """Forget a completed step whose effects were compensated, so it runs again."""
+        self.store.delete(self._keys[record.index])
+
+    def cancel_requested(self) -> bool:
+        return self.store.get(self.layout.cancel) is not None
+
+    def save_progress(self, index: int, value: Any) -> None:
+        if self.lease is not None:
+            self.lease.check()
+        value_json, desc = encode_output(self._names[index], value)
+        self.store.put(self.layout.progress(index), dump({"value": value_json, "type": desc}))
+        self._progress.add(index)
+
+    def load_progress(self, index: int) -> tuple[bool, Any]:
+        key = self.layout.progress(index)
+        data = self.store.get(key)
+        if data is None:
+            return False, None
+        self._progress.add(index)  # found: clear it once the step completes
+        try:
+            raw = json.loads(data)
+            return True, restore(raw["type"], raw["value"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptCheckpoint(key, f"not a progress record: {exc}") from exc
 
     async def acommit(self, record: StepRecord) -> None:
         """`commit` for the async engine, never blocking the event loop."""
@@ -137,7 +194,7 @@ class Journal:
             self.commit(record)
 
     def reset(self) -> None:
-        """Delete every document of this workflow but its lease."""
+        """Delete every document of this workflow but its lease (the cancel request too)."""
         for key in list(self.store.list(self.layout.prefix)):
             if key != self.layout.lock:
                 self.store.delete(key)

@@ -90,13 +90,16 @@ class Lease:
         self.epoch = 0
         self.expires_at = 0.0
         self.lost = False
+        #: the lease was taken over from a runner that died or stalled without releasing it
+        self.took_over = False
+        #: called from the heartbeat thread after each renewal (the run watches for cancels)
+        self.on_heartbeat = on_heartbeat
         self._clock = clock
         self._version: str | None = None
         self._renew_at = 0.0
         self._mutex = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._on_heartbeat = on_heartbeat
 
     def _write(self, *, if_match: str | None = None, create: bool = False) -> None:
         """Write our lease document; the local expiry only moves once the write succeeded."""
@@ -156,6 +159,7 @@ class Lease:
                     self._write(if_match=version)
                 except PreconditionFailed:
                     continue  # another runner took it first; look again
+                self.took_over = True
                 logger.warning(
                     "took over the lease on %s from %s@%s (pid %s), epoch %d",
                     self.key,
@@ -209,8 +213,11 @@ class Lease:
                 return
             except StoreError as exc:  # transient: the lease may still be ours; try again
                 logger.warning("could not renew the lease on %s: %s", self.key, exc)
-            if self._on_heartbeat is not None:
-                self._on_heartbeat()
+            if self.on_heartbeat is not None:
+                try:
+                    self.on_heartbeat()
+                except Exception as exc:  # a watcher must never kill the heartbeat
+                    logger.warning("heartbeat watcher failed: %s", exc)
 
     def release(self) -> None:
         """Stop renewing and delete the lease if it is still ours."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import logging
 import multiprocessing
 import os
 import pickle
@@ -13,9 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from ._action import Action, Context
 from ._engine import AttemptRunner, TaskEngine, call_step
-from ._errors import InvalidStep, StepTimeout
+from ._errors import DotflowError, InvalidStep, StepTimeout
+from ._progress import Progress
 from ._status import Status
 from .tracing import Tracer
+
+logger = logging.getLogger("dotflow_providers")
 
 if TYPE_CHECKING:
     from ._journal import Journal
@@ -30,6 +34,7 @@ class StepSpec:
     name: str
     initial_context: Any
     group: str | None
+    stage: Any = None  # the Stage behind the step, if it is one
 
 
 @dataclasses.dataclass
@@ -43,6 +48,7 @@ class Execution:
     keep_going: bool
     tracer: Tracer | None
     max_workers: int | None
+    compensate: bool = False
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
 
     def kwargs_for(self, index: int, previous: Any) -> dict[str, Any]:
@@ -54,6 +60,8 @@ class Execution:
                 kwargs["initial_context"] = Context(self.initial[index])
             if "previous_context" in accepts:
                 kwargs["previous_context"] = Context(previous)
+            if "checkpoint" in accepts:
+                kwargs["checkpoint"] = Progress(self.journal, index)
         return kwargs
 
     def settle(self, index: int) -> bool:
@@ -65,21 +73,55 @@ class Execution:
             self.stop.set()
         return False
 
+    def record_failure(self, index: int) -> None:
+        """Keep a failed step's error (and its rollback's) in the store; I/O, off the hot path."""
+        record = self.run.steps[index]
+        if record.status is not Status.FAILED:
+            return
+        try:
+            self.journal.record_failure(record)
+        except DotflowError as exc:  # e.g. LockLost: this runner must not write any more
+            logger.warning("could not record the failure of step %s: %s", record.name, exc)
+
     def run_step(self, index: int, previous: Any, runner: AttemptRunner | None = None) -> bool:
         """Run step `index` through the engine; True when it completed."""
+        step = self.specs[index].step
+        if step.on_cancel is not None:
+            self.run.on_cancel(step.on_cancel)
         engine = TaskEngine(
-            self.specs[index].step,
+            step,
             self.run.steps[index],
             self.journal.commit,
             self.tracer,
             self.run.cancel_event,
             runner,
         )
-        with engine:
-            engine.execute_with_retry(
-                self.kwargs_for(index, previous) if engine.step.accepts else {}
-            )
-        return self.settle(index)
+        try:
+            with engine:
+                engine.execute_with_retry(self.kwargs_for(index, previous) if step.accepts else {})
+        finally:
+            if step.on_cancel is not None:
+                self.run.forget_cancel(step.on_cancel)
+        completed = self.settle(index)
+        if not completed:
+            self.record_failure(index)
+        return completed
+
+    def compensate_chain(self, indices: Sequence[int], failed: int) -> None:
+        """Saga-style: undo the chain's completed steps before `failed`, newest first, and
+        forget their checkpoints so a later start runs them again."""
+        error = self.run.steps[failed].exception
+        assert error is not None
+        for index in reversed([i for i in indices if i < failed]):
+            record, step = self.run.steps[index], self.specs[index].step
+            if record.status is not Status.COMPLETED or step.compensate is None:
+                continue
+            try:
+                step.compensate(record.output, error)
+            except Exception as failure:  # recorded beside the original error
+                record.rollback_error = f"{type(failure).__name__}: {failure}"
+            record.compensated = True
+            self.journal.discard(record)
 
     def halted(self) -> bool:
         lease = self.journal.lease
@@ -100,7 +142,10 @@ class Execution:
                 continue
             if self.halted():
                 return
-            self.run_step(index, previous)
+            if not self.run_step(index, previous) and self.compensate:
+                if record.status is Status.FAILED:
+                    self.compensate_chain(indices, index)
+                return
             previous = record.output
 
     def chains(self, by_step: bool) -> list[list[int]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -12,13 +13,24 @@ from typing import Any, get_args
 from ._action import Action, as_action, class_steps
 from ._checkpoint import Layout, check_workflow_id, fingerprint
 from ._engine import StepRecord
-from ._errors import ConfigurationError, InvalidStep, UnknownMode, WorkflowCancelled, WorkflowFailed
+from ._errors import (
+    ConfigurationError,
+    CorruptCheckpoint,
+    InterruptedStage,
+    InvalidStep,
+    UnknownMode,
+    WorkflowCancelled,
+    WorkflowFailed,
+)
 from ._journal import Journal, OnInputChange
 from ._lease import Lease, LeaseConfig
+from ._stages import Stage
 from ._status import Status
 from ._strategies import STRATEGIES, Execution, StepSpec
 from .storage import CheckpointStore, MemoryStore, store_from_url
 from .tracing import Tracer
+
+logger = logging.getLogger("dotflow_providers")
 
 
 class Run:
@@ -65,6 +77,10 @@ class Run:
         self._cancel_hooks.append(hook)
         if self.cancel_event.is_set():
             hook()
+
+    def forget_cancel(self, hook: Callable[[], None]) -> None:
+        if hook in self._cancel_hooks:
+            self._cancel_hooks.remove(hook)
 
     def raise_for_status(self) -> Run:
         """Return the run if it completed, else raise `WorkflowFailed` or `WorkflowCancelled`."""
@@ -150,7 +166,15 @@ class Workflow:
         initial_context: Any = None,
         group: str | None = None,
     ) -> Workflow:
-        """Append a step: a function, an `@action`, or a class/object with `@action` methods."""
+        """Append a step: a function, an `@action`, a `Stage`, or a class/object with `@action`
+        methods."""
+        if isinstance(step, Stage):
+            if name is not None:
+                raise InvalidStep("a stage is named by its own `name` field")
+            if step.name in {spec.name for spec in self._specs}:
+                raise InvalidStep(f"stage name {step.name!r} is used twice; stage names are unique")
+            self._specs.append(StepSpec(step.as_action(), step.name, initial_context, group, step))
+            return self
         if isinstance(step, Action) or (callable(step) and not isinstance(step, type)):
             actions = [as_action(step)]
             names = [name or actions[0].name]
@@ -232,16 +256,23 @@ class Workflow:
         *,
         initial_context: Any = None,
         max_workers: int | None = None,
+        compensate: bool = False,
+        strict_recovery: bool = False,
     ) -> Run:
         """Run the pending steps and return the `Run` (in `background` mode, at once).
 
         `initial_context` is given to steps added without one. `max_workers` bounds the
         concurrent groups (`sequential_group`) or worker processes (`parallel`, default
-        `os.cpu_count()`). Errors in the definition, the inputs or the stored checkpoints are
-        raised here, before any step runs.
+        `os.cpu_count()`). With `compensate`, a failure rolls back the completed steps of its
+        chain, newest first (saga style), and forgets their checkpoints. A step that was running
+        when a previous runner died is re-run with a warning, or with `strict_recovery` the
+        start raises `InterruptedStage`. Errors in the definition, the inputs or the stored
+        checkpoints are raised here, before any step runs.
         """
         strategy = _choose(STRATEGIES, mode)
-        execution = self._prepare(mode, keep_going, initial_context, max_workers)
+        execution = self._prepare(
+            mode, keep_going, initial_context, max_workers, compensate, strict_recovery
+        )
         if mode == "background":
             threading.Thread(
                 target=_execute, args=(execution, strategy), name="dotflow-background", daemon=True
@@ -257,6 +288,8 @@ class Workflow:
         *,
         initial_context: Any = None,
         max_concurrency: int | None = None,
+        compensate: bool = False,
+        strict_recovery: bool = False,
     ) -> Run:
         """Run the pending steps in the running event loop and return the `Run`.
 
@@ -271,13 +304,25 @@ class Workflow:
         if max_concurrency is not None and max_concurrency < 1:
             raise ConfigurationError(f"max_concurrency must be at least 1, got {max_concurrency}")
         execution = await asyncio.to_thread(
-            self._prepare, mode, keep_going, initial_context, max_concurrency
+            self._prepare,
+            mode,
+            keep_going,
+            initial_context,
+            max_concurrency,
+            compensate,
+            strict_recovery,
         )
         await execute_async(execution, strategy)
         return execution.run
 
     def _prepare(
-        self, mode: str, keep_going: bool, initial_context: Any, max_workers: int | None
+        self,
+        mode: str,
+        keep_going: bool,
+        initial_context: Any,
+        max_workers: int | None,
+        compensate: bool = False,
+        strict_recovery: bool = False,
     ) -> Execution:
         """Take the lease, check the stored checkpoints and build the run (all before a step)."""
         if not self._specs:
@@ -292,7 +337,15 @@ class Workflow:
             lease.acquire()
         try:
             journal = Journal(self.store, workflow_id, lease)
+            if journal.cancel_requested():
+                raise WorkflowCancelled(
+                    f"workflow {workflow_id!r} was cancelled; Workflow.reset() clears it (and "
+                    "its checkpoints) to run it again"
+                )
             restored = journal.open(self.steps, print_, self.on_input_change)
+            if not keep_going:
+                self._check_stage_sequence(journal, restored)
+            interrupted = self._interrupted(lease, restored, strict_recovery)
         except BaseException:
             if lease is not None:
                 lease.release()
@@ -303,8 +356,54 @@ class Workflow:
             record.status, record.attempts, record.restored = Status.COMPLETED, doc.attempts, True
             record.started_at, record.finished_at = doc.started_at, doc.finished_at
             record.duration, record.output = doc.finished_at - doc.started_at, output
+        if interrupted is not None:
+            records[interrupted].interrupted = True
         run = Run(workflow_id, records, mode)
-        return Execution(run, self._specs, initial, journal, keep_going, self.tracer, max_workers)
+        if lease is not None:
+            # another process's cancel request is noticed at the next heartbeat
+            lease.on_heartbeat = lambda: run.cancel() if journal.cancel_requested() else None
+        return Execution(
+            run, self._specs, initial, journal, keep_going, self.tracer, max_workers, compensate
+        )
+
+    def _check_stage_sequence(self, journal: Journal, restored: dict[int, Any]) -> None:
+        """A stage cannot have completed while the stage before it did not."""
+        for index in range(1, len(self._specs)):
+            before, after = self._specs[index - 1], self._specs[index]
+            if (
+                index in restored
+                and index - 1 not in restored
+                and before.stage is not None
+                and after.stage is not None
+            ):
+                raise CorruptCheckpoint(
+                    journal.layout.step(index, after.name),
+                    f"stage {after.name!r} is committed but the stage before it, "
+                    f"{before.name!r}, is not: an impossible sequence of statuses",
+                )
+
+    def _interrupted(
+        self, lease: Lease | None, restored: dict[int, Any], strict: bool
+    ) -> int | None:
+        """The step a dead runner was executing: the first one it had not committed."""
+        if lease is None or not lease.took_over:
+            return None
+        pending = next((i for i in range(len(self._specs)) if i not in restored), None)
+        if pending is None:
+            return None
+        name = self._specs[pending].name
+        if strict:
+            raise InterruptedStage(
+                f"step {name!r} of workflow {lease.key.rsplit('/', 1)[0]!r} was running when its "
+                "runner died (its lease expired unreleased); its partial work may need a look. "
+                "Start again with strict_recovery=False to re-run it, or reset the workflow"
+            )
+        logger.warning(
+            "step %s was running when the previous runner died; running it again",
+            name,
+            extra={"step": name},
+        )
+        return pending
 
     def __repr__(self) -> str:
         return f"<Workflow {self._workflow_id or '(derived id)'} steps={self.steps}>"

@@ -1,0 +1,301 @@
+"""Staged tasks: typed shared state, rollback, compensation, cancel, recovery and progress."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import pytest
+
+from dotflow_providers import (
+    Context,
+    CorruptCheckpoint,
+    FileStore,
+    FixedRetry,
+    MemoryStore,
+    Progress,
+    Stage,
+    StagedTask,
+    Status,
+    Workflow,
+    WorkflowCancelled,
+    action,
+    cancel,
+    dump_stages,
+)
+
+from .stage_target import JobState, Recording
+
+ROOT = Path(__file__).parents[2]
+
+
+def events(folder: Path) -> list[str]:
+    return (folder / "events.log").read_text().splitlines()
+
+
+def three_stages(folder: Path, store: Any, **second: Any) -> Workflow:
+    wf = Workflow("job", store=store)
+    wf.add(Recording(name="download", folder=str(folder)))
+    wf.add(Recording(name="transform", folder=str(folder), **second))
+    wf.add(Recording(name="publish", folder=str(folder)))
+    return wf
+
+
+def test_stages_share_typed_state_and_each_gets_its_own_copy(tmp_path: Path) -> None:
+    run = three_stages(tmp_path, MemoryStore()).start(initial_context=JobState())
+    assert run.status is Status.COMPLETED
+    assert [s.output.rows for s in run.steps] == [[1], [1, 2], [1, 2, 3]]
+    assert run.output == JobState(rows=[1, 2, 3], written=["download", "transform", "publish"])
+    assert run.steps[0].output.written == ["download"]  # later stages changed copies only
+
+
+def test_a_failed_stage_rolls_back_and_earlier_state_stays_intact(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "store")
+    run = three_stages(tmp_path, store, fail=True).start(initial_context=JobState())
+    assert run.status is Status.FAILED
+    assert [s.status for s in run.steps] == [Status.COMPLETED, Status.FAILED, Status.NOT_STARTED]
+    assert events(tmp_path) == [
+        "execute download pid=" + events(tmp_path)[0].split("pid=")[1],
+        events(tmp_path)[1],
+        "rollback transform written=['download', 'transform'] "
+        "error=transform broke after partial work",
+    ]
+    # the first stage's committed state is untouched by the second stage's partial work
+    assert run.steps[0].output == JobState(rows=[1], written=["download"])
+    stored = json.loads((tmp_path / "store/job/steps/00000-download.json").read_text())
+    assert stored["output"] == {"rows": [1], "written": ["download"], "published": False}
+    failure = json.loads((tmp_path / "store/job/failures/00001.json").read_text())
+    assert failure["error"] == "RuntimeError: transform broke after partial work"
+    assert failure["rollback_error"] is None
+
+
+def test_compensate_rolls_back_completed_stages_in_reverse_order(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "store")
+    wf = Workflow("saga", store=store)
+    for name in ("download", "transform"):
+        wf.add(Recording(name=name, folder=str(tmp_path)))
+    wf.add(Recording(name="publish", folder=str(tmp_path), fail=True))
+    run = wf.start(initial_context=JobState(), compensate=True)
+    rollbacks = [line.split(" written")[0] for line in events(tmp_path) if "rollback" in line]
+    assert rollbacks == ["rollback publish", "rollback transform", "rollback download"]
+    assert [s.compensated for s in run.steps] == [True, True, False]
+    # compensated stages were undone: their checkpoints are gone, so they run again next time
+    assert list(store.list("saga/steps/")) == []
+
+
+def test_a_failing_rollback_is_reported_beside_the_original_error(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "store")
+    wf = three_stages(tmp_path, store, fail=True, fail_rollback=True)
+    run = wf.start(initial_context=JobState())
+    failed = run.steps[1]
+    assert failed.error == "RuntimeError: transform broke after partial work"
+    assert failed.rollback_error == "OSError: could not undo transform"
+    assert isinstance(failed.exception, RuntimeError)  # the original error is never hidden
+    failure = json.loads((tmp_path / "store/job/failures/00001.json").read_text())
+    assert failure["error"] == "RuntimeError: transform broke after partial work"
+    assert failure["rollback_error"] == "OSError: could not undo transform"
+    table = dump_stages("job", store)
+    assert "| transform | FAILED | 1 |" in table
+    assert "could not undo transform" in table
+
+
+def test_dump_stages_from_the_store_and_from_a_live_run(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "store")
+    run = three_stages(tmp_path, store).start(initial_context=JobState())
+    stored = dump_stages("job", store).splitlines()
+    live = dump_stages(run).splitlines()
+    assert stored[0] == "| stage | status | attempts | duration (s) | last error |"
+    assert [line.split("|")[1:4] for line in stored[2:]] == [
+        [" download ", " COMPLETED ", " 1 "],
+        [" transform ", " COMPLETED ", " 1 "],
+        [" publish ", " COMPLETED ", " 1 "],
+    ]
+    assert [line.split("|")[1:4] for line in live[2:]] == [
+        line.split("|")[1:4] for line in stored[2:]
+    ]
+
+
+def test_stage_names_are_checked() -> None:
+    with pytest.raises(pydantic.ValidationError):
+        Recording(name="", folder="/tmp")
+    with pytest.raises(pydantic.ValidationError):
+        Recording(name="x" * 151, folder="/tmp")
+    wf = Workflow().add(Recording(name="same", folder="/tmp"))
+    with pytest.raises(ValueError, match="used twice"):
+        wf.add(Recording(name="same", folder="/tmp"))
+
+
+def test_an_impossible_sequence_of_stored_stages_is_corrupt(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "store")
+    three_stages(tmp_path, store).start(initial_context=JobState())
+    store.delete("job/steps/00001-transform.json")  # publish done, transform not: impossible
+    with pytest.raises(CorruptCheckpoint, match="00002-publish"):
+        three_stages(tmp_path, store).start(initial_context=JobState())
+
+
+def test_staged_task_is_a_thin_workflow(tmp_path: Path) -> None:
+    task = StagedTask(
+        [Recording(name="a", folder=str(tmp_path)), Recording(name="b", folder=str(tmp_path))],
+        store=MemoryStore(),
+        task_id="thin",
+        retry=FixedRetry(max_attempts=2, delay=0),
+    )
+    run = task.start(initial_context=JobState())
+    assert run.workflow_id == "thin"
+    assert run.output.rows == [1, 2]
+
+
+class Pages(pydantic.BaseModel):
+    done: list[int] = []
+
+
+def test_progress_survives_a_failed_attempt_and_is_cleared_on_completion() -> None:
+    store = MemoryStore()
+    seen: list[int] = []
+
+    @action(retry=FixedRetry(max_attempts=3, delay=0))
+    def crawl(checkpoint: Progress) -> list[int]:
+        page = checkpoint.load(default=0)
+        while page < 10:
+            seen.append(page)
+            page += 1
+            if page % 3 == 0:
+                checkpoint.save(page)
+            if page == 5 and len(seen) == 5:
+                raise ConnectionError("dropped at page 5")
+        return seen
+
+    run = Workflow("crawl", store=store).add(crawl).start()
+    assert run.status is Status.COMPLETED
+    assert run.steps[0].attempts == 2
+    # attempt 2 continued from the last saved page (3), not from the start
+    assert seen == [0, 1, 2, 3, 4, 3, 4, 5, 6, 7, 8, 9]
+    assert list(store.list("crawl/progress/")) == []
+
+
+def test_a_stage_can_keep_progress_too() -> None:
+    class Batches(Stage[Pages]):
+        def execute(self, state: Pages, checkpoint: Progress) -> None:
+            start = checkpoint.load(default=0)
+            for n in range(start, 4):
+                state.done.append(n)
+                checkpoint.save(n + 1)
+
+    run = Workflow().add(Batches(name="batches", state=Pages())).start()
+    assert run.output == Pages(done=[0, 1, 2, 3])
+
+
+def runner(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.core.stage_target",
+            "--store",
+            f"file://{tmp_path / 'store'}",
+            "--dir",
+            str(tmp_path),
+            *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(path: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def test_cancel_from_another_process_stops_a_running_staged_task(tmp_path: Path) -> None:
+    (tmp_path / "arm").touch()
+    proc = runner(tmp_path, "--hang-in", "transform", "--lock-ttl", "1.5")
+    wait_for(tmp_path / "ready")
+    asked = time.monotonic()
+    cancel("staged", FileStore(tmp_path / "store"))
+    out, err = proc.communicate(timeout=30)
+    stopped_after = time.monotonic() - asked
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["status"] == "CANCELLED", err
+    assert [s["status"] for s in summary["steps"]] == ["COMPLETED", "CANCELLED", "CANCELLED"]
+    assert stopped_after < 1.5  # within one heartbeat (ttl/3 = 0.5 s), plus process exit
+    lines = events(tmp_path)
+    assert "cancel transform" in lines
+    assert "stopped transform" in lines
+    assert not any(line.startswith("execute publish") for line in lines)
+    assert not (tmp_path / "store/staged/steps/00001-transform.json").exists()
+    again = runner(tmp_path)
+    out, _ = again.communicate(timeout=30)
+    assert json.loads(out)["error"] == "WorkflowCancelled"
+    from .stage_target import build
+
+    cancelled = build(tmp_path, FileStore(tmp_path / "store"))
+    with pytest.raises(WorkflowCancelled):
+        cancelled.start(initial_context=JobState())
+    cancelled.reset()
+    assert cancelled.start(initial_context=JobState()).status is Status.COMPLETED
+
+
+def test_after_a_crash_mid_stage_only_that_stage_runs_again(tmp_path: Path) -> None:
+    (tmp_path / "arm").touch()
+    first = runner(tmp_path, "--hang-in", "transform")
+    wait_for(tmp_path / "ready")
+    first.kill()
+    first.wait()
+    (tmp_path / "arm").unlink()
+    second = runner(tmp_path)
+    out, err = second.communicate(timeout=30)
+    summary = json.loads(out)
+    assert summary["status"] == "COMPLETED", err
+    assert [s["interrupted"] for s in summary["steps"]] == [False, True, False]
+    assert [s["restored"] for s in summary["steps"]] == [True, False, False]
+    assert "running it again" in err
+    executed = [line.split()[1] for line in events(tmp_path) if line.startswith("execute")]
+    assert executed == ["download", "transform", "transform", "publish"]
+
+
+def test_strict_recovery_stops_for_an_operator(tmp_path: Path) -> None:
+    (tmp_path / "arm").touch()
+    first = runner(tmp_path, "--hang-in", "transform")
+    wait_for(tmp_path / "ready")
+    first.kill()
+    first.wait()
+    (tmp_path / "arm").unlink()
+    strict = runner(tmp_path, "--strict")
+    out, _ = strict.communicate(timeout=30)
+    result = json.loads(out)
+    assert result["error"] == "InterruptedStage"
+    assert "transform" in result["message"]
+    executed = [line.split()[1] for line in events(tmp_path) if line.startswith("execute")]
+    assert executed == ["download", "transform"]  # nothing ran; the operator decides
+    # the operator chooses to re-run it
+    out, _ = runner(tmp_path).communicate(timeout=30)
+    assert json.loads(out)["status"] == "COMPLETED"
+
+
+def test_first_stage_without_state_is_a_clear_error(tmp_path: Path) -> None:
+    run = Workflow().add(Recording(name="a", folder=str(tmp_path))).start()
+    assert run.status is Status.FAILED
+    assert "got no state" in (run.steps[0].error or "")
+
+
+def test_stage_state_from_a_dict_initial_context(tmp_path: Path) -> None:
+    run = (
+        Workflow()
+        .add(Recording(name="a", folder=str(tmp_path)))
+        .start(initial_context={"rows": [7]})
+    )
+    assert run.output == JobState(rows=[7, 2], written=["a"])
+
+
+def test_context_class_is_reexported() -> None:
+    assert Context(1).storage == 1
