@@ -112,21 +112,9 @@ class Journal:
             restored[doc.index] = (doc, output)
         return restored
 
-    def write(self, record: StepRecord, payload: bytes) -> None:
-        key = self._keys[record.index]
-        if self.lease is not None:
-            self.lease.check()  # fenced: a runner whose lease was taken over stops here
-        try:
-            self.store.put(key, payload, if_none_match=True)
-        except PreconditionFailed:
-            raise CheckpointError(
-                f"step {record.name!r} of workflow {self.workflow_id!r} already has a checkpoint "
-                f"({key!r}): another runner completed it; the existing one was kept"
-            ) from None
-
     def commit(self, record: StepRecord) -> None:
         """Persist a completed step: exactly one create-only write (and its progress record,
-        if it kept one, is cleared)."""
+        if it kept one, is cleared). The hot path of every step."""
         payload = step_document(
             self.workflow_id,
             record.index,
@@ -136,7 +124,17 @@ class Journal:
             record.finished_at or 0.0,
             record.output,
         )
-        self.write(record, payload)
+        key = self._keys[record.index]
+        lease = self.lease
+        if lease is not None and (lease.lost or lease.clock() >= lease.renew_at):
+            lease.check()  # fenced: a runner whose lease was taken over stops here
+        try:
+            self.store.put(key, payload, if_none_match=True)
+        except PreconditionFailed:
+            raise CheckpointError(
+                f"step {record.name!r} of workflow {self.workflow_id!r} already has a checkpoint "
+                f"({key!r}): another runner completed it; the existing one was kept"
+            ) from None
         if record.index in self._progress:
             self._progress.discard(record.index)
             self.store.delete(self.layout.progress(record.index))

@@ -94,16 +94,17 @@ class Lease:
         self.took_over = False
         #: called from the heartbeat thread after each renewal (the run watches for cancels)
         self.on_heartbeat = on_heartbeat
-        self._clock = clock
+        self.clock = clock
         self._version: str | None = None
-        self._renew_at = 0.0
+        #: after this (local clock), a commit renews the lease before writing
+        self.renew_at = 0.0
         self._mutex = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _write(self, *, if_match: str | None = None, create: bool = False) -> None:
         """Write our lease document; the local expiry only moves once the write succeeded."""
-        now = self._clock()
+        now = self.clock()
         document = json.dumps(
             {
                 "owner": self.owner,
@@ -119,7 +120,7 @@ class Lease:
         self.expires_at = now + self.config.ttl
         # A commit renews first once two thirds of the TTL are gone: the heartbeat (every third)
         # normally got there before, so this only costs a request after a stall.
-        self._renew_at = now + self.config.ttl * 2 / 3
+        self.renew_at = now + self.config.ttl * 2 / 3
 
     def _read(self) -> tuple[dict[str, Any], str] | None:
         current = self.store.get_versioned(self.key)
@@ -135,7 +136,7 @@ class Lease:
         return lease, version
 
     def _takeable(self, lease: dict[str, Any]) -> bool:
-        if self._clock() > float(lease["expires_at"]) + self.config.clock_skew:
+        if self.clock() > float(lease["expires_at"]) + self.config.clock_skew:
             return True
         return lease.get("host") == self.host and not _process_alive(int(lease.get("pid", -1)))
 
@@ -185,7 +186,7 @@ class Lease:
         with self._mutex:
             if self.lost:
                 raise LockLost(f"the lease on {self.key} was taken over by another runner")
-            if only_if_stale and self._clock() < self._renew_at:
+            if only_if_stale and self.clock() < self.renew_at:
                 return  # renewed by the heartbeat while we waited for the mutex
             try:
                 self._write(if_match=self._version)
@@ -201,7 +202,7 @@ class Lease:
 
         A renewal in flight holds the mutex, so a commit after a stall waits for its answer.
         """
-        if self.lost or self._clock() >= self._renew_at:
+        if self.lost or self.clock() >= self.renew_at:
             self.renew(only_if_stale=True)
 
     def _heartbeat(self) -> None:

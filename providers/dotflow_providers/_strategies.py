@@ -102,10 +102,11 @@ class Execution:
         finally:
             if step.on_cancel is not None:
                 self.run.forget_cancel(step.on_cancel)
-        completed = self.settle(index)
-        if not completed:
-            self.record_failure(index)
-        return completed
+        if engine.record.status is Status.COMPLETED:
+            return True
+        self.settle(index)
+        self.record_failure(index)
+        return False
 
     def compensate_chain(self, indices: Sequence[int], failed: int) -> None:
         """Saga-style: undo the chain's completed steps before `failed`, newest first, and
@@ -134,13 +135,14 @@ class Execution:
     def run_chain(self, indices: Sequence[int]) -> None:
         """Run steps one after another, each getting the previous one's output."""
         previous: Any = None
-        steps = self.run.steps
+        steps, stop, cancel = self.run.steps, self.stop, self.run.cancel_event
+        lease = self.journal.lease
         for index in indices:
             record = steps[index]
             if record.restored:
                 previous = record.output
                 continue
-            if self.halted():
+            if stop.is_set() or cancel.is_set() or (lease is not None and lease.lost):
                 return
             if not self.run_step(index, previous) and self.compensate:
                 if record.status is Status.FAILED:
