@@ -63,6 +63,10 @@ class AttemptGuard(Protocol):
         ...
 
 
+#: Set by `dotflow_providers.testing.set_testing`: None when off, else (attempt cap or None,).
+_testing: tuple[int | None] | None = None
+
+
 def retry_delay(
     policy: RetryPolicy, attempt: int, error: BaseException, elapsed: float
 ) -> float | None:
@@ -72,6 +76,9 @@ def retry_delay(
     """
     if not policy.should_retry(attempt, error):
         return None
+    if _testing is not None:
+        cap = _testing[0]
+        return None if cap is not None and attempt >= cap else 0.0
     delay = policy.next_delay(attempt)
     deadline = policy.deadline
     if deadline is not None and elapsed + delay >= deadline:

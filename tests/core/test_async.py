@@ -21,8 +21,7 @@ from dotflow_providers import (
     Workflow,
     action,
 )
-
-from .helpers import CountingStore
+from dotflow_providers.testing import RecordingStore
 
 
 class ThreadRecordingStore(FileStore):
@@ -168,7 +167,7 @@ def test_a_step_timing_out_for_good_is_step_timeout() -> None:
 
 
 def test_cancelling_the_outer_task_cancels_the_step_without_a_checkpoint() -> None:
-    store = CountingStore()
+    store = RecordingStore()
     cleanups: list[str] = []
 
     @action(retry=FixedRetry(max_attempts=5, delay=0))

@@ -28,8 +28,7 @@ from dotflow_providers import (
     WorkflowDefinitionChanged,
     action,
 )
-
-from .helpers import CountingStore
+from dotflow_providers.testing import RecordingStore
 
 
 class Order(pydantic.BaseModel):
@@ -134,7 +133,7 @@ def test_resume_in_a_new_workflow_object_skips_completed_steps(tmp_path: Path) -
 
 
 def test_resume_reads_one_list_and_one_get_per_step() -> None:
-    store = CountingStore()
+    store = RecordingStore()
     wf = Workflow("reads", store=store)
     for n in range(20):
         wf.add(action(lambda n=n: n), name=f"s{n}")
@@ -166,7 +165,7 @@ def test_unserialisable_output_fails_the_step_with_a_checkpoint_error() -> None:
     def returns_a_lock() -> Any:
         return threading.Lock()
 
-    store = CountingStore()
+    store = RecordingStore()
     run = Workflow("bad", store=store).add(returns_a_lock, name="lock_step").start()
     assert run.status is Status.FAILED
     error = run.steps[0].exception

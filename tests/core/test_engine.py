@@ -19,8 +19,7 @@ from dotflow_providers import (
     Workflow,
     action,
 )
-
-from .helpers import CountingStore
+from dotflow_providers.testing import RecordingStore
 
 
 def test_lifecycle_of_a_successful_step() -> None:
@@ -114,7 +113,7 @@ def test_error_outside_retry_on_ends_the_loop_at_once() -> None:
 
 
 def test_write_counts_one_per_successful_step_plus_manifest() -> None:
-    store = CountingStore()
+    store = RecordingStore()
     wf = Workflow("counts", store=store)
     for n in range(5):
         wf.add(action(lambda n=n: n), name=f"s{n}")
@@ -126,7 +125,7 @@ def test_write_counts_one_per_successful_step_plus_manifest() -> None:
 
 
 def test_failing_twice_then_succeeding_writes_once() -> None:
-    store = CountingStore()
+    store = RecordingStore()
     tries: list[int] = []
 
     @action(retry=FixedRetry(max_attempts=3, delay=0))
@@ -142,7 +141,7 @@ def test_failing_twice_then_succeeding_writes_once() -> None:
 
 
 def test_failed_step_writes_nothing() -> None:
-    store = CountingStore()
+    store = RecordingStore()
     run = Workflow("f", store=store).add(action(retry=3)(lambda: 1 / 0)).start()
     assert run.status is Status.FAILED
     assert store.count("put", "/steps/") == 0

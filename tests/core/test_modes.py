@@ -18,8 +18,8 @@ from dotflow_providers import (
     WorkflowFailed,
     action,
 )
+from dotflow_providers.testing import RecordingStore
 
-from .helpers import CountingStore
 from .steps import fails_in_worker, slow_square, whoami
 
 
@@ -141,7 +141,7 @@ def test_parallel_runs_steps_in_bounded_worker_processes() -> None:
 
 
 def test_parallel_overlaps_work_and_commits_in_the_parent() -> None:
-    store = CountingStore()
+    store = RecordingStore()
     wf = Workflow("par", store=store)
     for n in range(4):
         wf.add(slow_square, name=f"sq{n}", initial_context=n)

@@ -1,0 +1,89 @@
+"""Helpers for your own test suites: no waiting between retries, and a store you can inspect.
+
+from dotflow_providers.testing import RecordingStore, fast_retries
+
+def test_my_workflow():
+    store = RecordingStore()
+    with fast_retries(attempts=2):        # retries without waits, at most 2 attempts
+        run = build_workflow(store).start()
+    assert store.outputs(run.workflow_id) == {"extract": [...], "load": 3}
+    assert store.count("put", "/steps/") == 2
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from . import retry
+from ._checkpoint import Layout, load_step
+from .storage import MemoryStore
+
+__all__ = ["RecordingStore", "set_testing", "fast_retries"]
+
+
+def set_testing(testing: bool, *, attempts: int | None = None) -> None:
+    """Make every policy's waits zero and, with `attempts`, cap attempts at that number.
+
+    Policies still decide *whether* to retry (their `retry_on` filter and attempt limit);
+    only how long they wait changes. Turn it on in a test fixture, off afterwards.
+    """
+    if attempts is not None and attempts < 1:
+        raise ValueError(f"attempts must be at least 1, got {attempts!r}")
+    retry._testing = (attempts,) if testing else None
+
+
+@contextlib.contextmanager
+def fast_retries(attempts: int | None = None) -> Iterator[None]:
+    """`set_testing(True, attempts=...)` for the duration of a `with` block."""
+    previous = retry._testing
+    set_testing(True, attempts=attempts)
+    try:
+        yield
+    finally:
+        retry._testing = previous
+
+
+class RecordingStore(MemoryStore):
+    """A `MemoryStore` that records every call and reads checkpoints back for assertions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str]] = []
+
+    def get(self, key: str) -> bytes | None:
+        self.calls.append(("get", key))
+        return super().get(key)
+
+    def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+        self.calls.append(("get", key))
+        return super().get_versioned(key)
+
+    def put(
+        self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False
+    ) -> str:
+        self.calls.append(("put", key))
+        return super().put(key, data, if_match=if_match, if_none_match=if_none_match)
+
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
+        self.calls.append(("delete", key))
+        super().delete(key, if_match=if_match)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        self.calls.append(("list", prefix))
+        return super().list(prefix)
+
+    def count(self, operation: str, part: str = "") -> int:
+        """How many `operation` calls ("get", "put", "delete", "list") had `part` in the key."""
+        return sum(1 for op, key in self.calls if op == operation and part in key)
+
+    def outputs(self, workflow_id: str) -> dict[str, Any]:
+        """Step name → restored output, for every checkpointed step of a workflow."""
+        found: dict[str, Any] = {}
+        for key in MemoryStore.list(self, Layout(workflow_id).steps):
+            data = MemoryStore.get(self, key)
+            if data is not None:
+                doc, output = load_step(key, data)
+                found[doc.name] = output
+        return found
