@@ -37,7 +37,7 @@ def snapshot(store: CheckpointStore) -> dict[str, tuple[str, Any]]:
         got = store.get_versioned(key)
         assert got is not None
         data, version = got
-        doc, output = load_step(key, data)  # CorruptCheckpoint would fail the harness here
+        _, output = load_step(key, data)  # CorruptCheckpoint would fail the harness here
         found[key] = (version, output)
     return found
 
