@@ -10,11 +10,28 @@ from ._errors import CorruptCheckpoint
 from .storage import CheckpointStore
 
 
+def failure_records(workflow_id: str, store: CheckpointStore) -> dict[int, dict[str, Any]]:
+    """The last final failure of each step (error, attempts, rollback error), by position."""
+    layout = Layout(workflow_id)
+    found: dict[int, dict[str, Any]] = {}
+    for key in store.list(layout.failures):
+        data = store.get(key)
+        if data is None:
+            continue
+        try:
+            doc = json.loads(data)
+            found[int(doc["index"])] = doc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptCheckpoint(key, f"not a failure record: {exc}") from exc
+    return found
+
+
 def inspect_workflow(workflow_id: str, store: CheckpointStore) -> dict[str, Any]:
     """A JSON-safe picture of a workflow from its checkpoints: steps, statuses, lease.
 
     Step outputs are left out (they may hold data not everyone may see); each completed step
-    reports its attempts, timings and duration. Raises `CorruptCheckpoint` on bad documents.
+    reports its attempts, timings and duration, each step that failed for good its last error
+    (and its rollback's). Raises `CorruptCheckpoint` on bad documents.
     """
     layout = Layout(workflow_id)
     data = store.get(layout.manifest)
@@ -34,11 +51,27 @@ def inspect_workflow(workflow_id: str, store: CheckpointStore) -> dict[str, Any]
             "finished_at": doc.finished_at,
             "duration": doc.finished_at - doc.started_at,
         }
-    steps = [
-        {"index": i, "name": name, "status": "NOT_STARTED", "attempts": 0, "duration": None}
-        | done.get(i, {})
-        for i, name in enumerate(manifest.steps)
-    ]
+    failures = failure_records(workflow_id, store)
+    steps = []
+    for i, name in enumerate(manifest.steps):
+        step: dict[str, Any] = {
+            "index": i,
+            "name": name,
+            "status": "NOT_STARTED",
+            "attempts": 0,
+            "duration": None,
+            "error": None,
+            "rollback_error": None,
+        }
+        failure = failures.get(i)
+        if failure is not None:
+            step |= {
+                "status": failure.get("status", "FAILED"),
+                "attempts": failure.get("attempts", 0),
+                "error": failure.get("error"),
+                "rollback_error": failure.get("rollback_error"),
+            }
+        steps.append(step | done.get(i, {}))
     lease = None
     raw_lease = store.get(layout.lock)
     if raw_lease is not None:

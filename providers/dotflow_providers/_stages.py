@@ -19,7 +19,7 @@ import pydantic
 
 from ._action import Action, Context, make_action
 from ._checkpoint import Layout
-from ._errors import ConfigurationError, CorruptCheckpoint, InvalidStep
+from ._errors import ConfigurationError, InvalidStep
 from ._inspect import inspect_workflow
 from .retry import RetryPolicy
 from .storage import CheckpointStore
@@ -166,21 +166,6 @@ def cancel(workflow_id: str, store: CheckpointStore) -> None:
     store.put(Layout(workflow_id).cancel, json.dumps(document).encode())
 
 
-def _failures(workflow_id: str, store: CheckpointStore) -> dict[int, dict[str, Any]]:
-    layout = Layout(workflow_id)
-    found: dict[int, dict[str, Any]] = {}
-    for key in store.list(layout.failures):
-        data = store.get(key)
-        if data is None:
-            continue
-        try:
-            doc = json.loads(data)
-            found[int(doc["index"])] = doc
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptCheckpoint(key, f"not a failure record: {exc}") from exc
-    return found
-
-
 def _markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| stage | status | attempts | duration (s) | last error |",
@@ -204,20 +189,7 @@ def dump_stages(run_or_id: Run | str, store: CheckpointStore | None = None) -> s
         return _markdown([step.summary() for step in run_or_id.steps])
     if store is None:
         raise ConfigurationError("dump_stages(workflow_id, store): give the store to read")
-    state = inspect_workflow(run_or_id, store)
-    failures = _failures(run_or_id, store)
-    rows = []
-    for stored in state["steps"]:
-        failure = failures.get(stored["index"], {})
-        row = {
-            **stored,
-            "error": failure.get("error"),
-            "rollback_error": failure.get("rollback_error"),
-        }
-        if stored["status"] != "COMPLETED" and failure:
-            row |= {"status": failure.get("status", "FAILED"), "attempts": failure["attempts"]}
-        rows.append(row)
-    return _markdown(rows)
+    return _markdown(inspect_workflow(run_or_id, store)["steps"])
 
 
 __all__ = ["Stage", "StagedTask", "cancel", "dump_stages"]

@@ -1,0 +1,217 @@
+"""The `dotflow-providers` command (also `python -m dotflow_providers`).
+
+    dotflow-providers run pipeline.py:workflow --store file://./ckpt --context '{"day": "x"}'
+    dotflow-providers inspect WORKFLOW_ID --store s3://bucket/prefix [--json]
+    dotflow-providers cancel WORKFLOW_ID --store URL
+    dotflow-providers clean WORKFLOW_ID --store URL
+
+Exit codes: 0 completed, 1 a step failed, 2 bad input (shown as one line; --debug for the
+traceback), 3 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from ._errors import DotflowError, WorkflowCancelled
+from ._inspect import inspect_workflow
+from ._journal import Journal
+from ._lease import Lease, LeaseConfig
+from ._loader import load_workflow
+from ._stages import cancel
+from ._status import Status
+from ._workflow import Run
+from .storage import store_from_url
+from .tracing import Tracer
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 3
+_COLOURS = {
+    "COMPLETED": "green",
+    "FAILED": "red",
+    "CANCELLED": "yellow",
+    "IN_PROGRESS": "cyan",
+    "RETRY": "magenta",
+}
+
+
+def _table(rows: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("#", "step", "status", "attempts", "duration (s)", "last error"):
+        table.add_column(column)
+    for row in rows:
+        status = str(row.get("status"))
+        duration = row.get("duration")
+        table.add_row(
+            str(row.get("index")),
+            str(row.get("name")),
+            f"[{_COLOURS.get(status, 'white')}]{status}[/]",
+            str(row.get("attempts", 0)),
+            "" if duration is None else f"{duration:.3f}",
+            str(row.get("error") or ""),
+        )
+    return table
+
+
+class LiveProgress(Tracer):
+    """A step table redrawn as the run moves (on a terminal)."""
+
+    def __init__(self, live: Live, title: str) -> None:
+        self.live, self.title = live, title
+        self.run: Run | None = None
+
+    def _draw(self) -> None:
+        if self.run is not None:
+            self.live.update(_table([s.summary() for s in self.run.steps], self.title))
+
+    def workflow_started(self, run: Run) -> None:
+        self.run = run
+        self._draw()
+
+    def step_started(self, step: Any) -> None:
+        self._draw()
+
+    def attempt_failed(self, step: Any, error: BaseException, delay: float | None) -> None:
+        self._draw()
+
+    def step_finished(self, step: Any) -> None:
+        self._draw()
+
+
+class LogLines(Tracer):
+    """One plain line per finished step and per retry (when not on a terminal)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def attempt_failed(self, step: Any, error: BaseException, delay: float | None) -> None:
+        if delay is not None:
+            self.console.print(
+                f"retry {step.name} attempt {step.attempts}: {error} (in {delay:.2f}s)"
+            )
+
+    def step_finished(self, step: Any) -> None:
+        note = f": {step.error}" if step.error else ""
+        self.console.print(f"{step.status.value} {step.name} ({step.attempts} attempt(s)){note}")
+
+
+def _run(args: argparse.Namespace, out: Console) -> int:
+    base = load_workflow(args.target)
+    context = json.loads(args.context) if args.context is not None else None
+    options: dict[str, Any] = {}
+    if args.workflow_id:
+        options["workflow_id"] = args.workflow_id
+    if args.store:
+        options["store"] = store_from_url(args.store)
+    workflow = base.copy(**options)
+    title = f"dotflow {workflow.workflow_id_for(context)}"
+    if out.is_terminal:
+        with Live(console=out, refresh_per_second=8) as live:
+            workflow.tracer = LiveProgress(live, title)
+            run = workflow.start(
+                mode=args.mode, keep_going=args.keep_going, initial_context=context
+            )
+    else:
+        workflow.tracer = LogLines(out)
+        run = workflow.start(mode=args.mode, keep_going=args.keep_going, initial_context=context)
+    out.print(f"{run.workflow_id}: {run.status.value} in {run.duration or 0:.3f}s")
+    if run.status is Status.COMPLETED:
+        return EXIT_OK
+    return EXIT_CANCELLED if run.status is Status.CANCELLED else EXIT_FAILED
+
+
+def _inspect(args: argparse.Namespace, out: Console) -> int:
+    store = store_from_url(args.store)
+    state = inspect_workflow(args.workflow_id, store)
+    if args.json:
+        print(json.dumps(state, indent=2))
+    elif not state["found"]:
+        out.print(f"no checkpoints for {args.workflow_id} in {store.url}")
+    else:
+        out.print(_table(state["steps"], f"{args.workflow_id} ({store.url})"))
+        if state["lease"]:
+            lease = state["lease"]
+            out.print(f"held by {lease['host']} pid {lease['pid']} (epoch {lease['epoch']})")
+    return EXIT_OK if state["found"] else EXIT_BAD_INPUT
+
+
+def _cancel(args: argparse.Namespace, out: Console) -> int:
+    cancel(args.workflow_id, store_from_url(args.store))
+    out.print(f"cancel requested for {args.workflow_id}; its runner stops at its next heartbeat")
+    return EXIT_OK
+
+
+def _clean(args: argparse.Namespace, out: Console) -> int:
+    store = store_from_url(args.store)
+    journal = Journal(store, args.workflow_id)
+    lease = Lease(store, journal.layout.lock, LeaseConfig())
+    lease.acquire()  # LockHeld while a runner owns it: never clean under a running workflow
+    try:
+        journal.reset()
+    finally:
+        lease.release()
+    out.print(f"removed the checkpoints of {args.workflow_id} from {store.url}")
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dotflow-providers", description="Run and inspect dotflow-providers workflows."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a workflow (resuming from its checkpoints)")
+    run.add_argument("target", help="module:attribute or path.py:attribute (a Workflow or factory)")
+    run.add_argument("--workflow-id")
+    run.add_argument("--store", help="memory://, file:///path, s3://bucket/prefix, gs://...")
+    run.add_argument("--mode", default="sequential")
+    run.add_argument("--context", help="initial context as JSON")
+    run.add_argument("--keep-going", action="store_true")
+    run.set_defaults(handler=_run)
+
+    for name, handler, text in (
+        ("inspect", _inspect, "show a workflow's steps from its checkpoints"),
+        ("cancel", _cancel, "ask a running workflow to stop (from any machine)"),
+        ("clean", _clean, "delete a workflow's checkpoints"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("workflow_id")
+        sub.add_argument("--store", required=True)
+        if name == "inspect":
+            sub.add_argument("--json", action="store_true")
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    out = Console()
+    err = Console(stderr=True)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code: int = args.handler(args, out)
+        return code
+    except WorkflowCancelled as exc:
+        err.print(f"[yellow]cancelled:[/] {exc}", soft_wrap=True)
+        return EXIT_CANCELLED
+    except (DotflowError, json.JSONDecodeError) as exc:
+        if args.debug:
+            raise
+        err.print(f"[red]error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""The command line, run as a user runs it: `python -m dotflow_providers ...`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+TARGET = str(Path(__file__).parent / "cli_workflow.py") + ":workflow"
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dotflow_providers", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_run_then_inspect(tmp_path: Path) -> None:
+    store = f"file://{tmp_path}"
+    done = cli("run", TARGET, "--store", store, "--context", '{"n": 4}')
+    assert done.returncode == 0, done.stderr
+    assert "COMPLETED extract (1 attempt(s))" in done.stdout  # plain lines off a terminal
+    assert "cli-demo: COMPLETED" in done.stdout
+    shown = cli("inspect", "cli-demo", "--store", store, "--json")
+    state = json.loads(shown.stdout)
+    assert [(s["name"], s["status"]) for s in state["steps"]] == [
+        ("extract", "COMPLETED"),
+        ("load", "COMPLETED"),
+    ]
+    table = cli("inspect", "cli-demo", "--store", store)
+    assert "extract" in table.stdout
+    assert "COMPLETED" in table.stdout
+
+
+def test_failure_exit_code_last_error_and_resume(tmp_path: Path) -> None:
+    store = f"file://{tmp_path / 'ckpt'}"
+    flag = tmp_path / "down"
+    flag.touch()
+    failed = cli(
+        "run",
+        TARGET,
+        "--store",
+        store,
+        "--context",
+        '{"n": 3}',
+        env={"DOTFLOW_CLI_FAIL": str(flag)},
+    )
+    assert failed.returncode == 1
+    assert "cli-demo: FAILED" in failed.stdout
+    state = json.loads(cli("inspect", "cli-demo", "--store", store, "--json").stdout)
+    assert state["steps"][1]["status"] == "FAILED"
+    assert state["steps"][1]["attempts"] == 2
+    assert state["steps"][1]["error"] == "ConnectionError: warehouse down"
+    flag.unlink()
+    resumed = cli(
+        "run", TARGET, "--store", store, "--context", '{"n": 3}', "--workflow-id", "cli-demo"
+    )
+    assert resumed.returncode == 0
+    assert "COMPLETED extract" not in resumed.stdout  # restored, not run again
+    assert "COMPLETED load" in resumed.stdout
+
+
+def test_cancel_and_clean(tmp_path: Path) -> None:
+    store = f"file://{tmp_path}"
+    assert cli("run", TARGET, "--store", store, "--context", '{"n": 1}').returncode == 0
+    assert cli("cancel", "cli-demo", "--store", store).returncode == 0
+    refused = cli("run", TARGET, "--store", store, "--context", '{"n": 1}')
+    assert refused.returncode == 3
+    assert "cancelled" in refused.stderr
+    cleaned = cli("clean", "cli-demo", "--store", store)
+    assert cleaned.returncode == 0
+    assert not (tmp_path / "cli-demo" / "steps").exists() or not list(
+        (tmp_path / "cli-demo" / "steps").iterdir()
+    )
+    gone = cli("inspect", "cli-demo", "--store", store)
+    assert gone.returncode == 2
+    assert "no checkpoints" in gone.stdout
+    assert cli("run", TARGET, "--store", store, "--context", '{"n": 1}').returncode == 0
+
+
+def test_bad_input_is_one_line_without_traceback_unless_debug(tmp_path: Path) -> None:
+    bad = cli("run", "no_such_module:workflow", "--store", f"file://{tmp_path}")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0
+    assert "ConfigurationError" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    debug = cli("--debug", "run", "no_such_module:workflow")
+    assert "Traceback" in debug.stderr
+    url = cli("inspect", "x", "--store", "ftp://nowhere")
+    assert url.returncode == 2
+    assert "UnknownStoreURL" in url.stderr
+    context = cli("run", TARGET, "--context", "{not json")
+    assert context.returncode == 2
+
+
+def test_live_table_on_a_terminal(tmp_path: Path) -> None:
+    shown = cli(
+        "run",
+        TARGET,
+        "--store",
+        f"file://{tmp_path}",
+        "--context",
+        '{"n": 2}',
+        env={"TTY_COMPATIBLE": "1", "COLUMNS": "120"},
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "┃ step" in shown.stdout or "step" in shown.stdout
+    assert "load" in shown.stdout
+    assert "COMPLETED extract (1 attempt(s))" not in shown.stdout  # the table, not log lines
+
+
+def test_console_script_is_installed() -> None:
+    from importlib.metadata import entry_points
+
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
+    assert scripts["dotflow-providers"] == "dotflow_providers.cli:main"
