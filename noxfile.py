@@ -19,6 +19,7 @@ CORE_TEST_DEPS = [
     "moto[server]>=5.1.5",  # a real S3 HTTP server honouring If-None-Match / If-Match
     "gcp-storage-emulator>=2024.8",
     "requests>=2.31",
+    "opentelemetry-sdk>=1.20",  # an in-memory exporter for the tracing tests
 ]
 
 
@@ -26,7 +27,7 @@ CORE_TEST_DEPS = [
 def lint(session: nox.Session) -> None:
     """ruff (lint and format) and mypy --strict on the core (the adapters are type-checked in
     their own sessions, where Airflow or Prefect is installed)."""
-    session.install("-e", ".[s3,gcs]", "ruff>=0.8", *TYPING_DEPS)
+    session.install("-e", ".[s3,gcs,otel]", "ruff>=0.8", *TYPING_DEPS)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
@@ -35,7 +36,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def core(session: nox.Session) -> None:
     """The core engine and stores, against real processes and S3/GCS servers on loopback."""
-    session.install("-e", ".[s3,gcs]", *CORE_TEST_DEPS)
+    session.install("-e", ".[s3,gcs,otel]", *CORE_TEST_DEPS)
     session.run("pytest", "tests/core", *session.posargs)
 
 

@@ -32,6 +32,7 @@ from dotflow_providers import (
     Workflow,
     action,
 )
+from dotflow_providers.tracing import Tracers
 from prefect import get_run_logger, task
 
 from .blocks import resolve_policy, resolve_store
@@ -194,7 +195,7 @@ def run_workflow(
         workflow_id=workflow_id
         or f"prefect/{_flow_run_id()}/{base.workflow_id_for(initial_context)}",
         store=chosen,
-        tracer=PrefectLogTracer(),
+        tracer=Tracers(base.tracer, PrefectLogTracer()),
     )
     run = bound.start(mode=mode, initial_context=initial_context)
     create_markdown_artifact(

@@ -29,3 +29,30 @@ class Tracer:
 
     def step_finished(self, step: StepRecord) -> None:
         """A step ended; `step.status` says how."""
+
+
+class Tracers(Tracer):
+    """Several tracers as one (a user's OpenTelemetry tracer and an adapter's log lines)."""
+
+    def __init__(self, *tracers: Tracer | None) -> None:
+        self.tracers = [t for t in tracers if t is not None]
+
+    def workflow_started(self, run: Run) -> None:
+        for tracer in self.tracers:
+            tracer.workflow_started(run)
+
+    def workflow_finished(self, run: Run) -> None:
+        for tracer in self.tracers:
+            tracer.workflow_finished(run)
+
+    def step_started(self, step: StepRecord) -> None:
+        for tracer in self.tracers:
+            tracer.step_started(step)
+
+    def attempt_failed(self, step: StepRecord, error: BaseException, delay: float | None) -> None:
+        for tracer in self.tracers:
+            tracer.attempt_failed(step, error, delay)
+
+    def step_finished(self, step: StepRecord) -> None:
+        for tracer in self.tracers:
+            tracer.step_finished(step)

@@ -1,0 +1,1 @@
+"""Optional observability backends; the core never imports them."""
