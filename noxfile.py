@@ -58,6 +58,6 @@ def prefect(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The benchmark suite (not part of the test command)."""
-    session.install("-e", ".")
+    """The benchmark suite (not part of the test command): ratios, and a PNG chart."""
+    session.install("-e", ".[s3]", "moto[server]>=5.1.5", "matplotlib>=3.8", "requests>=2.31")
     session.run("python", "bench/run.py", *session.posargs)

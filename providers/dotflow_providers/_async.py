@@ -47,7 +47,7 @@ class AsyncTaskEngine(StepLifecycle):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        return self._end(exc)
+        return self._end(exc_type, exc, tb)
 
     async def _call(self, kwargs: dict[str, Any]) -> Any:
         step, timeout = self.step, self.step.timeout
@@ -90,7 +90,7 @@ class AsyncTaskEngine(StepLifecycle):
             self._attempt_succeeded(output)
             if self.commit is not None:
                 await self.commit(self.record)
-            self.record.set_status(Status.COMPLETED)
+            self.record.status = Status.COMPLETED  # IN_PROGRESS -> COMPLETED, always allowed
             return output
 
 

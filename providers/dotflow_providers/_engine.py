@@ -107,15 +107,23 @@ class StepLifecycle:
         self.cancel = cancel
         self._t0 = 0.0
 
-    def _begin(self) -> None:
+    def _begin(self) -> StepLifecycle:
         record = self.record
-        record.set_status(Status.IN_PROGRESS)
+        if record.status is not Status.NOT_STARTED:
+            check_transition(record.status, Status.IN_PROGRESS)
+        record.status = Status.IN_PROGRESS
         record.started_at = time.time()
         self._t0 = time.perf_counter()
         if self.tracer is not None:
             self.tracer.step_started(record)
+        return self
 
-    def _end(self, exc: BaseException | None) -> bool:
+    def _end(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
         """Record how the step ended; True when the exception (if any) is absorbed."""
         record = self.record
         record.duration = time.perf_counter() - self._t0
@@ -222,17 +230,9 @@ class TaskEngine(StepLifecycle):
     __slots__ = ()
     commit: Commit | None
 
-    def __enter__(self) -> TaskEngine:
-        self._begin()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
-        return self._end(exc)
+    # the hot path: the shared lifecycle methods are the context manager itself
+    __enter__ = StepLifecycle._begin
+    __exit__ = StepLifecycle._end
 
     def _call(self, kwargs: dict[str, Any]) -> Any:
         step, timeout = self.step, self.step.timeout
@@ -266,7 +266,7 @@ class TaskEngine(StepLifecycle):
             self._attempt_succeeded(output)
             if self.commit is not None:
                 self.commit(self.record)
-            self.record.set_status(Status.COMPLETED)
+            self.record.status = Status.COMPLETED  # IN_PROGRESS -> COMPLETED, always allowed
             return output
 
 

@@ -56,7 +56,7 @@ class Journal:
         Costs one GET of the manifest, then (when there is one) one LIST and one GET per
         completed step. A first start writes the manifest, create-only.
         """
-        self._keys = [self.layout.step(index, name) for index, name in enumerate(steps)]
+        self._keys = [""] * len(steps)  # filled on first use: most steps are only committed
         self._names = steps
         data = self.store.get(self.layout.manifest)
         if data is None:
@@ -82,6 +82,13 @@ class Journal:
                 return {}
         return self._load_steps(steps)
 
+    def key(self, index: int) -> str:
+        """The checkpoint key of step `index`."""
+        key = self._keys[index]
+        if not key:
+            key = self._keys[index] = self.layout.step(index, self._names[index])
+        return key
+
     def _write_manifest(self, steps: list[str], fingerprint: str) -> None:
         document = manifest_document(self.workflow_id, steps, fingerprint, time.time())
         try:
@@ -105,7 +112,7 @@ class Journal:
                 doc.workflow_id != self.workflow_id
                 or not 0 <= doc.index < len(steps)
                 or steps[doc.index] != doc.name
-                or key != self._keys[doc.index]
+                or key != self.key(doc.index)
                 or doc.status != "COMPLETED"
             ):
                 raise CorruptCheckpoint(key, "it does not belong to this step of this workflow")
@@ -124,7 +131,7 @@ class Journal:
             record.finished_at or 0.0,
             record.output,
         )
-        key = self._keys[record.index]
+        key = self._keys[record.index] or self.key(record.index)
         lease = self.lease
         if lease is not None and (lease.lost or lease.clock() >= lease.renew_at):
             lease.check()  # fenced: a runner whose lease was taken over stops here
@@ -160,7 +167,7 @@ class Journal:
 
     def discard(self, record: StepRecord) -> None:
         """Forget a completed step whose effects were compensated, so it runs again."""
-        self.store.delete(self._keys[record.index])
+        self.store.delete(self.key(record.index))
 
     def cancel_requested(self) -> bool:
         return self.store.get(self.layout.cancel) is not None

@@ -51,6 +51,10 @@ class Execution:
     compensate: bool = False
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
 
+    def __post_init__(self) -> None:
+        self._commit = self.journal.commit  # bound once: used for every step
+        self._cancel = self.run.cancel_event
+
     def kwargs_for(self, index: int, previous: Any) -> dict[str, Any]:
         """The contexts step `index` asked for."""
         accepts = self.specs[index].step.accepts
@@ -89,12 +93,7 @@ class Execution:
         if step.on_cancel is not None:
             self.run.on_cancel(step.on_cancel)
         engine = TaskEngine(
-            step,
-            self.run.steps[index],
-            self.journal.commit,
-            self.tracer,
-            self.run.cancel_event,
-            runner,
+            step, self.run.steps[index], self._commit, self.tracer, self._cancel, runner
         )
         try:
             with engine:
