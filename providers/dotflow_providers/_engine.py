@@ -36,6 +36,7 @@ class StepRecord:
 
     index: int
     name: str
+    workflow_id: str = ""
     status: Status = Status.NOT_STARTED
     attempts: int = 0
     started_at: float | None = None
@@ -149,7 +150,12 @@ class StepLifecycle:
                 record.status.value,
                 record.attempts,
                 record.error,
-                extra={"step": record.name, "attempt": record.attempts, "status": record.status},
+                extra={
+                    "workflow_id": record.workflow_id,
+                    "step": record.name,
+                    "attempt": record.attempts,
+                    "status": record.status.value,
+                },
             )
             if not cancelled and self.step.on_failure is not None:
                 self._roll_back(exc)
@@ -196,7 +202,12 @@ class StepLifecycle:
                 type(error).__name__,
                 error,
                 delay,
-                extra={"step": record.name, "attempt": record.attempts, "delay": delay},
+                extra={
+                    "workflow_id": record.workflow_id,
+                    "step": record.name,
+                    "attempt": record.attempts,
+                    "delay": delay,
+                },
             )
         if self.tracer is not None:
             self.tracer.attempt_failed(record, error, delay)

@@ -28,7 +28,7 @@ from ._stages import Stage
 from ._status import Status
 from ._strategies import STRATEGIES, Execution, StepSpec
 from .storage import CheckpointStore, MemoryStore, store_from_url
-from .tracing import Tracer
+from .tracing import LoggingTracer, Tracer, Tracers
 
 logger = logging.getLogger("dotflow_providers")
 
@@ -350,7 +350,10 @@ class Workflow:
             if lease is not None:
                 lease.release()
             raise
-        records = [StepRecord(index=i, name=spec.name) for i, spec in enumerate(self._specs)]
+        records = [
+            StepRecord(index=i, name=spec.name, workflow_id=workflow_id)
+            for i, spec in enumerate(self._specs)
+        ]
         for index, (doc, output) in restored.items():
             record = records[index]
             record.status, record.attempts, record.restored = Status.COMPLETED, doc.attempts, True
@@ -362,8 +365,11 @@ class Workflow:
         if lease is not None:
             # another process's cancel request is noticed at the next heartbeat
             lease.on_heartbeat = lambda: run.cancel() if journal.cancel_requested() else None
+        tracer = self.tracer
+        if logger.isEnabledFor(logging.DEBUG):  # transitions are logged only when asked for
+            tracer = Tracers(tracer, LoggingTracer())
         return Execution(
-            run, self._specs, initial, journal, keep_going, self.tracer, max_workers, compensate
+            run, self._specs, initial, journal, keep_going, tracer, max_workers, compensate
         )
 
     def _check_stage_sequence(self, journal: Journal, restored: dict[int, Any]) -> None:

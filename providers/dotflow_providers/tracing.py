@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -56,3 +57,48 @@ class Tracers(Tracer):
     def step_finished(self, step: StepRecord) -> None:
         for tracer in self.tracers:
             tracer.step_finished(step)
+
+
+class LoggingTracer(Tracer):
+    """Every run and step transition as a DEBUG record of the `dotflow_providers` logger, with
+    `workflow_id`, `step`, `attempt` and `status` fields (on when that logger is at DEBUG)."""
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.logger = logger or logging.getLogger("dotflow_providers")
+
+    def workflow_started(self, run: Run) -> None:
+        self.logger.debug(
+            "workflow %s started (%d steps, %s)",
+            run.workflow_id,
+            len(run.steps),
+            run.mode,
+            extra={"workflow_id": run.workflow_id, "status": run.status.value},
+        )
+
+    def workflow_finished(self, run: Run) -> None:
+        self.logger.debug(
+            "workflow %s %s",
+            run.workflow_id,
+            run.status.value,
+            extra={"workflow_id": run.workflow_id, "status": run.status.value},
+        )
+
+    def _step(self, step: StepRecord) -> None:
+        self.logger.debug(
+            "step %s %s (attempt %d)",
+            step.name,
+            step.status.value,
+            step.attempts,
+            extra={
+                "workflow_id": step.workflow_id,
+                "step": step.name,
+                "attempt": step.attempts,
+                "status": step.status.value,
+            },
+        )
+
+    def step_started(self, step: StepRecord) -> None:
+        self._step(step)
+
+    def step_finished(self, step: StepRecord) -> None:
+        self._step(step)

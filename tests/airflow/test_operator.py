@@ -138,3 +138,28 @@ def test_a_checkpoint_too_large_for_the_task_state_store_says_what_to_do(
     assert task_instance(dag_run).try_number == 1  # retrying cannot make it fit
     assert "max_value_storage_bytes" in caplog.text
     assert "store_conn_id" in caplog.text
+
+
+def test_on_kill_cancels_the_running_workflow_between_attempts() -> None:
+    import threading
+    import time
+
+    from dotflow_airflow import DotflowOperator
+    from dotflow_providers import FixedRetry, Status, Workflow, action
+
+    failed_once = threading.Event()
+
+    @action(retry=FixedRetry(max_attempts=5, delay=30))
+    def upstream() -> None:
+        failed_once.set()
+        raise ConnectionError("down")
+
+    operator = DotflowOperator(task_id="killable", workflow=Workflow().add(upstream))
+    run = Workflow().add(upstream).add(lambda: "never", name="after").start(mode="background")
+    operator._run = run  # what execute() holds while the workflow runs
+    assert failed_once.wait(10)
+    t0 = time.monotonic()
+    operator.on_kill()
+    assert run.wait(10).status is Status.CANCELLED
+    assert time.monotonic() - t0 < 5  # the 30 s retry wait was cut short
+    assert [s.status for s in run.steps] == [Status.CANCELLED, Status.CANCELLED]

@@ -30,13 +30,22 @@ def test_retries_and_failures_are_structured_log_records(caplog: pytest.LogCaptu
     caplog.set_level(logging.DEBUG, logger="dotflow_providers")
     Workflow("logged").add(flaky(5), name="api").start()
     retries = [r for r in caplog.records if "retrying" in r.getMessage()]
-    assert [(r.step, r.attempt, r.delay) for r in retries] == [  # type: ignore[attr-defined]
-        ("api", 1, 0.01),
-        ("api", 2, 0.01),
+    assert [(r.workflow_id, r.step, r.attempt, r.delay) for r in retries] == [  # type: ignore[attr-defined]
+        ("logged", "api", 1, 0.01),
+        ("logged", "api", 2, 0.01),
     ]
     final = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert final[0].step == "api"  # type: ignore[attr-defined]
     assert final[0].attempt == 3  # type: ignore[attr-defined]
+    assert final[0].status == "FAILED"  # type: ignore[attr-defined]
+    transitions = [
+        (r.step, r.status)  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.levelno == logging.DEBUG and hasattr(r, "step")
+    ]
+    assert transitions == [("api", "IN_PROGRESS"), ("api", "FAILED")]
+    runs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("workflow")]
+    assert runs == ["workflow logged started (1 steps, sequential)", "workflow logged FAILED"]
 
 
 def test_spans_per_workflow_step_and_attempt_with_retry_events() -> None:
