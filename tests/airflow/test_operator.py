@@ -10,16 +10,13 @@ from typing import Any
 import pytest
 
 from ..servers import ACCESS_KEY, REGION, SECRET_KEY
+from ..sidefx import steps_ran
 
 
 @pytest.fixture
 def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DOTFLOW_TEST_DIR", str(tmp_path))
     return tmp_path
-
-
-def steps_ran(work: Path) -> list[str]:
-    return (work / "steps.log").read_text().split()
 
 
 def task_instance(dag_run: Any, task_id: str = "etl") -> Any:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).parents[2]
+from .procs import ROOT, wait_for
 
 
 def start(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
@@ -29,13 +28,6 @@ def start(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_for(path: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
 
 
 def test_sigkill_mid_step_resumes_from_that_step_only(tmp_path: Path) -> None:

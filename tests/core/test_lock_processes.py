@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..servers import ACCESS_KEY, REGION, SECRET_KEY
-
-ROOT = Path(__file__).parents[2]
+from .procs import ROOT, wait_for
 
 
 class Runner:
@@ -59,13 +58,6 @@ class Runner:
 
     def starts(self) -> Counter[str]:
         return Counter(line.split()[1] for line in self.log.read_text().splitlines())
-
-
-def wait_for(path: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
 
 
 def test_one_runner_runs_and_a_dead_holder_is_taken_over_after_its_ttl(

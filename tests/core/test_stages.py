@@ -29,9 +29,8 @@ from dotflow_providers import (
     dump_stages,
 )
 
+from .procs import ROOT, wait_for
 from .stage_target import JobState, Recording
-
-ROOT = Path(__file__).parents[2]
 
 
 def events(folder: Path) -> list[str]:
@@ -207,13 +206,6 @@ def runner(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_for(path: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
 
 
 def test_cancel_from_another_process_stops_a_running_staged_task(tmp_path: Path) -> None:

@@ -3,29 +3,13 @@ $DOTFLOW_TEST_DIR/fail-<step> exists."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 from dotflow_prefect import dotflow_task, run_workflow
 from dotflow_providers import Context, FixedRetry, Workflow, action
 from prefect import flow
 
-
-def _dir() -> Path:
-    return Path(os.environ["DOTFLOW_TEST_DIR"])
-
-
-def ran(name: str) -> None:
-    with (_dir() / "steps.log").open("a") as f:
-        f.write(f"{name}\n")
-
-
-def maybe_fail(name: str) -> None:
-    marker = _dir() / f"fail-{name}"
-    if marker.exists():
-        marker.unlink()
-        raise ConnectionError(f"{name}: upstream unavailable (on purpose, once)")
+from ..sidefx import maybe_fail, ran
 
 
 @action

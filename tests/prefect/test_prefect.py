@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from ..servers import ACCESS_KEY, REGION, SECRET_KEY
+from ..sidefx import steps_ran
 
 
 @pytest.fixture
@@ -21,17 +22,13 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def ran(work: Path) -> list[str]:
-    return (work / "steps.log").read_text().split()
-
-
 def test_a_flow_retry_resumes_run_workflow_after_the_failed_step(work: Path) -> None:
     from .flows import etl_flow
 
     (work / "fail-load").touch()
     result = etl_flow(store=f"file://{work / 'ckpt'}")
     assert result == "loaded 12 for 2026-11-22"
-    assert ran(work) == ["extract", "transform", "load", "load"]
+    assert steps_ran(work) == ["extract", "transform", "load", "load"]
 
 
 def test_a_flow_retry_skips_completed_dotflow_tasks(work: Path) -> None:
@@ -39,7 +36,7 @@ def test_a_flow_retry_skips_completed_dotflow_tasks(work: Path) -> None:
 
     (work / "fail-publish").touch()
     assert task_flow("2026-11-22") == 60
-    assert ran(work) == ["fetch", "enrich", "publish", "publish"]
+    assert steps_ran(work) == ["fetch", "enrich", "publish", "publish"]
 
 
 def test_flow_retry_resumes_with_the_s3_block(
@@ -60,7 +57,7 @@ def test_flow_retry_resumes_with_the_s3_block(
     block = DotflowS3Store.load("test-s3")
     (work / "fail-load").touch()
     assert etl_flow(store=block) == "loaded 12 for 2026-11-22"
-    assert ran(work) == ["extract", "transform", "load", "load"]
+    assert steps_ran(work) == ["extract", "transform", "load", "load"]
     keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
     assert sum("/steps/" in k for k in keys) == 3
     assert all(k.startswith("prefect/prefect/") for k in keys)

@@ -5,48 +5,32 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pendulum
 from airflow.sdk import DAG
+from tests.sidefx import maybe_fail, ran
 
 from dotflow_airflow import DotflowOperator
 from dotflow_providers import Context, ExponentialBackoff, FixedRetry, Workflow, action
 
 
-def _dir() -> Path:
-    return Path(os.environ["DOTFLOW_TEST_DIR"])
-
-
-def _ran(name: str) -> None:
-    with (_dir() / "steps.log").open("a") as f:
-        f.write(f"{name}\n")
-
-
-def _maybe_fail(name: str) -> None:
-    marker = _dir() / f"fail-{name}"
-    if marker.exists():
-        marker.unlink()
-        raise ConnectionError(f"{name}: upstream unavailable (on purpose, once)")
-
-
 @action
 def extract(initial_context: Context) -> dict[str, Any]:
-    _ran("extract")
+    ran("extract")
     return {"rows": [1, 2, 3], "context": initial_context.storage}
 
 
 @action
 def transform(previous_context: Context) -> dict[str, Any]:
-    _ran("transform")
+    ran("transform")
     return {**previous_context.storage, "total": sum(previous_context.storage["rows"])}
 
 
 @action(retry=FixedRetry(max_attempts=1))
 def load(previous_context: Context) -> dict[str, Any]:
-    _ran("load")
-    _maybe_fail("load")
+    ran("load")
+    maybe_fail("load")
     return {
         "loaded": previous_context.storage["total"],
         "context": previous_context.storage["context"],
@@ -55,7 +39,7 @@ def load(previous_context: Context) -> dict[str, Any]:
 
 @action(retry=ExponentialBackoff(max_attempts=3, initial=0.01, retry_on=(ConnectionError,)))
 def validate(previous_context: Context) -> None:
-    _ran("validate")
+    ran("validate")
     raise ValueError("row 7 has a negative price: not something a retry can fix")
 
 
@@ -94,7 +78,7 @@ with DAG("dotflow_templated", schedule=None, start_date=START, catchup=False) as
 
 @action
 def huge() -> str:
-    _ran("huge")
+    ran("huge")
     return "x" * 100_000  # more than the task state store keeps
 
 
