@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,35 @@ def xcom(dag_run: Any, key: str = "return_value", task_id: str = "etl") -> Any:
     return value
 
 
+class Collect(logging.Handler):
+    """Airflow re-configures logging during dag.test(), so pytest's caplog sees nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def test_a_failed_step_resumes_on_the_airflow_retry(work: Path) -> None:
     from dotflow_dags import resume
 
+    listener_log = logging.getLogger("dotflow_airflow")
+    collect = Collect()
+    listener_log.addHandler(collect)
+    listener_log.setLevel(logging.INFO)
     (work / "fail-load").touch()
-    dag_run = resume.test()
+    try:
+        dag_run = resume.test()
+    finally:
+        listener_log.removeHandler(collect)
+    # the plugin's listener summarises each try when the task instance ends
+    summaries = collect.messages
+    assert any(
+        "FAILED: extract=COMPLETED/1, transform=COMPLETED/1, load=FAILED/1" in m for m in summaries
+    )
+    assert any("COMPLETED: extract=COMPLETED/1(restored)" in m for m in summaries)
     assert dag_run.state == "success"
     ti = task_instance(dag_run)
     assert ti.try_number == 2

@@ -58,6 +58,15 @@ def test_airflow_providers_list_shows_the_provider() -> None:
 def test_connection_type_and_hook_are_registered() -> None:
     hooks = airflow_json("providers", "hooks")
     assert any(h.get("connection_type") == "dotflow" for h in hooks)
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    behaviour = manager.field_behaviours["dotflow"]
+    assert behaviour["relabeling"]["host"] == "Store URL"
+    assert "s3://bucket/prefix" in behaviour["placeholders"]["host"]
+    widgets = manager.connection_form_widgets
+    assert "extra__dotflow__endpoint_url" in widgets
+    assert widgets["extra__dotflow__keyfile_dict"].is_sensitive
 
 
 def test_plugin_is_loaded() -> None:

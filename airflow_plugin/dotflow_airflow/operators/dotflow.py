@@ -14,11 +14,14 @@ from dotflow_providers import (
     InputChanged,
     Run,
     Status,
+    StepRecord,
+    Tracer,
     Workflow,
     WorkflowDefinitionChanged,
     load_workflow,
     store_from_url,
 )
+from dotflow_providers.tracing import Tracers
 
 from ..compatibility import AirflowFailException, BaseOperator, Context
 from ..hooks.dotflow import DotflowHook
@@ -33,6 +36,32 @@ def default_workflow_id(dag_id: str, run_id: str, task_id: str, map_index: int =
     """Unique per DAG, run and task (and mapped index); the same for every try of it."""
     raw = f"{dag_id}/{run_id}/{task_id}" + (f"/{map_index}" if map_index >= 0 else "")
     return re.sub(r"[^A-Za-z0-9._:+@=,~/-]", "_", raw)
+
+
+class TaskLogTracer(Tracer):
+    """Each step's end and each retry decision as a line in the Airflow task log."""
+
+    def __init__(self, log: Any) -> None:
+        self.log = log
+
+    def attempt_failed(self, step: StepRecord, error: BaseException, delay: float | None) -> None:
+        if delay is not None:
+            self.log.warning(
+                "dotflow step %s attempt %d failed (%s); retrying in %.2fs",
+                step.name,
+                step.attempts,
+                error,
+                delay,
+            )
+
+    def step_finished(self, step: StepRecord) -> None:
+        self.log.info(
+            "dotflow step %s: %s, %d attempt(s)%s",
+            step.name,
+            step.status.value,
+            step.attempts,
+            f": {step.error}" if step.error else "",
+        )
 
 
 def _json_native(value: Any) -> bool:
@@ -106,11 +135,13 @@ class DotflowOperator(BaseOperator):
             ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1)
         )
         store, lock = self._checkpoint_store(context)
-        workflow: Workflow = load_workflow(self.workflow).copy(
+        base = load_workflow(self.workflow)
+        workflow: Workflow = base.copy(
             workflow_id=workflow_id,
             store=store,
             on_input_change=self.on_input_change,
             lock=lock,
+            tracer=Tracers(base.tracer, TaskLogTracer(self.log)),
         )
         self.log.info(
             "dotflow: running %s (%d steps) in %s mode, try %s, checkpoints in %s",
@@ -128,15 +159,6 @@ class DotflowOperator(BaseOperator):
         except _PERMANENT as exc:
             raise AirflowFailException(f"dotflow: {exc}") from exc
         self._run = run
-        for step in run.steps:
-            self.log.info(
-                "dotflow step %s: %s, %d attempt(s)%s%s",
-                step.name,
-                step.status.value,
-                step.attempts,
-                " (restored from checkpoint)" if step.restored else "",
-                f": {step.error}" if step.error else "",
-            )
         summary = run.summary()
         if run.status is Status.COMPLETED:
             if _json_native(run.output):
