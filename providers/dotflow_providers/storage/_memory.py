@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Iterator
 
@@ -18,7 +17,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._data: dict[str, tuple[bytes, str]] = {}
         self._lock = threading.Lock()
-        self._versions = itertools.count(1)
+        self._version = 0
 
     def get(self, key: str) -> bytes | None:
         item = self._data.get(key)
@@ -36,8 +35,9 @@ class MemoryStore:
                 raise PreconditionFailed(key, "it already exists")
             if if_match is not None and (current is None or current[1] != if_match):
                 raise PreconditionFailed(key, "it changed since it was read")
-            version = str(next(self._versions))
-            self._data[key] = (bytes(data), version)
+            self._version += 1
+            version = str(self._version)
+            self._data[key] = (data if type(data) is bytes else bytes(data), version)
             return version
 
     def delete(self, key: str, *, if_match: str | None = None) -> None:
