@@ -42,6 +42,22 @@ def snapshot(store: CheckpointStore) -> dict[str, tuple[str, Any]]:
     return found
 
 
+def runner_command(store_url: str, log: Path, round_number: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "tests.core.fault_target",
+        "--store",
+        store_url,
+        "--log",
+        str(log),
+        "--round",
+        str(round_number),
+        "--steps",
+        str(STEPS),
+    ]
+
+
 def _wait_for_first_step(log: Path, round_number: int, proc: subprocess.Popen[bytes]) -> bool:
     """Wait until this round's runner starts a step (False if it exits with nothing to run)."""
     marker = f"{round_number} start "
@@ -62,19 +78,7 @@ def harness(
     round_number = 0
     for round_number in range(kills):
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.core.fault_target",
-                "--store",
-                store_url,
-                "--log",
-                str(log),
-                "--round",
-                str(round_number),
-                "--steps",
-                str(STEPS),
-            ],
+            runner_command(store_url, log, round_number),
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -94,19 +98,7 @@ def harness(
         if len(versions) == STEPS:
             break
     final = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.core.fault_target",
-            "--store",
-            store_url,
-            "--log",
-            str(log),
-            "--round",
-            str(round_number + 1),
-            "--steps",
-            str(STEPS),
-        ],
+        runner_command(store_url, log, round_number + 1),
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -56,6 +56,14 @@ class Runner:
         assert out.strip(), err
         return proc.returncode, json.loads(out.strip().splitlines()[-1])
 
+    def hold(self, at: str, *extra: str) -> subprocess.Popen[str]:
+        """A runner that stops inside step `at` (until killed), started and waited for."""
+        arm, ready = self.tmp / "arm", self.tmp / "ready"
+        arm.touch()
+        proc = self.start("--hang-at", at, "--arm", str(arm), "--ready", str(ready), *extra)
+        wait_for(ready)
+        return proc
+
     def starts(self) -> Counter[str]:
         return Counter(line.split()[1] for line in self.log.read_text().splitlines())
 
@@ -64,21 +72,7 @@ def test_one_runner_runs_and_a_dead_holder_is_taken_over_after_its_ttl(
     tmp_path: Path, s3_endpoint: str, s3_bucket: str
 ) -> None:
     runner = Runner(tmp_path, s3_endpoint, s3_bucket)
-    arm, ready = tmp_path / "arm", tmp_path / "ready"
-    arm.touch()
-    holder = runner.start(
-        "--hang-at",
-        "s2",
-        "--arm",
-        str(arm),
-        "--ready",
-        str(ready),
-        "--lock-ttl",
-        "3",
-        "--lock-host",
-        "worker-a",
-    )
-    wait_for(ready)
+    holder = runner.hold("s2", "--lock-ttl", "3", "--lock-host", "worker-a")
 
     rival = runner.start("--lock-host", "worker-b")
     code, result = runner.finish(rival)
@@ -89,7 +83,7 @@ def test_one_runner_runs_and_a_dead_holder_is_taken_over_after_its_ttl(
     holder.kill()
     holder.wait()
     killed_at = time.monotonic()
-    arm.unlink()
+    (tmp_path / "arm").unlink()
     # another host cannot see that worker-a's process is gone: it waits out the TTL
     successor = runner.start("--lock-host", "worker-b", "--lock-wait", "30", "--lock-skew", "0")
     code, result = runner.finish(successor)
@@ -107,15 +101,10 @@ def test_a_dead_holder_on_the_same_host_is_taken_over_at_once(
     tmp_path: Path, s3_endpoint: str, s3_bucket: str
 ) -> None:
     runner = Runner(tmp_path, s3_endpoint, s3_bucket)
-    arm, ready = tmp_path / "arm", tmp_path / "ready"
-    arm.touch()
-    holder = runner.start(
-        "--hang-at", "s1", "--arm", str(arm), "--ready", str(ready), "--lock-ttl", "600"
-    )
-    wait_for(ready)
+    holder = runner.hold("s1", "--lock-ttl", "600")
     holder.kill()
     holder.wait()
-    arm.unlink()
+    (tmp_path / "arm").unlink()
     t0 = time.monotonic()
     code, result = runner.finish(runner.start())  # lock wait 0: it must not have to wait
     assert code == 0, result
@@ -127,26 +116,10 @@ def test_a_stalled_holder_loses_its_lease_and_writes_nothing_after(
     tmp_path: Path, s3_endpoint: str, s3_bucket: str, s3_client: Any
 ) -> None:
     runner = Runner(tmp_path, s3_endpoint, s3_bucket)
-    arm, ready = tmp_path / "arm", tmp_path / "ready"
-    arm.touch()
-    stalled = runner.start(
-        "--hang-at",
-        "s2",
-        "--hang-for",
-        "1",
-        "--arm",
-        str(arm),
-        "--ready",
-        str(ready),
-        "--lock-ttl",
-        "1.5",
-        "--lock-host",
-        "worker-a",
-    )
-    wait_for(ready)
+    stalled = runner.hold("s2", "--hang-for", "1", "--lock-ttl", "1.5", "--lock-host", "worker-a")
     os.kill(stalled.pid, signal.SIGSTOP)  # every thread stops, the heartbeat too
     try:
-        arm.unlink()
+        (tmp_path / "arm").unlink()
         time.sleep(2.0)  # past the 1.5 s TTL
         successor = runner.start("--lock-host", "worker-b", "--lock-skew", "0", "--lock-wait", "10")
         code, result = runner.finish(successor)

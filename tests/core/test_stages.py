@@ -237,13 +237,18 @@ def test_cancel_from_another_process_stops_a_running_staged_task(tmp_path: Path)
     assert cancelled.start(initial_context=JobState()).status is Status.COMPLETED
 
 
-def test_after_a_crash_mid_stage_only_that_stage_runs_again(tmp_path: Path) -> None:
+def crash_inside_transform(tmp_path: Path) -> None:
+    """A runner SIGKILLed while its second stage runs (its lease is left behind)."""
     (tmp_path / "arm").touch()
     first = runner(tmp_path, "--hang-in", "transform")
     wait_for(tmp_path / "ready")
     first.kill()
     first.wait()
     (tmp_path / "arm").unlink()
+
+
+def test_after_a_crash_mid_stage_only_that_stage_runs_again(tmp_path: Path) -> None:
+    crash_inside_transform(tmp_path)
     second = runner(tmp_path)
     out, err = second.communicate(timeout=30)
     summary = json.loads(out)
@@ -256,12 +261,7 @@ def test_after_a_crash_mid_stage_only_that_stage_runs_again(tmp_path: Path) -> N
 
 
 def test_strict_recovery_stops_for_an_operator(tmp_path: Path) -> None:
-    (tmp_path / "arm").touch()
-    first = runner(tmp_path, "--hang-in", "transform")
-    wait_for(tmp_path / "ready")
-    first.kill()
-    first.wait()
-    (tmp_path / "arm").unlink()
+    crash_inside_transform(tmp_path)
     strict = runner(tmp_path, "--strict")
     out, _ = strict.communicate(timeout=30)
     result = json.loads(out)
