@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -29,3 +30,16 @@ class Progress:
     def load(self, default: Any = None) -> Any:
         found, value = self._journal.load_progress(self._index)
         return value if found else default
+
+    async def asave(self, value: Any) -> None:
+        """`save` for async steps: the store write runs off the event loop."""
+        if self._journal.blocking:
+            await asyncio.to_thread(self.save, value)
+        else:
+            self.save(value)
+
+    async def aload(self, default: Any = None) -> Any:
+        """`load` for async steps: the store read runs off the event loop."""
+        if self._journal.blocking:
+            return await asyncio.to_thread(self.load, default)
+        return self.load(default)

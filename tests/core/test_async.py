@@ -281,3 +281,26 @@ def test_async_resume_skips_completed_steps(tmp_path: Path) -> None:
 def test_unknown_async_mode() -> None:
     with pytest.raises(UnknownMode, match="async_parallel, async_sequential"):
         asyncio.run(Workflow().add(lambda: 1).start_async(mode="parallel"))
+
+
+def test_async_steps_keep_progress_without_blocking_the_loop(tmp_path: Path) -> None:
+    from dotflow_providers import Progress
+
+    attempts: list[int] = []
+
+    @action(retry=FixedRetry(max_attempts=2, delay=0))
+    async def pages(checkpoint: Progress) -> list[int]:
+        attempts.append(1)
+        done: list[int] = await checkpoint.aload(default=[])
+        for page in range(len(done), 6):
+            done.append(page)
+            await checkpoint.asave(done)
+            if page == 2 and len(attempts) == 1:
+                raise ConnectionError("dropped")
+        return done
+
+    store = ThreadRecordingStore(tmp_path)
+    run = asyncio.run(Workflow("apages", store=store).add(pages).start_async())
+    assert run.output == [0, 1, 2, 3, 4, 5]
+    assert run.steps[0].attempts == 2
+    assert list(store.list("apages/progress/")) == []
