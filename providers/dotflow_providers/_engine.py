@@ -78,7 +78,31 @@ class StepRecord:
         }
 
 
-def _sleep(cancel: threading.Event | None, delay: float) -> None:
+class CancelToken:
+    """A flag the hot path reads as a plain attribute, and an event to wait on.
+
+    `threading.Event.is_set()` is a Python-level call; every step checks for cancellation
+    several times, so the engine reads `requested` instead.
+    """
+
+    __slots__ = ("_event", "requested")
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self.requested = True
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self.requested
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
+
+
+def _sleep(cancel: CancelToken | None, delay: float) -> None:
     if cancel is None:
         time.sleep(delay)
     elif cancel.wait(delay):
@@ -97,7 +121,7 @@ class StepLifecycle:
         record: StepRecord,
         commit: Any = None,
         tracer: Tracer | None = None,
-        cancel: threading.Event | None = None,
+        cancel: CancelToken | None = None,
         runner: AttemptRunner | None = None,
     ) -> None:
         self.step = step
@@ -134,7 +158,7 @@ class StepLifecycle:
             cancelled = (
                 isinstance(exc, (WorkflowCancelled, asyncio.CancelledError))
                 or not isinstance(exc, Exception)
-                or (self.cancel is not None and self.cancel.is_set())
+                or (self.cancel is not None and self.cancel.requested)
             )
             record.set_status(Status.CANCELLED if cancelled else Status.FAILED)
             record.retryable = not isinstance(exc, _PERMANENT) and is_retryable(
@@ -179,7 +203,7 @@ class StepLifecycle:
             )
 
     def _start_attempt(self) -> None:
-        if self.cancel is not None and self.cancel.is_set():
+        if self.cancel is not None and self.cancel.requested:
             raise WorkflowCancelled(f"the run was cancelled before step {self.record.name!r}")
         self.record.attempts += 1
 
@@ -218,7 +242,7 @@ class StepLifecycle:
     def _attempt_succeeded(self, output: Any) -> None:
         if self.step.guard is not None:
             self.step.guard.after_attempt(None)
-        if self.cancel is not None and self.cancel.is_set():
+        if self.cancel is not None and self.cancel.requested:
             # a step that returns after its run was cancelled may have stopped early on purpose:
             # its output is not trusted, so nothing is committed
             raise WorkflowCancelled(f"the run was cancelled while step {self.record.name!r} ran")

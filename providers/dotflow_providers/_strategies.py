@@ -8,12 +8,11 @@ import logging
 import multiprocessing
 import os
 import pickle
-import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._action import Action, Context
-from ._engine import AttemptRunner, TaskEngine, call_step
+from ._engine import AttemptRunner, CancelToken, TaskEngine, call_step
 from ._errors import DotflowError, InvalidStep, StepTimeout
 from ._progress import Progress
 from ._status import Status
@@ -49,7 +48,7 @@ class Execution:
     tracer: Tracer | None
     max_workers: int | None
     compensate: bool = False
-    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    stop: CancelToken = dataclasses.field(default_factory=CancelToken)
 
     def __post_init__(self) -> None:
         self._commit = self.journal.commit  # bound once: used for every step
@@ -126,8 +125,8 @@ class Execution:
     def halted(self) -> bool:
         lease = self.journal.lease
         return (
-            self.stop.is_set()
-            or self.run.cancel_event.is_set()
+            self.stop.requested
+            or self.run.cancel_event.requested
             or (lease is not None and lease.lost)
         )
 
@@ -141,7 +140,7 @@ class Execution:
             if record.restored:
                 previous = record.output
                 continue
-            if stop.is_set() or cancel.is_set() or (lease is not None and lease.lost):
+            if stop.requested or cancel.requested or (lease is not None and lease.lost):
                 return
             if not self.run_step(index, previous) and self.compensate:
                 if record.status is Status.FAILED:

@@ -12,7 +12,7 @@ from typing import Any, get_args
 
 from ._action import Action, as_action, class_steps
 from ._checkpoint import Layout, check_workflow_id, fingerprint
-from ._engine import StepRecord
+from ._engine import CancelToken, StepRecord
 from ._errors import (
     ConfigurationError,
     CorruptCheckpoint,
@@ -43,7 +43,7 @@ class Run:
         self.status = Status.NOT_STARTED
         self.started_at = time.time()
         self.duration: float | None = None
-        self.cancel_event = threading.Event()
+        self.cancel_event = CancelToken()
         self._finished = threading.Event()
         self._cancel_hooks: list[Callable[[], None]] = []
 
