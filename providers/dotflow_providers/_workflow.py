@@ -203,7 +203,7 @@ class Workflow:
             workflow_id if workflow_id is not None else self._workflow_id,
             store if store is not None else self.store,
             on_input_change or self.on_input_change,
-            lock=self.lock or False if lock is None else lock,
+            lock=(self.lock or False) if lock is None else lock,
             tracer=tracer or self.tracer,
         )
         clone._specs = list(self._specs)
@@ -239,15 +239,7 @@ class Workflow:
 
         Takes the workflow's lease first, so a running workflow is never reset under its feet.
         """
-        workflow_id = self.workflow_id_for(initial_context)
-        lease = self._lease(workflow_id)
-        if lease is not None:
-            lease.acquire()
-        try:
-            Journal(self.store, workflow_id).reset()
-        finally:
-            if lease is not None:
-                lease.release()
+        reset_checkpoints(self.workflow_id_for(initial_context), self.store, self.lock)
 
     def start(
         self,
@@ -413,6 +405,21 @@ class Workflow:
 
     def __repr__(self) -> str:
         return f"<Workflow {self._workflow_id or '(derived id)'} steps={self.steps}>"
+
+
+def reset_checkpoints(
+    workflow_id: str, store: CheckpointStore, lock: LeaseConfig | None = None
+) -> None:
+    """Delete a workflow's checkpoints (and any cancel request), under its lease when `lock`
+    is given, so a running workflow is never reset under its feet (`LockHeld`)."""
+    lease = None if lock is None else Lease(store, Layout(workflow_id).lock, lock)
+    if lease is not None:
+        lease.acquire()
+    try:
+        Journal(store, workflow_id).reset()
+    finally:
+        if lease is not None:
+            lease.release()
 
 
 def _choose(strategies: dict[str, Any], mode: str) -> Any:

@@ -24,12 +24,11 @@ from rich.table import Table
 
 from ._errors import DotflowError, WorkflowCancelled
 from ._inspect import inspect_workflow
-from ._journal import Journal
-from ._lease import Lease, LeaseConfig
+from ._lease import LeaseConfig
 from ._loader import load_workflow
 from ._stages import cancel
 from ._status import Status
-from ._workflow import Run
+from ._workflow import Run, reset_checkpoints
 from .storage import store_from_url
 from .tracing import Tracer
 
@@ -151,13 +150,7 @@ def _cancel(args: argparse.Namespace, out: Console) -> int:
 
 def _clean(args: argparse.Namespace, out: Console) -> int:
     store = store_from_url(args.store)
-    journal = Journal(store, args.workflow_id)
-    lease = Lease(store, journal.layout.lock, LeaseConfig())
-    lease.acquire()  # LockHeld while a runner owns it: never clean under a running workflow
-    try:
-        journal.reset()
-    finally:
-        lease.release()
+    reset_checkpoints(args.workflow_id, store, LeaseConfig())  # LockHeld while a runner owns it
     out.print(f"removed the checkpoints of {args.workflow_id} from {store.url}")
     return EXIT_OK
 
