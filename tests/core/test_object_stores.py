@@ -185,3 +185,32 @@ def test_a_workflow_started_on_one_store_object_resumes_on_another(
     run = build(other, fail=False).start()
     assert run.output == "from runner one via runner two"
     assert calls == ["first", "second", "second"]
+
+
+def test_s3_throttling_and_server_errors_are_retried_then_named(
+    s3_endpoint: str, s3_bucket: str
+) -> None:
+    from ..flaky_proxy import flaky_proxy
+
+    with flaky_proxy(s3_endpoint) as (endpoint, proxy):
+        store = S3Store(
+            s3_bucket,
+            "flaky",
+            endpoint_url=endpoint,
+            region_name=REGION,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            max_attempts=3,
+        )
+        proxy.fail_next(1, 503, "SlowDown")
+        proxy.fail_next(1, 500, "InternalError")
+        store.put("k", b"survived", if_none_match=True)  # 2 failures, then through
+        assert [status for _, status in proxy.seen] == [503, 500, 200]
+        assert store.get("k") == b"survived"
+
+        proxy.fail_next(10, 503, "SlowDown")
+        with pytest.raises(StoreError, match="SlowDown"):
+            store.put("k2", b"never")
+        assert [s for _, s in proxy.seen].count(503) == 1 + 3  # bounded: max_attempts tries
+        proxy.failures.clear()
+        assert store.get("k2") is None

@@ -36,8 +36,8 @@ class S3Store:
 
     Create-only writes send `If-None-Match: *` and compare-and-swap writes `If-Match: <etag>`;
     S3 answers a lost condition with 412, raised as `PreconditionFailed`. Throttling and 5xx
-    answers are retried by botocore's standard retry mode (`max_attempts`, exponential backoff
-    with jitter). Missing buckets, bad credentials and denied permissions raise `StoreError`
+    answers are retried by botocore's standard retry mode: at most `max_attempts` tries in all,
+    with exponential backoff and jitter. Missing buckets, bad credentials and denied permissions raise `StoreError`
     naming the bucket and the operation at once. Credentials default to boto3's usual chain.
     """
 
@@ -61,7 +61,7 @@ class S3Store:
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         if client is None:
             config = botocore.config.Config(
-                retries={"max_attempts": max_attempts, "mode": "standard"},
+                retries={"total_max_attempts": max_attempts, "mode": "standard"},
                 connect_timeout=10,
                 read_timeout=60,
             )
