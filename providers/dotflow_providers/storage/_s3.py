@@ -37,8 +37,9 @@ class S3Store:
     Create-only writes send `If-None-Match: *` and compare-and-swap writes `If-Match: <etag>`;
     S3 answers a lost condition with 412, raised as `PreconditionFailed`. Throttling and 5xx
     answers are retried by botocore's standard retry mode: at most `max_attempts` tries in all,
-    with exponential backoff and jitter. Missing buckets, bad credentials and denied permissions raise `StoreError`
-    naming the bucket and the operation at once. Credentials default to boto3's usual chain.
+    with exponential backoff and jitter. Missing buckets, bad credentials and denied
+    permissions raise `StoreError` naming the bucket and the operation at once. Credentials
+    default to boto3's usual chain.
     """
 
     def __init__(
