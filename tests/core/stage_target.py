@@ -60,6 +60,7 @@ class Recording(Stage[JobState]):
 
     def cancel(self, state: JobState) -> None:
         note(Path(self.folder), f"cancel {self.name}")
+        (Path(self.folder) / "cancel-hook-at").write_text(repr(time.time()))
 
 
 def build(folder: Path, store: Any, hang_in: str = "", lock_ttl: float = 60) -> Workflow:
