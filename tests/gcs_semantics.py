@@ -25,6 +25,11 @@ class GCSPreconditions(requests.Session):
         super().__init__()
         self.sent: list[tuple[str, str, dict[str, str]]] = []
         self._lock = threading.Lock()
+        self._failures: list[int] = []
+
+    def fail_next(self, count: int, status: int = 503) -> None:
+        """Answer the next `count` requests with `status`, as an overloaded GCS would."""
+        self._failures.extend([status] * count)
 
     def request(  # type: ignore[override]
         self, method: str, url: str, params: Any = None, data: Any = None, **kwargs: Any
@@ -33,6 +38,8 @@ class GCSPreconditions(requests.Session):
         query = dict(urllib.parse.parse_qsl(parts.query))
         query.update(params or {})
         self.sent.append((method, parts.path, query))
+        if self._failures:
+            return _error(method, url, self._failures.pop(0))
         expected = query.get("ifGenerationMatch")
         if expected is None:
             return super().request(method, url, params=params, data=data, **kwargs)
@@ -45,7 +52,7 @@ class GCSPreconditions(requests.Session):
         with self._lock:
             current = self._generation(f"{parts.scheme}://{parts.netloc}", bucket, name)
             if int(expected) != current:
-                return _precondition_failed(method, url)
+                return _error(method, url, 412)
             return super().request(method, url, params=params, data=data, **kwargs)
 
     def _generation(self, endpoint: str, bucket: str, name: str) -> int:
@@ -60,20 +67,15 @@ class GCSPreconditions(requests.Session):
         return [sent for sent in self.sent if parameter in sent[2]]
 
 
-def _precondition_failed(method: str, url: str) -> requests.Response:
+def _error(method: str, url: str, status: int) -> requests.Response:
+    reason = "conditionNotMet" if status == 412 else "backendError"
     response = requests.Response()
-    response.status_code = 412
-    response.reason = "Precondition Failed"
+    response.status_code = status
+    response.reason = "Precondition Failed" if status == 412 else "Service Unavailable"
     response.url = url
     response.headers["Content-Type"] = "application/json"
     response._content = json.dumps(
-        {
-            "error": {
-                "code": 412,
-                "message": "At least one of the pre-conditions you specified did not hold.",
-                "errors": [{"reason": "conditionNotMet"}],
-            }
-        }
+        {"error": {"code": status, "message": reason, "errors": [{"reason": reason}]}}
     ).encode()
     response.request = requests.Request(method, url).prepare()
     return response

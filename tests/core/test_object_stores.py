@@ -214,3 +214,15 @@ def test_s3_throttling_and_server_errors_are_retried_then_named(
         assert [s for _, s in proxy.seen].count(503) == 1 + 3  # bounded: max_attempts tries
         proxy.failures.clear()
         assert store.get("k2") is None
+
+
+def test_gcs_server_errors_are_retried(
+    gcs_client: Any, gcs_bucket: str, gcs_session: GCSPreconditions
+) -> None:
+    store = GCSStore(gcs_bucket, "p", client=gcs_client)
+    gcs_session.fail_next(1, 503)
+    generation = store.put("k", b"after a 503", if_none_match=True)
+    uploads = [q.get("ifGenerationMatch") for _, path, q in gcs_session.sent if "/upload/" in path]
+    assert uploads == ["0", "0"]  # the same create-only upload, sent again
+    gcs_session.fail_next(1, 503)
+    assert store.get_versioned("k") == (b"after a 503", generation)
