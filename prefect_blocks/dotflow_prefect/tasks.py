@@ -10,6 +10,7 @@ import functools
 import hashlib
 import inspect
 import json
+import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -27,12 +28,10 @@ from dotflow_providers import (
     FileStore,
     MemoryStore,
     Run,
-    StepRecord,
-    Tracer,
     Workflow,
     action,
 )
-from dotflow_providers.tracing import Tracers
+from dotflow_providers.tracing import LoggingTracer, Tracers
 from prefect import get_run_logger, task
 
 from .blocks import resolve_policy, resolve_store
@@ -65,30 +64,6 @@ def _call_digest(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     plain = pydantic_core.to_jsonable_python([args, kwargs], fallback=repr)
     canonical = json.dumps(plain, sort_keys=True, separators=(",", ":"), default=repr)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-class PrefectLogTracer(Tracer):
-    """Each step's end and each retry decision as a line in the Prefect run log."""
-
-    def attempt_failed(self, step: StepRecord, error: BaseException, delay: float | None) -> None:
-        if delay is not None:
-            get_run_logger().warning(
-                "step %s attempt %d failed (%s); retrying in %.2fs",
-                step.name,
-                step.attempts,
-                error,
-                delay,
-            )
-
-    def step_finished(self, step: StepRecord) -> None:
-        get_run_logger().info(
-            "step %s %s after %d attempt(s)%s%s",
-            step.name,
-            step.status.value,
-            step.attempts,
-            f" in {step.duration:.3f}s" if step.duration is not None else "",
-            f": {step.error}" if step.error else "",
-        )
 
 
 def dotflow_task(
@@ -195,7 +170,10 @@ def run_workflow(
         workflow_id=workflow_id
         or f"prefect/{_flow_run_id()}/{base.workflow_id_for(initial_context)}",
         store=chosen,
-        tracer=Tracers(base.tracer, PrefectLogTracer()),
+        tracer=Tracers(
+            base.tracer,
+            LoggingTracer(get_run_logger(), logging.INFO, starts=False, retries=True),
+        ),
     )
     run = bound.start(mode=mode, initial_context=initial_context)
     create_markdown_artifact(

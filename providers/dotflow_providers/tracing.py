@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ._engine import StepRecord
@@ -59,24 +59,47 @@ class Tracers(Tracer):
             tracer.step_finished(step)
 
 
-class LoggingTracer(Tracer):
-    """Every run and step transition as a DEBUG record of the `dotflow_providers` logger, with
-    `workflow_id`, `step`, `attempt` and `status` fields (on when that logger is at DEBUG)."""
+class TaskLogger(Protocol):
+    """What a tracer needs of a logger: the stdlib's, or an orchestrator's task logger."""
 
-    def __init__(self, logger: logging.Logger | None = None) -> None:
-        self.logger = logger or logging.getLogger("dotflow_providers")
+    def log(self, level: int, msg: Any, /, *args: Any, **kwargs: Any) -> Any: ...
+
+    def warning(self, msg: Any, /, *args: Any, **kwargs: Any) -> Any: ...
+
+
+class LoggingTracer(Tracer):
+    """Runs, steps and retry decisions as log records with `workflow_id`, `step`, `attempt`,
+    `delay` and `status` fields.
+
+    The engine turns one on at DEBUG when the `dotflow_providers` logger is at DEBUG; the
+    adapters use one at INFO, with retries, on their orchestrator's task logger.
+    """
+
+    def __init__(
+        self,
+        logger: TaskLogger | None = None,
+        level: int = logging.DEBUG,
+        *,
+        starts: bool = True,
+        retries: bool = False,
+    ) -> None:
+        self.logger: TaskLogger = logger or logging.getLogger("dotflow_providers")
+        self.level, self.starts, self.retries = level, starts, retries
 
     def workflow_started(self, run: Run) -> None:
-        self.logger.debug(
-            "workflow %s started (%d steps, %s)",
-            run.workflow_id,
-            len(run.steps),
-            run.mode,
-            extra={"workflow_id": run.workflow_id, "status": run.status.value},
-        )
+        if self.starts:
+            self.logger.log(
+                self.level,
+                "workflow %s started (%d steps, %s)",
+                run.workflow_id,
+                len(run.steps),
+                run.mode,
+                extra={"workflow_id": run.workflow_id, "status": run.status.value},
+            )
 
     def workflow_finished(self, run: Run) -> None:
-        self.logger.debug(
+        self.logger.log(
+            self.level,
             "workflow %s %s",
             run.workflow_id,
             run.status.value,
@@ -84,11 +107,14 @@ class LoggingTracer(Tracer):
         )
 
     def _step(self, step: StepRecord) -> None:
-        self.logger.debug(
-            "step %s %s (attempt %d)",
+        note = " (restored)" if step.restored else f": {step.error}" if step.error else ""
+        self.logger.log(
+            self.level,
+            "step %s %s, attempt %d%s",
             step.name,
             step.status.value,
             step.attempts,
+            note,
             extra={
                 "workflow_id": step.workflow_id,
                 "step": step.name,
@@ -98,7 +124,25 @@ class LoggingTracer(Tracer):
         )
 
     def step_started(self, step: StepRecord) -> None:
-        self._step(step)
+        if self.starts:
+            self._step(step)
 
     def step_finished(self, step: StepRecord) -> None:
         self._step(step)
+
+    def attempt_failed(self, step: StepRecord, error: BaseException, delay: float | None) -> None:
+        if self.retries and delay is not None:
+            self.logger.warning(
+                "step %s attempt %d failed (%s: %s); retrying in %.2fs",
+                step.name,
+                step.attempts,
+                type(error).__name__,
+                error,
+                delay,
+                extra={
+                    "workflow_id": step.workflow_id,
+                    "step": step.name,
+                    "attempt": step.attempts,
+                    "delay": delay,
+                },
+            )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -14,14 +15,12 @@ from dotflow_providers import (
     InputChanged,
     Run,
     Status,
-    StepRecord,
-    Tracer,
     Workflow,
     WorkflowDefinitionChanged,
     load_workflow,
     store_from_url,
 )
-from dotflow_providers.tracing import Tracers
+from dotflow_providers.tracing import LoggingTracer, Tracers
 
 from ..compatibility import AirflowFailException, BaseOperator, Context
 from ..hooks.dotflow import DotflowHook
@@ -36,32 +35,6 @@ def default_workflow_id(dag_id: str, run_id: str, task_id: str, map_index: int =
     """Unique per DAG, run and task (and mapped index); the same for every try of it."""
     raw = f"{dag_id}/{run_id}/{task_id}" + (f"/{map_index}" if map_index >= 0 else "")
     return re.sub(r"[^A-Za-z0-9._:+@=,~/-]", "_", raw)
-
-
-class TaskLogTracer(Tracer):
-    """Each step's end and each retry decision as a line in the Airflow task log."""
-
-    def __init__(self, log: Any) -> None:
-        self.log = log
-
-    def attempt_failed(self, step: StepRecord, error: BaseException, delay: float | None) -> None:
-        if delay is not None:
-            self.log.warning(
-                "dotflow step %s attempt %d failed (%s); retrying in %.2fs",
-                step.name,
-                step.attempts,
-                error,
-                delay,
-            )
-
-    def step_finished(self, step: StepRecord) -> None:
-        self.log.info(
-            "dotflow step %s: %s, %d attempt(s)%s",
-            step.name,
-            step.status.value,
-            step.attempts,
-            f": {step.error}" if step.error else "",
-        )
 
 
 def _json_native(value: Any) -> bool:
@@ -141,7 +114,9 @@ class DotflowOperator(BaseOperator):
             store=store,
             on_input_change=self.on_input_change,
             lock=lock,
-            tracer=Tracers(base.tracer, TaskLogTracer(self.log)),
+            tracer=Tracers(
+                base.tracer, LoggingTracer(self.log, logging.INFO, starts=False, retries=True)
+            ),
         )
         self.log.info(
             "dotflow: running %s (%d steps) in %s mode, try %s, checkpoints in %s",
