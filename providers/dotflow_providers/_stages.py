@@ -53,6 +53,7 @@ class Stage(pydantic.BaseModel, Generic[StateT]):
 
     _live: Any = pydantic.PrivateAttr(default=None)
     _cancelled: threading.Event = pydantic.PrivateAttr(default_factory=threading.Event)
+    _takes_progress: bool = pydantic.PrivateAttr(default=False)
 
     def execute(self, state: StateT) -> StateT | None:
         """Do the stage's work on `state` (a copy); return nothing or a new state."""
@@ -101,7 +102,7 @@ class Stage(pydantic.BaseModel, Generic[StateT]):
         )
         self._live = working
         self._cancelled.clear()
-        if "checkpoint" in inspect.signature(self.execute).parameters:
+        if self._takes_progress:
             result = self.execute(working, checkpoint=checkpoint)  # type: ignore[call-arg]
         else:
             result = self.execute(working)
@@ -121,6 +122,7 @@ class Stage(pydantic.BaseModel, Generic[StateT]):
 
     def as_action(self) -> Action:
         """This stage as a step for `Workflow.add` (the workflow calls it for you)."""
+        self._takes_progress = "checkpoint" in inspect.signature(self.execute).parameters
         step = make_action(self._run, self.retry, self.timeout, "thread", self.name)
         return dataclasses.replace(
             step,
@@ -145,8 +147,9 @@ class StagedTask:
 
         self.workflow: Workflow = Workflow(task_id, store=store, **workflow_options)
         for stage in stages:
-            given = stage.model_copy(update={"retry": retry}) if stage.retry is None else stage
-            self.workflow.add(given if retry is not None else stage)
+            if retry is not None and stage.retry is None:
+                stage = stage.model_copy(update={"retry": retry})  # noqa: PLW2901
+            self.workflow.add(stage)
 
     def start(self, **options: Any) -> Run:
         return self.workflow.start(**options)

@@ -123,6 +123,8 @@ class Execution:
             self.journal.discard(record)
 
     def halted(self) -> bool:
+        """Whether no further step may start: a failure stopped the run, it was cancelled, or
+        its lease was lost."""
         lease = self.journal.lease
         return (
             self.stop.requested
@@ -133,14 +135,13 @@ class Execution:
     def run_chain(self, indices: Sequence[int]) -> None:
         """Run steps one after another, each getting the previous one's output."""
         previous: Any = None
-        steps, stop, cancel = self.run.steps, self.stop, self.run.cancel_event
-        lease = self.journal.lease
+        steps = self.run.steps
         for index in indices:
             record = steps[index]
             if record.restored:
                 previous = record.output
                 continue
-            if stop.requested or cancel.requested or (lease is not None and lease.lost):
+            if self.halted():
                 return
             if not self.run_step(index, previous) and self.compensate:
                 if record.status is Status.FAILED:

@@ -56,9 +56,7 @@ class FileStore:
         try:
             with open(self._path(key), "rb") as f:
                 return f.read()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except IsADirectoryError:
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
 
     def get_versioned(self, key: str) -> tuple[bytes, str] | None:
