@@ -9,13 +9,15 @@ from __future__ import annotations
 import nox
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "core", "airflow", "prefect"]
+nox.options.sessions = ["lint", "core-bare", "core", "airflow", "prefect"]
 nox.options.error_on_missing_interpreters = True
 
 TYPING_DEPS = ["mypy>=1.13", "boto3-stubs[s3]>=1.36"]
 CORE_TEST_DEPS = [
     "pytest>=8",
     "pytest-timeout>=2.3",
+    "hypothesis>=6.100",  # property tests: the codec, checkpoint identity, policies
+    "tenacity>=9.0",  # only to prove tenacity's own strategy objects are refused with advice
     "moto[server]>=5.1.5",  # a real S3 HTTP server honouring If-None-Match / If-Match
     "gcp-storage-emulator>=2024.8",
     "requests>=2.31",
@@ -27,23 +29,54 @@ CORE_TEST_DEPS = [
 def lint(session: nox.Session) -> None:
     """ruff (lint and format) and mypy --strict on the core (the adapters are type-checked in
     their own sessions, where Airflow or Prefect is installed)."""
-    session.install("-e", ".[s3,gcs,otel]", "ruff>=0.8", *TYPING_DEPS)
+    session.install("-e", ".[s3,gcs,otel,cli]", "ruff>=0.8", *TYPING_DEPS)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
 
 
+_NOT_INSTALLED = """
+import importlib.util, sys
+for name in sys.argv[1:]:
+    try:
+        found = importlib.util.find_spec(name)
+    except ModuleNotFoundError:
+        found = None
+    assert found is None, f"{name} is installed in the bare session"
+"""
+
+
+@nox.session(name="core-bare")
+def core_bare(session: nox.Session) -> None:
+    """The core installed with no extra at all: it imports, runs, resumes and encodes without
+    boto3, google-cloud-storage, OpenTelemetry or rich."""
+    session.install("-e", ".", "pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "requests")
+    session.run(
+        "python", "-c", _NOT_INSTALLED, "boto3", "google.cloud.storage", "opentelemetry", "rich"
+    )
+    session.run(
+        "pytest",
+        "tests/core/test_architecture.py",
+        "tests/core/test_identity.py",
+        "tests/core/test_identity_properties.py",
+        "tests/core/test_format.py",
+        "tests/core/test_resume.py",
+        "tests/core/test_codec.py",
+        *session.posargs,
+    )
+
+
 @nox.session
 def core(session: nox.Session) -> None:
     """The core engine and stores, against real processes and S3/GCS servers on loopback."""
-    session.install("-e", ".[s3,gcs,otel]", *CORE_TEST_DEPS)
+    session.install("-e", ".[s3,gcs,otel,cli]", *CORE_TEST_DEPS)
     session.run("pytest", "tests/core", *session.posargs)
 
 
 @nox.session
 def airflow(session: nox.Session) -> None:
     """The Airflow provider against Airflow 3.3 (own environment: its FastAPI pin)."""
-    session.install("-e", ".[airflow,s3]", *CORE_TEST_DEPS, *TYPING_DEPS, "jsonschema")
+    session.install("-e", ".[airflow,s3,cli]", *CORE_TEST_DEPS, *TYPING_DEPS, "jsonschema")
     session.run("mypy", "airflow_plugin/dotflow_airflow")
     session.run("pytest", "tests/airflow", *session.posargs)
 
@@ -51,7 +84,7 @@ def airflow(session: nox.Session) -> None:
 @nox.session
 def prefect(session: nox.Session) -> None:
     """The Prefect integration against Prefect 3.8 with FastAPI < 0.151 (own environment)."""
-    session.install("-e", ".[prefect,s3]", *CORE_TEST_DEPS, *TYPING_DEPS)
+    session.install("-e", ".[prefect,s3,cli]", *CORE_TEST_DEPS, *TYPING_DEPS)
     session.run("mypy", "prefect_blocks/dotflow_prefect")
     session.run("pytest", "tests/prefect", *session.posargs)
 

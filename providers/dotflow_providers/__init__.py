@@ -1,10 +1,9 @@
 """dotflow-providers: run workflow steps with retries, timeouts and durable checkpoints."""
 
 import logging as _logging
+from typing import Any as _Any
 
 from ._action import Action, Context, action
-from ._async import AsyncTaskEngine
-from ._engine import StepRecord, TaskEngine
 from ._errors import (
     CheckpointError,
     CircuitOpen,
@@ -15,9 +14,11 @@ from ._errors import (
     InterruptedStage,
     InvalidPolicy,
     InvalidStep,
+    InvalidTransition,
     InvalidWorkflowId,
     LockHeld,
     LockLost,
+    NotRunning,
     PreconditionFailed,
     StepTimeout,
     StoreError,
@@ -28,23 +29,32 @@ from ._errors import (
     WorkflowDefinitionChanged,
     WorkflowFailed,
 )
-from ._inspect import inspect_workflow
+from ._inspect import inspect_workflow, list_workflows
 from ._lease import LeaseConfig
 from ._loader import load_workflow
 from ._progress import Progress
-from ._stages import Stage, StagedTask, cancel, dump_stages
-from ._status import InvalidTransition, Status
-from ._workflow import Run, Workflow
+from ._run import Run
+from ._stages import Stage, dump_stages
+from ._status import Status
+from ._workflow import StagedTask, Workflow, cancel, clean_older_than, reset_checkpoints
 from .retry import CircuitBreaker, ExponentialBackoff, FixedRetry, RetryPolicy
 from .storage import CheckpointStore, FileStore, MemoryStore, store_from_url
-from .tracing import Tracer
+from .tracing import LoggingTracer, Tracer, Tracers
 
 # A library leaves output to the application: configure "dotflow_providers" to see retries.
 _logging.getLogger("dotflow_providers").addHandler(_logging.NullHandler())
 
+
+def __getattr__(name: str) -> _Any:
+    if name == "__version__":  # read once asked for: importing the package reads no metadata
+        from importlib.metadata import version
+
+        return version("dotflow-providers")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "Action",
-    "AsyncTaskEngine",
     "CheckpointError",
     "CheckpointStore",
     "CircuitBreaker",
@@ -65,7 +75,9 @@ __all__ = [
     "LeaseConfig",
     "LockHeld",
     "LockLost",
+    "LoggingTracer",
     "MemoryStore",
+    "NotRunning",
     "PreconditionFailed",
     "Progress",
     "RetryPolicy",
@@ -73,11 +85,10 @@ __all__ = [
     "Stage",
     "StagedTask",
     "Status",
-    "StepRecord",
     "StepTimeout",
     "StoreError",
-    "TaskEngine",
     "Tracer",
+    "Tracers",
     "UnknownMode",
     "UnknownStoreURL",
     "UnsupportedCheckpointFormat",
@@ -87,8 +98,11 @@ __all__ = [
     "WorkflowFailed",
     "action",
     "cancel",
+    "clean_older_than",
     "dump_stages",
     "inspect_workflow",
+    "list_workflows",
     "load_workflow",
+    "reset_checkpoints",
     "store_from_url",
 ]

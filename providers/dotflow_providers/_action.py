@@ -7,9 +7,10 @@ import importlib
 import inspect
 import types
 from collections.abc import Callable
-from typing import Any, Literal, overload
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from ._errors import InvalidStep
+from ._identity import default_step_name
 from .retry import AttemptGuard, RetryPolicy, as_policy
 
 TimeoutMode = Literal["thread", "process"]
@@ -56,11 +57,16 @@ def _accepted(func: Callable[..., Any], name: str) -> frozenset[str]:
     return frozenset(accepted)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class Action:
-    """A step: a callable plus how to retry and time it out. Call it like the function."""
+P = ParamSpec("P")
+R = TypeVar("R")
 
-    func: Callable[..., Any]
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Action(Generic[P, R]):
+    """A step: a callable plus how to retry and time it out. Call it like the function: it
+    keeps the function's parameters and return type."""
+
+    func: Callable[P, R]
     name: str
     policy: RetryPolicy
     timeout: float | None = None
@@ -74,14 +80,19 @@ class Action:
     compensate: Callable[[Any, BaseException], None] | None = None
     #: called from another thread when the run is cancelled while this step runs
     on_cancel: Callable[[], None] | None = None
+    #: the user's code version (`@action(version=...)`); None: a digest of the source
+    version: str | None = None
+    #: the function whose source is the step's code, when not `func` (a stage's `execute`)
+    code: Callable[..., Any] | None = None
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
 
-    def __get__(self, instance: object, owner: type | None = None) -> Action:
+    def __get__(self, instance: object, owner: type | None = None) -> AnyAction:
         if instance is None:
             return self
-        return dataclasses.replace(self, func=self.func.__get__(instance, owner))
+        bound = self.func.__get__(instance, owner)
+        return dataclasses.replace(self, func=bound)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Steps travel to worker processes (parallel mode, process timeouts) by reference: a
@@ -96,7 +107,10 @@ class Action:
                 return (_import_action, (module, qualname))
         except (ImportError, AttributeError):
             pass
-        return (make_action, (func, self.policy, self.timeout, self.timeout_mode, self.name))
+        return (
+            make_action,
+            (func, self.policy, self.timeout, self.timeout_mode, self.name, self.version),
+        )
 
 
 def _import_action(module: str, qualname: str) -> Any:
@@ -106,25 +120,32 @@ def _import_action(module: str, qualname: str) -> Any:
     return obj
 
 
-def _rebind(instance: object, attr: str, name: str) -> Action:
-    bound: Action = getattr(instance, attr)
+#: A step whatever its signature (what the engine handles).
+AnyAction = Action[..., Any]
+
+
+def _rebind(instance: object, attr: str, name: str) -> AnyAction:
+    bound: AnyAction = getattr(instance, attr)
     return dataclasses.replace(bound, name=name)
 
 
 def make_action(
-    func: Callable[..., Any],
+    func: Callable[P, R],
     retry: RetryPolicy | int | None,
     timeout: float | None,
     timeout_mode: str,
     name: str | None,
-) -> Action:
+    version: str | None = None,
+) -> Action[P, R]:
     if not callable(func):
         raise InvalidStep(f"@action needs a function or method, got {type(func).__name__}")
     if timeout is not None and (isinstance(timeout, bool) or timeout <= 0):
         raise InvalidStep(f"timeout must be a positive number of seconds, got {timeout!r}")
     if timeout_mode not in ("thread", "process"):
         raise InvalidStep(f"timeout_mode must be 'thread' or 'process', got {timeout_mode!r}")
-    step_name = name or getattr(func, "__qualname__", None) or repr(func)
+    if version is not None and (not isinstance(version, str) or not version):
+        raise InvalidStep(f"version must be a non-empty string, got {version!r}")
+    step_name = name or default_step_name(func)
     policy = as_policy(retry)
     return Action(
         func=func,
@@ -135,11 +156,12 @@ def make_action(
         accepts=_accepted(func, step_name),
         guard=policy if isinstance(policy, AttemptGuard) else None,
         is_async=inspect.iscoroutinefunction(func),
+        version=version,
     )
 
 
 @overload
-def action(func: Callable[..., Any], /) -> Action: ...
+def action(func: Callable[P, R], /) -> Action[P, R]: ...
 
 
 @overload
@@ -149,34 +171,38 @@ def action(
     timeout: float | None = None,
     timeout_mode: TimeoutMode = "thread",
     name: str | None = None,
-) -> Callable[[Callable[..., Any]], Action]: ...
+    version: str | None = None,
+) -> Callable[[Callable[P, R]], Action[P, R]]: ...
 
 
 def action(
-    func: Callable[..., Any] | None = None,
+    func: Callable[P, R] | None = None,
     /,
     *,
     retry: RetryPolicy | int | None = None,
     timeout: float | None = None,
     timeout_mode: TimeoutMode = "thread",
     name: str | None = None,
-) -> Action | Callable[[Callable[..., Any]], Action]:
+    version: str | None = None,
+) -> Action[P, R] | Callable[[Callable[P, R]], Action[P, R]]:
     """Declare a step, bare (`@action`) or with options (`@action(retry=3, timeout=10)`).
 
     `retry` is a number of attempts in total or a `RetryPolicy`. `timeout` bounds each attempt:
     in `"thread"` mode the attempt runs in a daemon thread that is abandoned (it cannot be
     killed) when it overruns; in `"process"` mode it runs in a child process that is killed.
+    `version` names the step's code version: a checkpoint written by another version is not
+    restored. Without it, the step's source (as Python parses it) is its version.
     """
     if func is not None:
-        return make_action(func, retry, timeout, timeout_mode, name)
+        return make_action(func, retry, timeout, timeout_mode, name, version)
 
-    def decorate(f: Callable[..., Any]) -> Action:
-        return make_action(f, retry, timeout, timeout_mode, name)
+    def decorate(f: Callable[P, R]) -> Action[P, R]:
+        return make_action(f, retry, timeout, timeout_mode, name, version)
 
     return decorate
 
 
-def as_action(obj: Any) -> Action:
+def as_action(obj: Any) -> AnyAction:
     """The step for something given to `Workflow.add`: an Action or a plain callable."""
     if isinstance(obj, Action):
         return obj
@@ -188,11 +214,11 @@ def as_action(obj: Any) -> Action:
     )
 
 
-def class_steps(obj: Any) -> list[Action]:
+def class_steps(obj: Any) -> list[AnyAction]:
     """The @action methods of a class (instantiated with no arguments) or of an object, in
     definition order: base classes first, then each class's namespace order."""
     instance = obj() if isinstance(obj, type) else obj
-    seen: dict[str, Action] = {}
+    seen: dict[str, AnyAction] = {}
     for klass in reversed(type(instance).__mro__):
         for attr, value in vars(klass).items():
             if isinstance(value, Action):
@@ -200,7 +226,7 @@ def class_steps(obj: Any) -> list[Action]:
                 seen[attr] = value
     steps = []
     for attr, declared in seen.items():
-        bound: Action = getattr(instance, attr)
+        bound: AnyAction = getattr(instance, attr)
         if bound.name == declared.func.__qualname__:
             bound = dataclasses.replace(bound, name=f"{type(instance).__name__}.{attr}")
         steps.append(bound)

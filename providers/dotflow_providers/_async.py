@@ -158,7 +158,7 @@ async def async_sequential(ex: Execution) -> None:
 
 
 async def async_parallel(ex: Execution) -> None:
-    await _run_chains(ex, ex.chains(by_step=True))
+    await _run_chains(ex, ex.chains())
 
 
 AsyncStrategy = Callable[["Execution"], Awaitable[None]]
@@ -169,13 +169,8 @@ ASYNC_STRATEGIES: dict[str, AsyncStrategy] = {
 
 
 async def execute_async(execution: Execution, strategy: AsyncStrategy) -> None:
-    from ._workflow import close_run, open_run
-
-    open_run(execution)
+    execution.open()
     try:
         await strategy(execution)
     finally:
-        if execution.journal.blocking:
-            await asyncio.to_thread(close_run, execution)
-        else:
-            close_run(execution)
+        await _io(execution, execution.close)

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from ._action import Action
+from ._action import AnyAction
 from ._errors import CheckpointError, ConfigurationError, WorkflowCancelled
+from ._format import Attempt
 from ._status import TRANSITIONS, Status, check_transition
 from ._timeout import in_process, in_thread
 from .retry import is_retryable, retry_delay
@@ -27,7 +28,7 @@ Commit = Callable[["StepRecord"], None]
 #: Failures that no retry (by the engine or the orchestrator) can fix.
 _PERMANENT = (CheckpointError, ConfigurationError)
 #: Runs one attempt somewhere else (a worker process); returns the output or raises.
-AttemptRunner = Callable[[Action, dict[str, Any]], Any]
+AttemptRunner = Callable[[AnyAction, dict[str, Any]], Any]
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -54,6 +55,11 @@ class StepRecord:
     interrupted: bool = False
     #: completed, then undone by its compensation (`start(compensate=True)`)
     compensated: bool = False
+    #: the checksum of its committed (or restored) output: what steps after it received
+    checksum: str | None = None
+    #: every attempt: (started_at, finished_at, error type, error message); the error fields
+    #: are None for the attempt that succeeded
+    history: list[Attempt] = dataclasses.field(default_factory=list)
     exception: BaseException | None = dataclasses.field(default=None, repr=False)
 
     def set_status(self, status: Status) -> None:
@@ -75,6 +81,7 @@ class StepRecord:
             "restored": self.restored,
             "interrupted": self.interrupted,
             "compensated": self.compensated,
+            "history": [list(attempt) for attempt in self.history],
         }
 
 
@@ -113,11 +120,11 @@ class StepLifecycle:
     """What both engines share: transitions, timing, error capture, tracer calls and every
     retry decision. The sync and async engines only add how to call, sleep and commit."""
 
-    __slots__ = ("_t0", "cancel", "commit", "record", "runner", "step", "tracer")
+    __slots__ = ("_attempt_at", "_t0", "cancel", "commit", "record", "runner", "step", "tracer")
 
     def __init__(
         self,
-        step: Action,
+        step: AnyAction,
         record: StepRecord,
         commit: Any = None,
         tracer: Tracer | None = None,
@@ -131,6 +138,7 @@ class StepLifecycle:
         self.tracer = tracer
         self.cancel = cancel
         self._t0 = 0.0
+        self._attempt_at = 0.0
 
     def _begin(self) -> StepLifecycle:
         record = self.record
@@ -155,6 +163,10 @@ class StepLifecycle:
         if record.finished_at is None:
             record.finished_at = time.time()
         if exc is not None:
+            if self.step.guard is not None and not isinstance(exc, Exception):
+                # interrupted (cancelled, KeyboardInterrupt): the attempt has no outcome, so a
+                # circuit breaker's trial slot is given back
+                self.step.guard.abandon_attempt()
             cancelled = (
                 isinstance(exc, (WorkflowCancelled, asyncio.CancelledError))
                 or not isinstance(exc, Exception)
@@ -206,6 +218,7 @@ class StepLifecycle:
         if self.cancel is not None and self.cancel.requested:
             raise WorkflowCancelled(f"the run was cancelled before step {self.record.name!r}")
         self.record.attempts += 1
+        self._attempt_at = time.time()
 
     def _admit(self) -> None:
         """Let a guard (circuit breaker) refuse the attempt; counts as a failed attempt."""
@@ -215,6 +228,9 @@ class StepLifecycle:
     def _attempt_failed(self, error: Exception) -> float | None:
         """Ask the policy about a failed attempt: the wait before the next one, or None."""
         record, step = self.record, self.step
+        record.history.append(
+            (self._attempt_at, time.time(), type(error).__name__, str(error)[:2000])
+        )
         if step.guard is not None:
             step.guard.after_attempt(error)
         delay = retry_delay(step.policy, record.attempts, error, time.perf_counter() - self._t0)
@@ -246,8 +262,11 @@ class StepLifecycle:
             # a step that returns after its run was cancelled may have stopped early on purpose:
             # its output is not trusted, so nothing is committed
             raise WorkflowCancelled(f"the run was cancelled while step {self.record.name!r} ran")
-        self.record.output = output
-        self.record.finished_at = time.time()
+        record = self.record
+        record.output = output
+        record.finished_at = time.time()
+        if record.history:  # attempts failed before: keep the successful one beside them
+            record.history.append((self._attempt_at, record.finished_at, None, None))
 
 
 class TaskEngine(StepLifecycle):
@@ -305,7 +324,7 @@ class TaskEngine(StepLifecycle):
             return output
 
 
-def call_step(step: Action, kwargs: dict[str, Any]) -> Any:
+def call_step(step: AnyAction, kwargs: dict[str, Any]) -> Any:
     """One plain call of a step, driving a coroutine function to completion."""
     if step.is_async:
         return asyncio.run(step.func(**kwargs))

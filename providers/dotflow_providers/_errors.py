@@ -31,6 +31,10 @@ class UnknownStoreURL(ConfigurationError):
     """`store_from_url` was given a URL whose scheme it does not know."""
 
 
+class InvalidTransition(DotflowError):
+    """A status change that the transition table forbids (a bug, or a corrupt record)."""
+
+
 class StepTimeout(DotflowError, TimeoutError):
     """A step attempt ran longer than its `timeout`."""
 
@@ -49,8 +53,9 @@ class CorruptCheckpoint(CheckpointError):
     def __init__(self, key: str, reason: str) -> None:
         self.key = key
         super().__init__(
-            f"checkpoint {key!r} is corrupt ({reason}); inspect or delete it, "
-            "or clear the workflow with Workflow.reset() to run it from the start"
+            f"checkpoint {key!r} is corrupt ({reason}); inspect or delete it, or clear the "
+            "workflow (`dotflow-providers clean ID --store URL`, or Workflow.reset()) to run it "
+            "from the start"
         )
 
 
@@ -100,6 +105,10 @@ class LockHeld(DotflowError):
 
 class LockLost(DotflowError):
     """This runner's lease was taken over (it stalled past its TTL); it must stop."""
+
+
+class NotRunning(DotflowError):
+    """A cancel request named a workflow that no runner holds."""
 
 
 class InterruptedStage(DotflowError):

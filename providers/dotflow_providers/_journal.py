@@ -3,193 +3,312 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
+import dataclasses
+import logging
+import os
+import socket
 import time
-from typing import Any, Literal
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from ._checkpoint import (
-    FORMAT_VERSION,
+from ._errors import CheckpointError, CorruptCheckpoint, PreconditionFailed, WorkflowCancelled
+from ._format import (
+    CancelRequest,
+    FailureRecord,
     Layout,
-    StepCheckpoint,
-    dump,
-    encode_output,
+    Manifest,
+    StepDocument,
+    V1Step,
+    cancel_document,
+    checksum,
+    encode_value,
+    failure_document,
+    is_v1_step_key,
+    load_cancel,
     load_manifest,
+    load_progress,
     load_step,
+    load_v1_step,
     manifest_document,
-    restore,
+    progress_document,
     step_document,
+    v1_fingerprint,
+    v1_manifest,
 )
-from ._engine import StepRecord
-from ._errors import (
-    CheckpointError,
-    CorruptCheckpoint,
-    InputChanged,
-    PreconditionFailed,
-    WorkflowDefinitionChanged,
+from ._identity import (
+    NO_UPSTREAM,
+    UPSTREAM_FAILED,
+    OnChange,
+    Plan,
+    StepIdentity,
+    fingerprint,
+    plan,
 )
-from ._lease import Lease
 from .storage import CheckpointStore
 
-OnInputChange = Literal["raise", "reset", "reuse"]
-Restored = dict[int, tuple[StepCheckpoint, Any]]
+if TYPE_CHECKING:
+    from ._engine import StepRecord
+    from ._lease import Lease
+
+logger = logging.getLogger("dotflow_providers")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Opened:
+    """What `Journal.open` found: the plan and the restored steps' documents, by index."""
+
+    plan: Plan
+    restored: dict[int, StepDocument]
 
 
 class Journal:
     """Reads and writes the checkpoint documents of one workflow id."""
 
-    def __init__(
-        self, store: CheckpointStore, workflow_id: str, lease: Lease | None = None
-    ) -> None:
+    def __init__(self, store: CheckpointStore, layout: Layout, lease: Lease | None = None) -> None:
         self.store = store
-        self.workflow_id = workflow_id
-        self.layout = Layout(workflow_id)
+        self.layout = layout
+        self.workflow_id = layout.workflow_id
         self.lease = lease
-        self._keys: list[str] = []
-        self._names: list[str] = []
-        self._progress: set[int] = set()
         # Stores that do network or disk I/O are called from a thread by the async engine.
         self.blocking: bool = getattr(store, "blocking", True)
+        self.identities: list[StepIdentity] = []
+        self.records: Sequence[StepRecord] = ()
+        self._keys: list[str] = []
+        #: versions of stale step documents, replaced by compare-and-swap when the step commits
+        self._stale: dict[int, str] = {}
+        self._progress: set[int] = set()
 
-    def open(self, steps: list[str], fingerprint: str, on_input_change: OnInputChange) -> Restored:
-        """Check the manifest against this definition and return the completed steps.
+    # --- start --------------------------------------------------------------------------------
 
-        Costs one GET of the manifest, then (when there is one) one LIST and one GET per
-        completed step. A first start writes the manifest, create-only.
+    def open(
+        self,
+        identities: list[StepIdentity],
+        *,
+        on_change: OnChange,
+        rerun_from: int | None = None,
+        v1_inputs: list[Any] | None = None,
+    ) -> Opened:
+        """Read the manifest and step documents once and decide what is restored.
+
+        Costs one GET of the manifest, one LIST and one GET per stored step document. A first
+        start writes the manifest, create-only; a changed step list or a `rerun_from` updates it
+        by compare-and-swap before any step runs.
         """
-        self._keys = [""] * len(steps)  # filled on first use: most steps are only committed
-        self._names = steps
-        data = self.store.get(self.layout.manifest)
-        if data is None:
-            self._write_manifest(steps, fingerprint)
-            return {}
-        manifest = load_manifest(self.layout.manifest, data)
-        if manifest.steps != steps:
-            raise WorkflowDefinitionChanged(
-                f"workflow {self.workflow_id!r} was checkpointed with steps {manifest.steps} "
-                f"but now has {steps}; use a new workflow_id, or Workflow.reset() to discard "
-                "the old checkpoints"
+        found = self.store.get_versioned(self.layout.manifest)
+        if found is None:
+            legacy = self.store.get(self.layout.v1_manifest)
+            if legacy is not None:
+                self._migrate_v1(legacy, identities, on_change, v1_inputs or [])
+                found = self.store.get_versioned(self.layout.manifest)
+            else:
+                found = self._create_manifest(identities)
+        assert found is not None
+        manifest = load_manifest(self.layout.manifest, found[0])
+        salts = dict(manifest.salts)
+        if rerun_from is not None:
+            token = uuid.uuid4().hex[:16]
+            for identity in identities[rerun_from:]:
+                salts[identity.name] = token
+        self.identities = [dataclasses.replace(i, salt=salts.get(i.name, "")) for i in identities]
+        self._keys = [self.layout.step(i.name) for i in identities]
+        docs, versions = self._read_steps()
+        decided = plan(
+            self.identities,
+            docs,
+            previous_steps=manifest.steps,
+            on_change=on_change,
+            workflow_id=self.workflow_id,
+        )
+        names = tuple(i.name for i in identities)
+        if names != manifest.steps or salts != manifest.salts:
+            updated = dataclasses.replace(
+                manifest, steps=names, salts=salts, updated_at=time.time()
             )
-        if manifest.fingerprint != fingerprint:
-            if on_input_change == "raise":
-                raise InputChanged(
-                    f"the initial contexts of workflow {self.workflow_id!r} changed since its "
-                    "checkpoints were written; pass on_input_change='reset' to start over, "
-                    "'reuse' to keep the checkpoints, or use a new workflow_id"
-                )
-            if on_input_change == "reset":
-                self.reset()
-                self._write_manifest(steps, fingerprint)
-                return {}
-        return self._load_steps(steps)
-
-    def key(self, index: int) -> str:
-        """The checkpoint key of step `index`."""
-        key = self._keys[index]
-        if not key:
-            key = self._keys[index] = self.layout.step(index, self._names[index])
-        return key
-
-    def _write_manifest(self, steps: list[str], fingerprint: str) -> None:
-        document = manifest_document(self.workflow_id, steps, fingerprint, time.time())
-        try:
-            self.store.put(self.layout.manifest, document, if_none_match=True)
-        except PreconditionFailed:
-            # Another runner created it between our GET and PUT: it must describe the same run.
-            data = self.store.get(self.layout.manifest)
-            if data is None or load_manifest(self.layout.manifest, data).steps != steps:
-                raise WorkflowDefinitionChanged(
-                    f"another runner started workflow {self.workflow_id!r} with other steps"
+            try:
+                self.store.put(self.layout.manifest, manifest_document(updated), if_match=found[1])
+            except PreconditionFailed:
+                raise CheckpointError(
+                    f"the manifest of workflow {self.workflow_id!r} changed while this runner "
+                    "started it (another runner without the lease?); start again"
                 ) from None
+        index_of = {i.name: i.index for i in identities}
+        self._stale = {
+            index_of[name]: versions[name]
+            for name in docs
+            if name in index_of and index_of[name] not in decided.restored
+        }
+        if decided.reused:
+            logger.warning(
+                "workflow %s: reusing the checkpoints of %s although their code or input "
+                "changed (on_change='reuse')",
+                self.workflow_id,
+                ", ".join(decided.reused),
+                extra={"workflow_id": self.workflow_id},
+            )
+        restored = {i: docs[identities[i].name] for i in decided.restored}
+        return Opened(decided, restored)
 
-    def _load_steps(self, steps: list[str]) -> Restored:
-        restored: Restored = {}
+    def _create_manifest(self, identities: list[StepIdentity]) -> tuple[bytes, str]:
+        orphan = next(iter(self.store.list(self.layout.steps)), None)
+        if orphan is not None:
+            raise CorruptCheckpoint(
+                orphan,
+                "its workflow's manifest is missing although step checkpoints exist (deleted "
+                "by a lifecycle rule or by hand?); nothing is re-run silently: run "
+                f"`dotflow-providers clean {self.workflow_id}` to start over",
+            )
+        now = time.time()
+        manifest = Manifest(self.workflow_id, now, now, tuple(i.name for i in identities), {})
+        document = manifest_document(manifest)
+        try:
+            version = self.store.put(self.layout.manifest, document, if_none_match=True)
+        except PreconditionFailed:  # another runner created it between our GET and PUT
+            found = self.store.get_versioned(self.layout.manifest)
+            if found is None:
+                raise CheckpointError(
+                    f"the manifest of {self.workflow_id!r} appeared and vanished; start again"
+                ) from None
+            return found
+        return document, version
+
+    def _read_steps(self) -> tuple[dict[str, StepDocument], dict[str, str]]:
+        docs: dict[str, StepDocument] = {}
+        versions: dict[str, str] = {}
         for key in self.store.list(self.layout.steps):
-            data = self.store.get(key)
-            if data is None:
+            found = self.store.get_versioned(key)
+            if found is None:
                 continue
-            doc, output = load_step(key, data)
-            if (
-                doc.workflow_id != self.workflow_id
-                or not 0 <= doc.index < len(steps)
-                or steps[doc.index] != doc.name
-                or key != self.key(doc.index)
-                or doc.status != "COMPLETED"
-            ):
+            doc = load_step(key, found[0])
+            if doc.workflow_id != self.workflow_id or key != self.layout.step(doc.name):
                 raise CorruptCheckpoint(key, "it does not belong to this step of this workflow")
-            restored[doc.index] = (doc, output)
-        return restored
+            docs[doc.name] = doc
+            versions[doc.name] = found[1]
+        return docs, versions
+
+    def _migrate_v1(
+        self,
+        data: bytes,
+        identities: list[StepIdentity],
+        on_change: OnChange,
+        inputs: list[Any],
+    ) -> None:
+        """Rewrite a format-1 workflow (dotflow-providers 0.1.0) in format 2, once.
+
+        Format 1 trusted its checkpoints while the step list and every input were unchanged;
+        those checkpoints become format-2 documents chained as if committed now. The format-2
+        manifest is written last (the migration's commit point); then the old keys go.
+        """
+        steps, stored_print = v1_manifest(self.layout.v1_manifest, data)
+        names = [i.name for i in identities]
+        same_steps = names[: len(steps)] == steps
+        same_inputs = stored_print == v1_fingerprint(inputs[: len(steps)])
+        if on_change == "raise" and not (same_steps and same_inputs):
+            from ._errors import InputChanged, WorkflowDefinitionChanged
+
+            error = InputChanged if same_steps else WorkflowDefinitionChanged
+            raise error(
+                f"workflow {self.workflow_id!r} has format-1 checkpoints for steps {steps} with "
+                "other steps or inputs; start with on_change='rerun' or reset the workflow"
+            )
+        trusted = on_change == "reuse" or (same_steps and same_inputs)
+        old: dict[int, V1Step] = {}
+        v1_keys = [
+            k for k in self.store.list(self.layout.v1_steps) if is_v1_step_key(self.layout, k)
+        ]
+        for key in v1_keys:
+            raw = self.store.get(key)
+            if raw is not None:
+                legacy = load_v1_step(key, raw)
+                old[legacy.index] = legacy
+        tokens: dict[int, str] = {}
+        for identity in identities:
+            step = old.get(identity.index)
+            if not trusted or step is None or step.name != identity.name:
+                continue
+            if identity.upstream is None:
+                token = NO_UPSTREAM
+            elif identity.upstream in tokens:
+                token = tokens[identity.upstream]
+            else:
+                continue
+            payload = encode_value(step.output, f"the output of step {step.name!r}")
+            digest = checksum(payload)
+            document = step_document(
+                self.workflow_id,
+                step.name,
+                identity.index,
+                (fingerprint(identity, token), identity.version, identity.input, "", token),
+                step.attempts,
+                step.started_at,
+                step.finished_at,
+                [(step.started_at, step.finished_at, None, None)],
+                payload,
+                digest,
+            )
+            self.store.put(self.layout.step(step.name), document)
+            tokens[identity.index] = digest
+        self._create_manifest_after_migration(identities)
+        for key in [*v1_keys, self.layout.v1_manifest]:
+            self.store.delete(key)
+
+    def _create_manifest_after_migration(self, identities: list[StepIdentity]) -> None:
+        now = time.time()
+        manifest = Manifest(self.workflow_id, now, now, tuple(i.name for i in identities), {})
+        # a runner that crashed mid-migration may have written it: the documents are the same
+        with contextlib.suppress(PreconditionFailed):
+            self.store.put(self.layout.manifest, manifest_document(manifest), if_none_match=True)
+
+    # --- the hot path ---------------------------------------------------------------------------
 
     def commit(self, record: StepRecord) -> None:
-        """Persist a completed step: exactly one create-only write (and its progress record,
+        """Persist a completed step: exactly one conditional write (and its progress record,
         if it kept one, is cleared). The hot path of every step."""
-        payload = step_document(
+        index = record.index
+        identity = self.identities[index]
+        upstream = identity.upstream
+        if upstream is None:
+            token = NO_UPSTREAM
+        else:
+            before = self.records[upstream]
+            token = before.checksum if before.checksum is not None else UPSTREAM_FAILED
+        payload = encode_value(record.output, f"the output of step {record.name!r}")
+        digest = checksum(payload)
+        started = record.started_at or 0.0
+        finished = record.finished_at or 0.0
+        history = record.history or [(started, finished, None, None)]
+        document = step_document(
             self.workflow_id,
-            record.index,
             record.name,
+            index,
+            (fingerprint(identity, token), identity.version, identity.input, identity.salt, token),
             record.attempts,
-            record.started_at or 0.0,
-            record.finished_at or 0.0,
-            record.output,
+            started,
+            finished,
+            history,
+            payload,
+            digest,
         )
-        key = self._keys[record.index] or self.key(record.index)
         lease = self.lease
         if lease is not None and (lease.lost or lease.clock() >= lease.renew_at):
             lease.check()  # fenced: a runner whose lease was taken over stops here
+        key = self._keys[index]
+        stale = self._stale.pop(index, None)
         try:
-            self.store.put(key, payload, if_none_match=True)
+            if stale is None:
+                self.store.put(key, document, if_none_match=True)
+            else:
+                self.store.put(key, document, if_match=stale)
         except PreconditionFailed:
             raise CheckpointError(
-                f"step {record.name!r} of workflow {self.workflow_id!r} already has a checkpoint "
-                f"({key!r}): another runner completed it; the existing one was kept"
+                f"step {record.name!r} of workflow {self.workflow_id!r} got a checkpoint from "
+                f"another runner while it ran ({key!r}); the existing one was kept"
             ) from None
-        if record.index in self._progress:
-            self._progress.discard(record.index)
-            self.store.delete(self.layout.progress(record.index))
-
-    def record_failure(self, record: StepRecord) -> None:
-        """Keep the final error of a failed step (and of its rollback) for inspection."""
-        document = dump(
-            {
-                "format": FORMAT_VERSION,
-                "index": record.index,
-                "name": record.name,
-                "status": record.status.value,
-                "attempts": record.attempts,
-                "error": record.error,
-                "error_type": record.error_type,
-                "rollback_error": record.rollback_error,
-                "finished_at": record.finished_at,
-            }
-        )
-        if self.lease is not None:
-            self.lease.check()
-        self.store.put(self.layout.failure(record.index), document)
-
-    def discard(self, record: StepRecord) -> None:
-        """Forget a completed step whose effects were compensated, so it runs again."""
-        self.store.delete(self.key(record.index))
-
-    def cancel_requested(self) -> bool:
-        return self.store.get(self.layout.cancel) is not None
-
-    def save_progress(self, index: int, value: Any) -> None:
-        if self.lease is not None:
-            self.lease.check()
-        value_json, desc = encode_output(self._names[index], value)
-        self.store.put(self.layout.progress(index), dump({"value": value_json, "type": desc}))
-        self._progress.add(index)
-
-    def load_progress(self, index: int) -> tuple[bool, Any]:
-        key = self.layout.progress(index)
-        data = self.store.get(key)
-        if data is None:
-            return False, None
-        self._progress.add(index)  # found: clear it once the step completes
-        try:
-            raw = json.loads(data)
-            return True, restore(raw["type"], raw["value"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptCheckpoint(key, f"not a progress record: {exc}") from exc
+        record.checksum = digest
+        if index in self._progress:
+            self._progress.discard(index)
+            self.store.delete(self.layout.progress(record.name))
 
     async def acommit(self, record: StepRecord) -> None:
         """`commit` for the async engine, never blocking the event loop."""
@@ -198,8 +317,95 @@ class Journal:
         else:
             self.commit(record)
 
+    # --- failures, compensation, progress -------------------------------------------------------
+
+    def record_failure(self, record: StepRecord) -> None:
+        """Keep the final error of a failed step (and of its rollback) for inspection."""
+        document = failure_document(
+            FailureRecord(
+                name=record.name,
+                index=record.index,
+                status=record.status.value,
+                attempts=record.attempts,
+                error=record.error,
+                error_type=record.error_type,
+                rollback_error=record.rollback_error,
+                finished_at=record.finished_at,
+                history=list(record.history),
+            )
+        )
+        if self.lease is not None:
+            self.lease.check()
+        self.store.put(self.layout.failure(record.name), document)
+
+    def discard(self, record: StepRecord) -> None:
+        """Forget a completed step whose effects were compensated, so it runs again."""
+        self.store.delete(self._keys[record.index])
+        record.checksum = None
+
+    def save_progress(self, index: int, value: Any) -> None:
+        if self.lease is not None:
+            self.lease.check()
+        name = self.identities[index].name
+        self.store.put(self.layout.progress(name), progress_document(name, value))
+        self._progress.add(index)
+
+    def load_progress(self, index: int) -> tuple[bool, Any]:
+        key = self.layout.progress(self.identities[index].name)
+        data = self.store.get(key)
+        if data is None:
+            return False, None
+        self._progress.add(index)  # found: clear it once the step completes
+        return True, load_progress(key, data)
+
+    # --- cancel requests ------------------------------------------------------------------------
+
+    def check_cancel(self) -> None:
+        """At start: a blocking cancel request refuses the start; one left for a run that has
+        ended is removed."""
+        data = self.store.get(self.layout.cancel)
+        if data is None:
+            return
+        request = load_cancel(self.layout.cancel, data)
+        if request.target is None:
+            raise WorkflowCancelled(
+                f"workflow {self.workflow_id!r} is blocked by a cancel request (from "
+                f"{request.host} pid {request.pid}); `dotflow-providers clean "
+                f"{self.workflow_id} --store ...` removes it with the checkpoints"
+            )
+        self.store.delete(self.layout.cancel)
+
+    def cancel_requested(self, owner: str) -> bool:
+        """Whether a cancel request targets the run holding lease `owner` (or every run)."""
+        data = self.store.get(self.layout.cancel)
+        if data is None:
+            return False
+        target = load_cancel(self.layout.cancel, data).target
+        return target is None or target == owner
+
+    def clear_cancel(self, owner: str) -> None:
+        """Remove a cancel request aimed at this run (it has ended)."""
+        data = self.store.get(self.layout.cancel)
+        if data is not None and load_cancel(self.layout.cancel, data).target == owner:
+            self.store.delete(self.layout.cancel)
+
     def reset(self) -> None:
         """Delete every document of this workflow but its lease (the cancel request too)."""
-        for key in list(self.store.list(self.layout.prefix)):
+        for key in list(self.store.list(self.layout.base)):
             if key != self.layout.lock:
                 self.store.delete(key)
+        legacy = self.store.get(self.layout.v1_manifest)
+        if legacy is not None:
+            for key in list(self.store.list(self.layout.v1_steps)):
+                if is_v1_step_key(self.layout, key):
+                    self.store.delete(key)
+            self.store.delete(self.layout.v1_manifest)
+
+
+def request_cancel(store: CheckpointStore, layout: Layout, target: str | None) -> None:
+    """Write a cancel request for the run holding lease `target` (None: block every start)."""
+    request = CancelRequest(target, time.time(), socket.gethostname(), os.getpid())
+    store.put(layout.cancel, cancel_document(request))
+
+
+__all__ = ["Journal", "Opened", "request_cancel"]

@@ -13,7 +13,6 @@ its lease stops with `LockLost` instead of overwriting the new owner's work.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import socket
@@ -21,16 +20,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from ._errors import (
     ConfigurationError,
-    CorruptCheckpoint,
     LockHeld,
     LockLost,
     PreconditionFailed,
     StoreError,
 )
+from ._format import LeaseDocument, lease_document, load_lease
 from .storage import CheckpointStore
 
 logger = logging.getLogger("dotflow_providers")
@@ -105,40 +103,33 @@ class Lease:
     def _write(self, *, if_match: str | None = None, create: bool = False) -> None:
         """Write our lease document; the local expiry only moves once the write succeeded."""
         now = self.clock()
-        document = json.dumps(
-            {
-                "owner": self.owner,
-                "host": self.host,
-                "pid": self.pid,
-                "epoch": self.epoch,
-                "acquired_at": now,
-                "expires_at": now + self.config.ttl,
-                "ttl": self.config.ttl,
-            }
-        ).encode()
+        document = lease_document(
+            LeaseDocument(
+                self.owner,
+                self.host,
+                self.pid,
+                self.epoch,
+                now,
+                now + self.config.ttl,
+                self.config.ttl,
+            )
+        )
         self._version = self.store.put(self.key, document, if_match=if_match, if_none_match=create)
         self.expires_at = now + self.config.ttl
         # A commit renews first once two thirds of the TTL are gone: the heartbeat (every third)
         # normally got there before, so this only costs a request after a stall.
         self.renew_at = now + self.config.ttl * 2 / 3
 
-    def _read(self) -> tuple[dict[str, Any], str] | None:
+    def _read(self) -> tuple[LeaseDocument, str] | None:
         current = self.store.get_versioned(self.key)
         if current is None:
             return None
-        data, version = current
-        try:
-            lease = json.loads(data)
-            float(lease["expires_at"])
-            int(lease["epoch"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptCheckpoint(self.key, f"not a lease document: {exc}") from exc
-        return lease, version
+        return load_lease(self.key, current[0]), current[1]
 
-    def _takeable(self, lease: dict[str, Any]) -> bool:
-        if self.clock() > float(lease["expires_at"]) + self.config.clock_skew:
+    def _takeable(self, lease: LeaseDocument) -> bool:
+        if self.clock() > lease.expires_at + self.config.clock_skew:
             return True
-        return lease.get("host") == self.host and not _process_alive(int(lease.get("pid", -1)))
+        return lease.host == self.host and not _process_alive(lease.pid)
 
     def acquire(self) -> None:
         """Take the lease, waiting up to `config.wait` seconds; raise `LockHeld` otherwise."""
@@ -155,7 +146,7 @@ class Lease:
                 continue  # released between our two calls
             lease, version = found
             if self._takeable(lease):
-                self.epoch = int(lease["epoch"]) + 1
+                self.epoch = lease.epoch + 1
                 try:
                     self._write(if_match=version)
                 except PreconditionFailed:
@@ -164,17 +155,17 @@ class Lease:
                 logger.warning(
                     "took over the lease on %s from %s@%s (pid %s), epoch %d",
                     self.key,
-                    lease.get("owner"),
-                    lease.get("host"),
-                    lease.get("pid"),
+                    lease.owner,
+                    lease.host,
+                    lease.pid,
                     self.epoch,
                     extra={"lock": self.key, "epoch": self.epoch},
                 )
                 break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                holder = f"{lease.get('host')} pid {lease.get('pid')} (epoch {lease['epoch']})"
-                raise LockHeld(self.key, holder, float(lease["expires_at"]))
+                holder = f"{lease.host} pid {lease.pid} (epoch {lease.epoch})"
+                raise LockHeld(self.key, holder, lease.expires_at)
             time.sleep(min(self.config.poll, remaining))
         self._thread = threading.Thread(
             target=self._heartbeat, name=f"dotflow-lease:{self.key}", daemon=True
@@ -235,3 +226,14 @@ class Lease:
             except StoreError as exc:
                 logger.warning("could not release the lease on %s: %s", self.key, exc)
             self._version = None
+
+
+def read_lease(
+    store: CheckpointStore, key: str, clock_skew: float = LeaseConfig.clock_skew
+) -> LeaseDocument | None:
+    """The lease on `key` if a runner holds it now (present and not expired), else None."""
+    data = store.get(key)
+    if data is None:
+        return None
+    lease = load_lease(key, data)
+    return lease if time.time() <= lease.expires_at + clock_skew else None

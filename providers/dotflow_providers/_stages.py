@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import threading
-import time
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pydantic
 
-from ._action import Action, Context, make_action
-from ._checkpoint import Layout
+from ._action import AnyAction, Context, make_action
 from ._errors import ConfigurationError, InvalidStep
-from ._inspect import inspect_workflow
+from ._inspect import inspect_workflow, markdown_table
 from .retry import RetryPolicy
 from .storage import CheckpointStore
 
 if TYPE_CHECKING:
-    from ._workflow import Run, Workflow
+    from ._run import Run
 
 StateT = TypeVar("StateT", bound=pydantic.BaseModel)
 
@@ -120,79 +117,27 @@ class Stage(pydantic.BaseModel, Generic[StateT]):
         if self._live is not None:
             self.cancel(self._live)
 
-    def as_action(self) -> Action:
+    def as_action(self) -> AnyAction:
         """This stage as a step for `Workflow.add` (the workflow calls it for you)."""
         self._takes_progress = "checkpoint" in inspect.signature(self.execute).parameters
         step = make_action(self._run, self.retry, self.timeout, "thread", self.name)
         return dataclasses.replace(
             step,
+            code=type(self).execute,
             on_failure=self._on_failure,
             compensate=self._compensate,
             on_cancel=self._on_cancel,
         )
 
 
-class StagedTask:
-    """A thin convenience: stages, a store, a task id and a default policy, as a `Workflow`."""
-
-    def __init__(
-        self,
-        stages: list[Stage[Any]],
-        store: CheckpointStore | str | None = None,
-        task_id: str | None = None,
-        retry: RetryPolicy | int | None = None,
-        **workflow_options: Any,
-    ) -> None:
-        from ._workflow import Workflow
-
-        self.workflow: Workflow = Workflow(task_id, store=store, **workflow_options)
-        for stage in stages:
-            if retry is not None and stage.retry is None:
-                stage = stage.model_copy(update={"retry": retry})  # noqa: PLW2901
-            self.workflow.add(stage)
-
-    def start(self, **options: Any) -> Run:
-        return self.workflow.start(**options)
-
-
-def cancel(workflow_id: str, store: CheckpointStore) -> None:
-    """Ask a workflow to stop, from any process that reaches its store.
-
-    The runner notices at its next lease heartbeat (every ttl/3): it calls the running stage's
-    `cancel` hook, starts no further step and ends CANCELLED. Until `Workflow.reset()`, later
-    starts of that id raise `WorkflowCancelled`.
-    """
-    import os
-    import socket
-
-    document = {"requested_at": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
-    store.put(Layout(workflow_id).cancel, json.dumps(document).encode())
-
-
-def _markdown(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| stage | status | attempts | duration (s) | last error |",
-        "| ----- | ------ | -------- | ------------ | ---------- |",
-    ]
-    for row in rows:
-        duration = "" if row.get("duration") is None else f"{row['duration']:.3f}"
-        error = (row.get("error") or "").replace("|", "\\|").replace("\n", " ")
-        if row.get("rollback_error"):
-            error += f" (rollback failed: {row['rollback_error']})"
-        lines.append(
-            f"| {row['name']} | {row['status']} | {row['attempts']} | {duration} | {error} |"
-        )
-    return "\n".join(lines)
-
-
 def dump_stages(run_or_id: Run | str, store: CheckpointStore | None = None) -> str:
     """A Markdown table (stage, status, attempts, duration, last error), from a live `Run`, or
     from the store for a workflow id."""
     if not isinstance(run_or_id, str):
-        return _markdown([step.summary() for step in run_or_id.steps])
+        return markdown_table([step.summary() for step in run_or_id.steps], "stage")
     if store is None:
         raise ConfigurationError("dump_stages(workflow_id, store): give the store to read")
-    return _markdown(inspect_workflow(run_or_id, store)["steps"])
+    return markdown_table(inspect_workflow(run_or_id, store)["steps"], "stage")
 
 
-__all__ = ["Stage", "StagedTask", "cancel", "dump_stages"]
+__all__ = ["Stage", "dump_stages"]

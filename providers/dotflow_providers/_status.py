@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from ._errors import DotflowError
+from ._errors import InvalidTransition
 
 
 class Status(enum.StrEnum):
@@ -35,10 +35,6 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.FAILED: frozenset(),
     Status.CANCELLED: frozenset(),
 }
-
-
-class InvalidTransition(DotflowError):
-    """A status change that the transition table forbids."""
 
 
 def check_transition(current: Status, new: Status) -> Status:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import itertools
 import logging
 import multiprocessing
 import os
@@ -11,7 +12,7 @@ import pickle
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._action import Action, Context
+from ._action import AnyAction, Context
 from ._engine import AttemptRunner, CancelToken, TaskEngine, call_step
 from ._errors import DotflowError, InvalidStep, StepTimeout
 from ._progress import Progress
@@ -22,18 +23,53 @@ logger = logging.getLogger("dotflow_providers")
 
 if TYPE_CHECKING:
     from ._journal import Journal
-    from ._workflow import Run
+    from ._run import Run
 
 
 @dataclasses.dataclass(frozen=True)
 class StepSpec:
     """A step as added to a workflow."""
 
-    step: Action
+    step: AnyAction
     name: str
     initial_context: Any
     group: str | None
     stage: Any = None  # the Stage behind the step, if it is one
+
+
+#: How each mode passes outputs on: "one" chain of every step, one chain per "group" (ungrouped
+#: steps forming one chain together), one chain per group and per ungrouped "step", or "none".
+CHAIN_LAYOUTS: dict[str, str] = {
+    "sequential": "one",
+    "background": "one",
+    "sequential_group": "groups",
+    "parallel": "none",
+    "async_sequential": "one",
+    "async_parallel": "steps",
+}
+
+
+def chains(specs: Sequence[StepSpec], layout: str) -> list[list[int]]:
+    """The chains in which a mode runs steps, each step receiving the previous one's output."""
+    if layout == "one":
+        return [list(range(len(specs)))]
+    if layout == "none":
+        return [[index] for index in range(len(specs))]
+    found: dict[Any, list[int]] = {}
+    for index, spec in enumerate(specs):
+        key = (None, index) if layout == "steps" and spec.group is None else spec.group
+        found.setdefault(key, []).append(index)
+    return list(found.values())
+
+
+def upstreams(specs: Sequence[StepSpec], mode: str) -> list[int | None]:
+    """For each step, the step whose output it receives as `previous_context` in `mode`."""
+    found: list[int | None] = [None] * len(specs)
+    for chain in chains(specs, CHAIN_LAYOUTS[mode]):
+        for before, index in itertools.pairwise(chain):
+            if "previous_context" in specs[index].step.accepts:
+                found[index] = before
+    return found
 
 
 @dataclasses.dataclass
@@ -48,6 +84,7 @@ class Execution:
     tracer: Tracer | None
     max_workers: int | None
     compensate: bool = False
+    clean_on_success: bool = False
     stop: CancelToken = dataclasses.field(default_factory=CancelToken)
 
     def __post_init__(self) -> None:
@@ -149,14 +186,45 @@ class Execution:
                 return
             previous = record.output
 
-    def chains(self, by_step: bool) -> list[list[int]]:
-        """Steps grouped into chains by `group`; ungrouped steps are each their own chain
-        when `by_step`, else they form one chain together."""
-        chains: dict[Any, list[int]] = {}
-        for index, spec in enumerate(self.specs):
-            key = (None, index) if by_step and spec.group is None else spec.group
-            chains.setdefault(key, []).append(index)
-        return list(chains.values())
+    def chains(self) -> list[list[int]]:
+        """The chains this run's mode runs its steps in."""
+        return chains(self.specs, CHAIN_LAYOUTS[self.run.mode])
+
+    def open(self) -> None:
+        """Mark the run started (both the sync and the async paths)."""
+        self.run.status = Status.IN_PROGRESS
+        if self.tracer is not None:
+            self.tracer.workflow_started(self.run)
+
+    def close(self) -> None:
+        """Settle the run, clear what it leaves behind, release the lease (sync and async)."""
+        run, journal = self.run, self.journal
+        lease = journal.lease
+        try:
+            if run.cancel_event.is_set():
+                for record in run.steps:
+                    if record.status is Status.NOT_STARTED:
+                        record.set_status(Status.CANCELLED)
+            run.settle()
+            if lease is not None and not lease.lost:
+                journal.clear_cancel(lease.owner)
+            if self.clean_on_success and run.status is Status.COMPLETED:
+                journal.reset()
+        except DotflowError as exc:  # cleanup never replaces how the run ended
+            logger.warning("could not clean up after workflow %s: %s", run.workflow_id, exc)
+        finally:
+            if lease is not None:
+                lease.release()
+            run.finished()
+        if self.tracer is not None:
+            self.tracer.workflow_finished(run)
+
+    def execute(self, strategy: Strategy) -> None:
+        self.open()
+        try:
+            strategy(self)
+        finally:
+            self.close()
 
 
 def sequential(ex: Execution) -> None:
@@ -164,10 +232,10 @@ def sequential(ex: Execution) -> None:
 
 
 def sequential_group(ex: Execution) -> None:
-    chains = ex.chains(by_step=False)
-    workers = min(len(chains), ex.max_workers or 32)
+    groups = ex.chains()
+    workers = min(len(groups), ex.max_workers or 32)
     with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="dotflow-group") as pool:
-        for future in [pool.submit(ex.run_chain, chain) for chain in chains]:
+        for future in [pool.submit(ex.run_chain, chain) for chain in groups]:
             future.result()
 
 
@@ -184,7 +252,7 @@ def _check_picklable(ex: Execution, pending: list[int]) -> None:
 
 
 def _pool_runner(pool: concurrent.futures.ProcessPoolExecutor) -> AttemptRunner:
-    def run_attempt(step: Action, kwargs: dict[str, Any]) -> Any:
+    def run_attempt(step: AnyAction, kwargs: dict[str, Any]) -> Any:
         future = pool.submit(call_step, step, kwargs)
         try:
             return future.result(timeout=step.timeout)

@@ -1,4 +1,4 @@
-"""`Workflow` (what to run) and `Run` (what happened)."""
+"""`Workflow`: what to run, and the operations on a workflow id (reset, cancel)."""
 
 from __future__ import annotations
 
@@ -7,156 +7,78 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, get_args
+from typing import Any
 
+from . import _codec
 from ._action import Action, as_action, class_steps
-from ._checkpoint import Layout, check_workflow_id, fingerprint
-from ._engine import CancelToken, StepRecord
+from ._engine import StepRecord
 from ._errors import (
+    CheckpointError,
     ConfigurationError,
-    CorruptCheckpoint,
     InterruptedStage,
     InvalidStep,
+    LockHeld,
+    NotRunning,
     UnknownMode,
-    WorkflowCancelled,
-    WorkflowFailed,
 )
-from ._journal import Journal, OnInputChange
-from ._lease import Lease, LeaseConfig
+from ._format import Layout, check_workflow_id
+from ._identity import ON_CHANGE, OnChange, StepIdentity, code_version
+from ._journal import Journal, request_cancel
+from ._lease import Lease, LeaseConfig, read_lease
+from ._run import Run
 from ._stages import Stage
 from ._status import Status
-from ._strategies import STRATEGIES, Execution, StepSpec
+from ._strategies import STRATEGIES, Execution, StepSpec, upstreams
 from .storage import CheckpointStore, MemoryStore, store_from_url
 from .tracing import LoggingTracer, Tracer, Tracers
 
 logger = logging.getLogger("dotflow_providers")
 
-
-class Run:
-    """One execution of a workflow: its status, its steps and its output."""
-
-    def __init__(self, workflow_id: str, steps: list[StepRecord], mode: str) -> None:
-        self.workflow_id = workflow_id
-        self.steps = steps
-        self.mode = mode
-        self.status = Status.NOT_STARTED
-        self.started_at = time.time()
-        self.duration: float | None = None
-        self.cancel_event = CancelToken()
-        self._finished = threading.Event()
-        self._cancel_hooks: list[Callable[[], None]] = []
-
-    @property
-    def output(self) -> Any:
-        """The output of the last step, or None if it did not complete."""
-        last = self.steps[-1]
-        return last.output if last.status is Status.COMPLETED else None
-
-    @property
-    def done(self) -> bool:
-        return self._finished.is_set()
-
-    def wait(self, timeout: float | None = None) -> Run:
-        """Block until the run has finished (or `timeout` seconds passed); returns the run."""
-        self._finished.wait(timeout)
-        return self
-
-    def cancel(self) -> None:
-        """Ask the run to stop: no further step or attempt starts, waits are cut short.
-
-        In sync modes a step already executing finishes its current attempt (threads cannot be
-        killed); in async modes the running steps are cancelled.
-        """
-        self.cancel_event.set()
-        for hook in self._cancel_hooks:
-            hook()
-
-    def on_cancel(self, hook: Callable[[], None]) -> None:
-        """Call `hook` (from any thread) when the run is cancelled."""
-        self._cancel_hooks.append(hook)
-        if self.cancel_event.is_set():
-            hook()
-
-    def forget_cancel(self, hook: Callable[[], None]) -> None:
-        if hook in self._cancel_hooks:
-            self._cancel_hooks.remove(hook)
-
-    def raise_for_status(self) -> Run:
-        """Return the run if it completed, else raise `WorkflowFailed` or `WorkflowCancelled`."""
-        if self.status is Status.COMPLETED:
-            return self
-        if self.status is Status.CANCELLED:
-            raise WorkflowCancelled(f"workflow {self.workflow_id!r} was cancelled")
-        failed = self.failed_step
-        if failed is None:
-            raise WorkflowFailed(f"workflow {self.workflow_id!r} ended {self.status.value}")
-        raise WorkflowFailed(
-            f"workflow {self.workflow_id!r} failed at step {failed.name!r} after "
-            f"{failed.attempts} attempt(s): {failed.error}"
-        ) from failed.exception
-
-    @property
-    def failed_step(self) -> StepRecord | None:
-        """The first step that failed, if any."""
-        return next((s for s in self.steps if s.status is Status.FAILED), None)
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-safe facts about the run (step outputs left out)."""
-        return {
-            "workflow_id": self.workflow_id,
-            "status": self.status.value,
-            "mode": self.mode,
-            "duration": self.duration,
-            "steps": [step.summary() for step in self.steps],
-        }
-
-    def _finish(self) -> None:
-        statuses = {step.status for step in self.steps}
-        if statuses == {Status.COMPLETED}:
-            self.status = Status.COMPLETED
-        elif Status.CANCELLED in statuses:
-            self.status = Status.CANCELLED
-        else:
-            self.status = Status.FAILED
-        self.duration = time.time() - self.started_at
-        self._finished.set()
-
-    def __repr__(self) -> str:
-        return f"<Run {self.workflow_id!r} {self.status.value} steps={len(self.steps)}>"
+#: The input digest of a step that does not take `initial_context`: its context cannot matter.
+_NO_INPUT = "none"
 
 
 class Workflow:
     """Steps to run in order, with their checkpoints in `store`.
 
-    With a persistent store, starting a workflow id that already has checkpoints skips the
-    completed steps and hands their stored outputs on. Without `workflow_id`, the id is derived
-    from the step names and initial contexts, so re-running the same script resumes too.
+    Starting a workflow id that already has checkpoints restores every step whose checkpoint is
+    still valid (same name, code version, input and upstream output) and runs the rest; see
+    `on_change`. Without `workflow_id`, the id is derived from the first step and the
+    `initial_context` given to `start`, so re-running the same script resumes too.
+
+    `on_change` says what to do when steps, their code or their inputs changed since the
+    checkpoints were written: `"rerun"` (default) runs the first changed step and everything
+    that received its output; `"raise"` raises `WorkflowDefinitionChanged` or `InputChanged`;
+    `"reuse"` restores the old checkpoints anyway, with a warning. `clean_on_success` deletes
+    the checkpoints once a run completes.
     """
 
     def __init__(
         self,
         workflow_id: str | None = None,
         store: CheckpointStore | str | None = None,
-        on_input_change: OnInputChange = "raise",
+        on_change: OnChange = "rerun",
         *,
         lock: LeaseConfig | bool = True,
         tracer: Tracer | None = None,
+        clean_on_success: bool = False,
     ) -> None:
-        if on_input_change not in get_args(OnInputChange):
+        if on_change not in ON_CHANGE:
             raise ConfigurationError(
-                f"on_input_change must be 'raise', 'reset' or 'reuse', got {on_input_change!r}"
+                f"on_change must be 'rerun', 'raise' or 'reuse', got {on_change!r}"
             )
         self._workflow_id = None if workflow_id is None else check_workflow_id(workflow_id)
         if isinstance(store, str):
             store = store_from_url(store)
         self.store: CheckpointStore = MemoryStore() if store is None else store
-        self.on_input_change: OnInputChange = on_input_change
+        self.on_change: OnChange = on_change
         self.lock: LeaseConfig | None = (
             LeaseConfig() if lock is True else (lock if isinstance(lock, LeaseConfig) else None)
         )
         self.tracer = tracer
+        self.clean_on_success = clean_on_success
         self._specs: list[StepSpec] = []
+        self._names: set[str] = set()
 
     def add(
         self,
@@ -167,13 +89,11 @@ class Workflow:
         group: str | None = None,
     ) -> Workflow:
         """Append a step: a function, an `@action`, a `Stage`, or a class/object with `@action`
-        methods."""
+        methods. Step names are unique within a workflow (they key its checkpoints)."""
         if isinstance(step, Stage):
             if name is not None:
                 raise InvalidStep("a stage is named by its own `name` field")
-            if step.name in {spec.name for spec in self._specs}:
-                raise InvalidStep(f"stage name {step.name!r} is used twice; stage names are unique")
-            self._specs.append(StepSpec(step.as_action(), step.name, initial_context, group, step))
+            self._append(StepSpec(step.as_action(), step.name, initial_context, group, step))
             return self
         if isinstance(step, Action) or (callable(step) and not isinstance(step, type)):
             actions = [as_action(step)]
@@ -184,29 +104,44 @@ class Workflow:
                 raise InvalidStep(f"{step!r} has no @action methods to run")
             names = [f"{name}.{a.name.rpartition('.')[2]}" if name else a.name for a in actions]
         for act, step_name in zip(actions, names, strict=True):
-            if not isinstance(step_name, str) or not step_name:
-                raise InvalidStep(f"step names must be non-empty strings, got {step_name!r}")
-            self._specs.append(StepSpec(act, step_name, initial_context, group))
+            self._append(StepSpec(act, step_name, initial_context, group))
         return self
+
+    def _append(self, spec: StepSpec) -> None:
+        name = spec.name
+        if not isinstance(name, str) or not name:
+            raise InvalidStep(f"step names must be non-empty strings, got {name!r}")
+        if name in self._names:
+            raise InvalidStep(
+                f"two steps are named {name!r}; step names key the checkpoints, so give one "
+                "of them another name with add(..., name=...)"
+            )
+        self._names.add(name)
+        self._specs.append(spec)
 
     def copy(
         self,
         *,
         workflow_id: str | None = None,
         store: CheckpointStore | str | None = None,
-        on_input_change: OnInputChange | None = None,
+        on_change: OnChange | None = None,
         lock: LeaseConfig | bool | None = None,
         tracer: Tracer | None = None,
+        clean_on_success: bool | None = None,
     ) -> Workflow:
         """The same steps under another id, store or policy (how adapters bind a workflow)."""
         clone = Workflow(
             workflow_id if workflow_id is not None else self._workflow_id,
             store if store is not None else self.store,
-            on_input_change or self.on_input_change,
+            on_change or self.on_change,
             lock=(self.lock or False) if lock is None else lock,
             tracer=tracer or self.tracer,
+            clean_on_success=(
+                self.clean_on_success if clean_on_success is None else clean_on_success
+            ),
         )
         clone._specs = list(self._specs)
+        clone._names = set(self._names)
         return clone
 
     @property
@@ -217,22 +152,24 @@ class Workflow:
         return [default if s.initial_context is None else s.initial_context for s in self._specs]
 
     def workflow_id_for(self, initial_context: Any = None) -> str:
-        """The id checkpoints are stored under (derived when none was given)."""
+        """The id checkpoints are stored under: the given one, or one derived from the first
+        step's module and name and the initial contexts (so appending or editing steps keeps
+        the id, and other inputs get their own)."""
         if self._workflow_id is not None:
             return self._workflow_id
-        digest = hashlib.sha256(
-            "\0".join([*self.steps, fingerprint(self._initial(initial_context))]).encode()
-        ).hexdigest()
-        return f"wf-{digest[:20]}"
+        if not self._specs:
+            raise InvalidStep("the workflow has no steps; add some with workflow.add(step)")
+        first = self._specs[0]
+        module = getattr(first.step.func, "__module__", None) or ""
+        inputs = _digest("the initial contexts", self._initial(initial_context))
+        return (
+            "wf-"
+            + hashlib.sha256("\0".join([module, first.name, inputs]).encode()).hexdigest()[:20]
+        )
 
     @property
     def workflow_id(self) -> str:
         return self.workflow_id_for()
-
-    def _lease(self, workflow_id: str) -> Lease | None:
-        if self.lock is None:
-            return None
-        return Lease(self.store, Layout(workflow_id).lock, self.lock)
 
     def reset(self, initial_context: Any = None) -> None:
         """Delete this workflow's checkpoints so the next start runs every step.
@@ -250,27 +187,33 @@ class Workflow:
         max_workers: int | None = None,
         compensate: bool = False,
         strict_recovery: bool = False,
+        rerun_from: str | None = None,
     ) -> Run:
         """Run the pending steps and return the `Run` (in `background` mode, at once).
 
         `initial_context` is given to steps added without one. `max_workers` bounds the
         concurrent groups (`sequential_group`) or worker processes (`parallel`, default
         `os.cpu_count()`). With `compensate`, a failure rolls back the completed steps of its
-        chain, newest first (saga style), and forgets their checkpoints. A step that was running
-        when a previous runner died is re-run with a warning, or with `strict_recovery` the
-        start raises `InterruptedStage`. Errors in the definition, the inputs or the stored
+        chain, newest first (saga style), and forgets their checkpoints. `rerun_from` runs that
+        step and every step after it even if their checkpoints are valid (durably: a crash in
+        the middle never brings the superseded checkpoints back). A step that was running when
+        a previous runner died is re-run with a warning, or with `strict_recovery` the start
+        raises `InterruptedStage`. Errors in the definition, the inputs or the stored
         checkpoints are raised here, before any step runs.
         """
         strategy = _choose(STRATEGIES, mode)
         execution = self._prepare(
-            mode, keep_going, initial_context, max_workers, compensate, strict_recovery
+            mode, keep_going, initial_context, max_workers, compensate, strict_recovery, rerun_from
         )
         if mode == "background":
             threading.Thread(
-                target=_execute, args=(execution, strategy), name="dotflow-background", daemon=True
+                target=execution.execute,
+                args=(strategy,),
+                name="dotflow-background",
+                daemon=True,
             ).start()
         else:
-            _execute(execution, strategy)
+            execution.execute(strategy)
         return execution.run
 
     async def start_async(
@@ -282,6 +225,7 @@ class Workflow:
         max_concurrency: int | None = None,
         compensate: bool = False,
         strict_recovery: bool = False,
+        rerun_from: str | None = None,
     ) -> Run:
         """Run the pending steps in the running event loop and return the `Run`.
 
@@ -303,9 +247,39 @@ class Workflow:
             max_concurrency,
             compensate,
             strict_recovery,
+            rerun_from,
         )
         await execute_async(execution, strategy)
         return execution.run
+
+    def _identities(self, mode: str, initial: list[Any]) -> list[StepIdentity]:
+        """What each step's checkpoint must be valid for in this run (salts come from the
+        manifest)."""
+        ups = upstreams(self._specs, mode)
+        inputs: dict[int, str] = {}
+        identities = []
+        for index, spec in enumerate(self._specs):
+            step = spec.step
+            if "initial_context" in step.accepts:
+                context = initial[index]
+                found = inputs.get(id(context))
+                if found is None:
+                    found = inputs[id(context)] = _digest(
+                        f"the initial context of step {spec.name!r}", context
+                    )
+            else:
+                found = _NO_INPUT
+            identities.append(
+                StepIdentity(
+                    index=index,
+                    name=spec.name,
+                    version=code_version(step.code or step.func, step.version),
+                    input=found,
+                    salt="",
+                    upstream=ups[index],
+                )
+            )
+        return identities
 
     def _prepare(
         self,
@@ -315,73 +289,74 @@ class Workflow:
         max_workers: int | None,
         compensate: bool = False,
         strict_recovery: bool = False,
+        rerun_from: str | None = None,
     ) -> Execution:
-        """Take the lease, check the stored checkpoints and build the run (all before a step)."""
+        """Take the lease, decide from the stored checkpoints what is restored, and build the
+        run (all before a step runs)."""
         if not self._specs:
             raise InvalidStep("the workflow has no steps; add some with workflow.add(step)")
         if max_workers is not None and max_workers < 1:
             raise ConfigurationError(f"max_workers must be at least 1, got {max_workers!r}")
+        rerun_index = None
+        if rerun_from is not None:
+            if rerun_from not in self._names:
+                raise ConfigurationError(
+                    f"rerun_from={rerun_from!r} names no step of this workflow; its steps are "
+                    f"{self.steps}"
+                )
+            rerun_index = self.steps.index(rerun_from)
         initial = self._initial(initial_context)
-        print_ = fingerprint(initial)
-        workflow_id = self.workflow_id_for(initial_context)
-        lease = self._lease(workflow_id)
+        identities = self._identities(mode, initial)
+        layout = Layout(self.workflow_id_for(initial_context))
+        lease = None if self.lock is None else Lease(self.store, layout.lock, self.lock)
         if lease is not None:
             lease.acquire()
         try:
-            journal = Journal(self.store, workflow_id, lease)
-            if journal.cancel_requested():
-                raise WorkflowCancelled(
-                    f"workflow {workflow_id!r} was cancelled; Workflow.reset() clears it (and "
-                    "its checkpoints) to run it again"
-                )
-            restored = journal.open(self.steps, print_, self.on_input_change)
-            if not keep_going:
-                self._check_stage_sequence(journal, restored)
-            interrupted = self._interrupted(lease, restored, strict_recovery)
+            journal = Journal(self.store, layout, lease)
+            journal.check_cancel()
+            opened = journal.open(
+                identities, on_change=self.on_change, rerun_from=rerun_index, v1_inputs=initial
+            )
+            interrupted = self._interrupted(layout, lease, opened.plan.restored, strict_recovery)
         except BaseException:
             if lease is not None:
                 lease.release()
             raise
         records = [
-            StepRecord(index=i, name=spec.name, workflow_id=workflow_id)
+            StepRecord(index=i, name=spec.name, workflow_id=layout.workflow_id)
             for i, spec in enumerate(self._specs)
         ]
-        for index, (doc, output) in restored.items():
+        for index, doc in opened.restored.items():
             record = records[index]
             record.status, record.attempts, record.restored = Status.COMPLETED, doc.attempts, True
             record.started_at, record.finished_at = doc.started_at, doc.finished_at
-            record.duration, record.output = doc.finished_at - doc.started_at, output
+            record.duration, record.output = doc.finished_at - doc.started_at, doc.output()
+            record.checksum, record.history = doc.checksum, doc.history
         if interrupted is not None:
             records[interrupted].interrupted = True
-        run = Run(workflow_id, records, mode)
+        journal.records = records
+        run = Run(layout.workflow_id, records, mode)
         if lease is not None:
-            # another process's cancel request is noticed at the next heartbeat
-            lease.on_heartbeat = lambda: run.cancel() if journal.cancel_requested() else None
+            # a cancel request for this run, from another process, is noticed at a heartbeat
+            owner = lease.owner
+            lease.on_heartbeat = lambda: run.cancel() if journal.cancel_requested(owner) else None
         tracer = self.tracer
         if logger.isEnabledFor(logging.DEBUG):  # transitions are logged only when asked for
             tracer = Tracers(tracer, LoggingTracer())
         return Execution(
-            run, self._specs, initial, journal, keep_going, tracer, max_workers, compensate
+            run,
+            self._specs,
+            initial,
+            journal,
+            keep_going,
+            tracer,
+            max_workers,
+            compensate,
+            self.clean_on_success,
         )
 
-    def _check_stage_sequence(self, journal: Journal, restored: dict[int, Any]) -> None:
-        """A stage cannot have completed while the stage before it did not."""
-        for index in range(1, len(self._specs)):
-            before, after = self._specs[index - 1], self._specs[index]
-            if (
-                index in restored
-                and index - 1 not in restored
-                and before.stage is not None
-                and after.stage is not None
-            ):
-                raise CorruptCheckpoint(
-                    journal.layout.step(index, after.name),
-                    f"stage {after.name!r} is committed but the stage before it, "
-                    f"{before.name!r}, is not: an impossible sequence of statuses",
-                )
-
     def _interrupted(
-        self, lease: Lease | None, restored: dict[int, Any], strict: bool
+        self, layout: Layout, lease: Lease | None, restored: frozenset[int], strict: bool
     ) -> int | None:
         """The step a dead runner was executing: the first one it had not committed."""
         if lease is None or not lease.took_over:
@@ -392,14 +367,14 @@ class Workflow:
         name = self._specs[pending].name
         if strict:
             raise InterruptedStage(
-                f"step {name!r} of workflow {lease.key.rsplit('/', 1)[0]!r} was running when its "
-                "runner died (its lease expired unreleased); its partial work may need a look. "
+                f"step {name!r} of workflow {layout.workflow_id!r} was running when its runner "
+                "died (its lease expired unreleased); its partial work may need a look. "
                 "Start again with strict_recovery=False to re-run it, or reset the workflow"
             )
         logger.warning(
             "step %s was running when the previous runner died; running it again",
             name,
-            extra={"step": name},
+            extra={"step": name, "workflow_id": layout.workflow_id},
         )
         return pending
 
@@ -407,19 +382,73 @@ class Workflow:
         return f"<Workflow {self._workflow_id or '(derived id)'} steps={self.steps}>"
 
 
+class StagedTask:
+    """A thin convenience: stages, a store, a task id and a default policy, as a `Workflow`."""
+
+    def __init__(
+        self,
+        stages: list[Stage[Any]],
+        store: CheckpointStore | str | None = None,
+        task_id: str | None = None,
+        retry: Any = None,
+        **workflow_options: Any,
+    ) -> None:
+        self.workflow: Workflow = Workflow(task_id, store=store, **workflow_options)
+        for stage in stages:
+            if retry is not None and stage.retry is None:
+                stage = stage.model_copy(update={"retry": retry})  # noqa: PLW2901
+            self.workflow.add(stage)
+
+    def start(self, **options: Any) -> Run:
+        return self.workflow.start(**options)
+
+
+def _digest(what: str, value: Any) -> str:
+    try:
+        return _codec.digest(value)
+    except _codec.UnencodableValue as exc:
+        raise CheckpointError(
+            f"{what} cannot be fingerprinted ({exc}); pass JSON data, a pydantic model, a "
+            "dataclass or a standard type"
+        ) from exc
+
+
 def reset_checkpoints(
     workflow_id: str, store: CheckpointStore, lock: LeaseConfig | None = None
 ) -> None:
-    """Delete a workflow's checkpoints (and any cancel request), under its lease when `lock`
+    """Delete one workflow's checkpoints (and any cancel request), under its lease when `lock`
     is given, so a running workflow is never reset under its feet (`LockHeld`)."""
-    lease = None if lock is None else Lease(store, Layout(workflow_id).lock, lock)
+    layout = Layout(workflow_id)
+    lease = None if lock is None else Lease(store, layout.lock, lock)
     if lease is not None:
         lease.acquire()
     try:
-        Journal(store, workflow_id).reset()
+        Journal(store, layout).reset()
     finally:
         if lease is not None:
             lease.release()
+
+
+def cancel(workflow_id: str, store: CheckpointStore, *, block: bool = False) -> None:
+    """Ask the run of `workflow_id` that holds its lease to stop, from any process.
+
+    The runner notices at its next lease heartbeat (every ttl/3): it calls the running stage's
+    `cancel` hook, starts no further step or attempt, and ends CANCELLED; the request is
+    cleared when that run ends. With no run holding the lease, `NotRunning` is raised, unless
+    `block=True`, which refuses every later start until the workflow is reset
+    (`dotflow-providers clean`).
+    """
+    layout = Layout(workflow_id)
+    if block:
+        request_cancel(store, layout, None)
+        return
+    held = read_lease(store, layout.lock)
+    if held is None:
+        raise NotRunning(
+            f"no runner holds workflow {workflow_id!r} in {store.url}, so there is nothing to "
+            "cancel; to refuse its future starts instead, cancel with block=True (`--block`)"
+        )
+    request_cancel(store, layout, held.owner)
 
 
 def _choose(strategies: dict[str, Any], mode: str) -> Any:
@@ -429,30 +458,23 @@ def _choose(strategies: dict[str, Any], mode: str) -> Any:
     return strategy
 
 
-def open_run(execution: Execution) -> None:
-    """Mark the run started (both the sync and the async paths)."""
-    execution.run.status = Status.IN_PROGRESS
-    if execution.tracer is not None:
-        execution.tracer.workflow_started(execution.run)
+def clean_older_than(
+    store: CheckpointStore, seconds: float, lock: LeaseConfig | None = None
+) -> list[str]:
+    """Delete every workflow in `store` not updated for `seconds` and not running; returns
+    their ids. A workflow whose lease is held is skipped (never deleted under a runner)."""
+    from ._inspect import list_workflows
 
-
-def close_run(execution: Execution) -> None:
-    """Release the lease and settle the run's status (both the sync and the async paths)."""
-    run = execution.run
-    if execution.journal.lease is not None:
-        execution.journal.lease.release()
-    if run.cancel_event.is_set():
-        for record in run.steps:
-            if record.status is Status.NOT_STARTED:
-                record.set_status(Status.CANCELLED)
-    run._finish()
-    if execution.tracer is not None:
-        execution.tracer.workflow_finished(run)
-
-
-def _execute(execution: Execution, strategy: Any) -> None:
-    open_run(execution)
-    try:
-        strategy(execution)
-    finally:
-        close_run(execution)
+    if not seconds >= 0:
+        raise ConfigurationError(f"the age must be zero or more seconds, got {seconds!r}")
+    cutoff = time.time() - seconds
+    removed = []
+    for found in list_workflows(store):
+        if found["status"] == "running" or found["updated_at"] > cutoff:
+            continue
+        try:
+            reset_checkpoints(found["workflow_id"], store, lock or LeaseConfig())
+        except LockHeld:
+            continue
+        removed.append(found["workflow_id"])
+    return removed

@@ -2,8 +2,10 @@
 
     dotflow-providers run pipeline.py:workflow --store file://./ckpt --context '{"day": "x"}'
     dotflow-providers inspect WORKFLOW_ID --store s3://bucket/prefix [--json]
-    dotflow-providers cancel WORKFLOW_ID --store URL
+    dotflow-providers list --store URL [--json]
+    dotflow-providers cancel WORKFLOW_ID --store URL [--block]
     dotflow-providers clean WORKFLOW_ID --store URL
+    dotflow-providers clean --older-than 30d --store URL
 
 Exit codes: 0 completed, 1 a step failed, 2 bad input (shown as one line; --debug for the
 traceback), 3 cancelled.
@@ -15,20 +17,27 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
+try:
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+except ImportError as exc:  # the core installs without it
+    raise ImportError(
+        "the dotflow-providers command needs rich: pip install 'dotflow-providers[cli]'"
+    ) from exc
 
-from ._errors import DotflowError, WorkflowCancelled
-from ._inspect import inspect_workflow
+from ._errors import ConfigurationError, DotflowError, WorkflowCancelled
+from ._identity import ON_CHANGE
+from ._inspect import attempts_cell, inspect_workflow, list_workflows
 from ._lease import LeaseConfig
 from ._loader import load_workflow
-from ._stages import cancel
+from ._run import Run
 from ._status import Status
-from ._workflow import Run, reset_checkpoints
+from ._workflow import cancel, clean_older_than, reset_checkpoints
 from .storage import store_from_url
 from .tracing import Tracer
 
@@ -53,7 +62,7 @@ def _table(rows: list[dict[str, Any]], title: str) -> Table:
             str(row.get("index")),
             str(row.get("name")),
             f"[{_COLOURS.get(status, 'white')}]{status}[/]",
-            str(row.get("attempts", 0)),
+            attempts_cell(row),
             "" if duration is None else f"{duration:.3f}",
             str(row.get("error") or ""),
         )
@@ -110,17 +119,23 @@ def _run(args: argparse.Namespace, out: Console) -> int:
         options["workflow_id"] = args.workflow_id
     if args.store:
         options["store"] = store_from_url(args.store)
+    if args.on_change:
+        options["on_change"] = args.on_change
     workflow = base.copy(**options)
+    start: dict[str, Any] = {
+        "mode": args.mode,
+        "keep_going": args.keep_going,
+        "initial_context": context,
+        "rerun_from": args.rerun_from,
+    }
     title = f"dotflow {workflow.workflow_id_for(context)}"
     if out.is_terminal:
         with Live(console=out, refresh_per_second=8) as live:
             workflow.tracer = LiveProgress(live, title)
-            run = workflow.start(
-                mode=args.mode, keep_going=args.keep_going, initial_context=context
-            )
+            run = workflow.start(**start)
     else:
         workflow.tracer = LogLines(out)
-        run = workflow.start(mode=args.mode, keep_going=args.keep_going, initial_context=context)
+        run = workflow.start(**start)
     out.print(f"{run.workflow_id}: {run.status.value} in {run.duration or 0:.3f}s")
     if run.status is Status.COMPLETED:
         return EXIT_OK
@@ -142,14 +157,65 @@ def _inspect(args: argparse.Namespace, out: Console) -> int:
     return EXIT_OK if state["found"] else EXIT_BAD_INPUT
 
 
-def _cancel(args: argparse.Namespace, out: Console) -> int:
-    cancel(args.workflow_id, store_from_url(args.store))
-    out.print(f"cancel requested for {args.workflow_id}; its runner stops at its next heartbeat")
+def _list(args: argparse.Namespace, out: Console) -> int:
+    store = store_from_url(args.store)
+    found = list_workflows(store)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return EXIT_OK
+    table = Table(title=f"workflows in {store.url}")
+    for column in ("workflow id", "status", "steps done", "last update (UTC)"):
+        table.add_column(column)
+    for row in found:
+        updated = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row["updated_at"]))
+        table.add_row(
+            row["workflow_id"], row["status"], f"{row['steps_done']}/{row['steps']}", updated
+        )
+    out.print(table)
     return EXIT_OK
+
+
+def _cancel(args: argparse.Namespace, out: Console) -> int:
+    cancel(args.workflow_id, store_from_url(args.store), block=args.block)
+    if args.block:
+        out.print(
+            f"{args.workflow_id} is blocked: its starts are refused until "
+            f"`dotflow-providers clean {args.workflow_id} --store {args.store}`"
+        )
+    else:
+        out.print(
+            f"cancel requested for {args.workflow_id}; its runner stops at its next heartbeat"
+        )
+    return EXIT_OK
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _age(text: str) -> float:
+    """'30d', '12h', '90m', '45s' or '2w' as seconds."""
+    number, unit = text[:-1], text[-1:]
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in _UNITS or not value >= 0:
+        raise ConfigurationError(
+            f"--older-than {text!r} is not an age: use a number and a unit, e.g. 30d, 12h, 90m"
+        )
+    return value * _UNITS[unit]
 
 
 def _clean(args: argparse.Namespace, out: Console) -> int:
     store = store_from_url(args.store)
+    if (args.workflow_id is None) == (args.older_than is None):
+        raise ConfigurationError("clean takes a workflow id or --older-than AGE (one of them)")
+    if args.older_than is not None:
+        removed = clean_older_than(store, _age(args.older_than))
+        out.print(f"removed {len(removed)} workflow(s) from {store.url}")
+        for workflow_id in removed:
+            out.print(f"  {workflow_id}")
+        return EXIT_OK
     reset_checkpoints(args.workflow_id, store, LeaseConfig())  # LockHeld while a runner owns it
     out.print(f"removed the checkpoints of {args.workflow_id} from {store.url}")
     return EXIT_OK
@@ -166,22 +232,43 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("target", help="module:attribute or path.py:attribute (a Workflow or factory)")
     run.add_argument("--workflow-id")
     run.add_argument("--store", help="memory://, file:///path, s3://bucket/prefix, gs://...")
-    run.add_argument("--mode", default="sequential")
+    run.add_argument(
+        "--mode", default="sequential", choices=["sequential", "sequential_group", "parallel"]
+    )
     run.add_argument("--context", help="initial context as JSON")
     run.add_argument("--keep-going", action="store_true")
+    run.add_argument(
+        "--on-change",
+        choices=ON_CHANGE,
+        help="when steps, code or inputs changed: rerun (default), raise, or reuse",
+    )
+    run.add_argument("--rerun-from", metavar="STEP", help="run STEP and every step after it")
     run.set_defaults(handler=_run)
 
-    for name, handler, text in (
-        ("inspect", _inspect, "show a workflow's steps from its checkpoints"),
-        ("cancel", _cancel, "ask a running workflow to stop (from any machine)"),
-        ("clean", _clean, "delete a workflow's checkpoints"),
-    ):
-        sub = commands.add_parser(name, help=text)
-        sub.add_argument("workflow_id")
-        sub.add_argument("--store", required=True)
-        if name == "inspect":
-            sub.add_argument("--json", action="store_true")
-        sub.set_defaults(handler=handler)
+    inspect = commands.add_parser("inspect", help="show a workflow's steps from its checkpoints")
+    inspect.add_argument("workflow_id")
+    inspect.add_argument("--store", required=True)
+    inspect.add_argument("--json", action="store_true")
+    inspect.set_defaults(handler=_inspect)
+
+    listing = commands.add_parser("list", help="list the workflows in a store")
+    listing.add_argument("--store", required=True)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_list)
+
+    stop = commands.add_parser("cancel", help="ask a running workflow to stop (from any machine)")
+    stop.add_argument("workflow_id")
+    stop.add_argument("--store", required=True)
+    stop.add_argument(
+        "--block", action="store_true", help="refuse its future starts until it is cleaned"
+    )
+    stop.set_defaults(handler=_cancel)
+
+    clean = commands.add_parser("clean", help="delete one workflow's checkpoints, or old ones")
+    clean.add_argument("workflow_id", nargs="?")
+    clean.add_argument("--store", required=True)
+    clean.add_argument("--older-than", metavar="AGE", help="e.g. 30d: every idle workflow older")
+    clean.set_defaults(handler=_clean)
     return parser
 
 

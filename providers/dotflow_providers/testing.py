@@ -16,8 +16,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from . import retry
-from ._checkpoint import Layout, load_step
+from ._format import Layout, load_step
+from .retry import CONFIG, FastRetryMode
 from .storage import MemoryStore
 
 __all__ = ["RecordingStore", "set_testing", "fast_retries"]
@@ -26,23 +26,25 @@ __all__ = ["RecordingStore", "set_testing", "fast_retries"]
 def set_testing(testing: bool, *, attempts: int | None = None) -> None:
     """Make every policy's waits zero and, with `attempts`, cap attempts at that number.
 
-    Policies still decide *whether* to retry (their `retry_on` filter and attempt limit);
+    Policies still decide *whether* to retry (their retry condition and stop condition);
     only how long they wait changes. Turn it on in a test fixture, off afterwards.
     """
-    if attempts is not None and attempts < 1:
-        raise ValueError(f"attempts must be at least 1, got {attempts!r}")
-    retry._testing = (attempts,) if testing else None
+    mode = FastRetryMode(attempts)  # validates `attempts` even when switching off
+    CONFIG.swap_testing(mode if testing else None)
 
 
 @contextlib.contextmanager
 def fast_retries(attempts: int | None = None) -> Iterator[None]:
-    """`set_testing(True, attempts=...)` for the duration of a `with` block."""
-    previous = retry._testing
-    set_testing(True, attempts=attempts)
+    """`set_testing(True, attempts=...)` for a `with` block, then back to what was set before.
+
+    Nested blocks each restore the mode they replaced, so an inner block never switches testing
+    off for the outer one.
+    """
+    previous = CONFIG.swap_testing(FastRetryMode(attempts))
     try:
         yield
     finally:
-        retry._testing = previous
+        CONFIG.swap_testing(previous)
 
 
 class RecordingStore(MemoryStore):
@@ -84,6 +86,6 @@ class RecordingStore(MemoryStore):
         for key in MemoryStore.list(self, Layout(workflow_id).steps):
             data = MemoryStore.get(self, key)
             if data is not None:
-                doc, output = load_step(key, data)
-                found[doc.name] = output
+                doc = load_step(key, data)
+                found[doc.name] = doc.output()
         return found

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ._engine import StepRecord
-    from ._workflow import Run
+    from ._run import Run
 
 
 class Tracer:

@@ -3,7 +3,6 @@ committed is lost or rewritten."""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 from dotflow_providers import (
     CheckpointError,
+    Context,
     CorruptCheckpoint,
     DotflowError,
     FileStore,
@@ -23,17 +23,33 @@ from dotflow_providers import (
     WorkflowDefinitionChanged,
     store_from_url,
 )
+from dotflow_providers._format import Layout
+
+
+def first(initial_context: Context) -> dict[str, Any]:
+    return {"first": initial_context.storage}
+
+
+def second() -> list[int]:
+    return [1, 2, 3]
+
+
+def third() -> str:
+    return "third"
 
 
 def build(
-    root: Path, third: Callable[[], Any] = lambda: "third", value: int = 1, extra_step: bool = False
+    root: Path,
+    last: Callable[[], Any] = third,
+    value: int = 1,
+    swap: bool = False,
+    on_change: Any = "rerun",
 ) -> Workflow:
-    wf = Workflow("bad", store=FileStore(root))
-    wf.add(lambda: {"first": value}, name="first", initial_context=value)
-    wf.add(lambda: [1, 2, 3], name="second")
-    wf.add(third, name="third")
-    if extra_step:
-        wf.add(lambda: None, name="fourth")
+    wf = Workflow("bad", store=FileStore(root), on_change=on_change)
+    steps: list[tuple[Any, str]] = [(first, "first"), (second, "second")]
+    for step, name in reversed(steps) if swap else steps:
+        wf.add(step, name=name, initial_context=value)
+    wf.add(last, name="third")
     return wf
 
 
@@ -52,27 +68,29 @@ def corrupt(path: Path, content: bytes) -> Callable[[Path], None]:
     return inject
 
 
+SECOND = Path(Layout("bad").step("second"))
+
+
 def future_format(root: Path) -> None:
-    path = root / "bad/steps/00001-second.json"
-    doc = json.loads(path.read_text())
-    path.write_text(json.dumps({**doc, "format": 7}))
+    path = root / SECOND
+    path.write_bytes(path.read_bytes().replace(b'"format":2', b'"format":7'))
 
 
 CASES: dict[str, tuple[Callable[[Path], None], type[DotflowError]]] = {
     "garbage step": (
-        corrupt(Path("bad/steps/00001-second.json"), b"\x00\xff\xfe"),
+        corrupt(SECOND, b"\x00\xff\xfe"),
         CorruptCheckpoint,
     ),
     "truncated step": (
-        corrupt(Path("bad/steps/00001-second.json"), b'{"format": 1, "work'),
+        corrupt(SECOND, b'{"format": 2, "work'),
         CorruptCheckpoint,
     ),
     "future format": (future_format, UnsupportedCheckpointFormat),
     "truncated manifest": (
-        corrupt(Path("bad/manifest.json"), b'{"steps": ["first"'),
+        corrupt(Path(Layout("bad").manifest), b'{"steps": ["first"'),
         CorruptCheckpoint,
     ),
-    "garbage lease": (corrupt(Path("bad/lock"), b"not json"), CorruptCheckpoint),
+    "garbage lease": (corrupt(Path(Layout("bad").lock), b"not json"), CorruptCheckpoint),
 }
 
 
@@ -90,12 +108,13 @@ def test_bad_stored_data_is_named_and_nothing_committed_is_lost(tmp_path: Path, 
 
 def test_changed_inputs_and_steps_are_named_and_keep_the_checkpoints(tmp_path: Path) -> None:
     committed(tmp_path)
-    keep = {p: p.read_bytes() for p in (tmp_path / "bad/steps").iterdir()}
-    with pytest.raises(InputChanged):
-        build(tmp_path, value=2).start()
-    with pytest.raises(WorkflowDefinitionChanged):
-        build(tmp_path, extra_step=True).start()
-    assert {p: p.read_bytes() for p in (tmp_path / "bad/steps").iterdir()} == keep
+    steps = tmp_path / Layout("bad").steps
+    keep = {p: p.read_bytes() for p in steps.iterdir()}
+    with pytest.raises(InputChanged, match="'first'"):
+        build(tmp_path, value=2, on_change="raise").start()
+    with pytest.raises(WorkflowDefinitionChanged, match="moved"):
+        build(tmp_path, swap=True, on_change="raise").start()
+    assert {p: p.read_bytes() for p in steps.iterdir()} == keep
 
 
 def test_unserialisable_output_fails_that_step_only(tmp_path: Path) -> None:
@@ -104,7 +123,7 @@ def test_unserialisable_output_fails_that_step_only(tmp_path: Path) -> None:
     def an_event() -> threading.Event:
         return threading.Event()
 
-    run = build(tmp_path, third=an_event).start()
+    run = build(tmp_path, last=an_event).start()
     assert isinstance(run.steps[2].exception, CheckpointError)
     assert "third" in str(run.steps[2].exception)
     assert [s.restored for s in run.steps] == [True, True, False]
@@ -113,8 +132,12 @@ def test_unserialisable_output_fails_that_step_only(tmp_path: Path) -> None:
 
 def test_huge_outputs_round_trip(tmp_path: Path) -> None:
     huge = {"rows": list(range(1_000_000)), "blob": b"\x00\x01" * 2_000_000}
-    Workflow("huge", store=FileStore(tmp_path)).add(lambda: huge, name="big").start()
-    run = Workflow("huge", store=FileStore(tmp_path)).add(lambda: None, name="big").start()
+
+    def big() -> Any:
+        return huge
+
+    Workflow("huge", store=FileStore(tmp_path)).add(big, name="big").start()
+    run = Workflow("huge", store=FileStore(tmp_path)).add(big, name="big").start()
     assert run.steps[0].restored
     assert run.output == huge
 

@@ -69,22 +69,71 @@ def test_failure_exit_code_last_error_and_resume(tmp_path: Path) -> None:
     assert "COMPLETED load" in resumed.stdout
 
 
-def test_cancel_and_clean(tmp_path: Path) -> None:
+def test_cancel_of_an_idle_id_fails_block_refuses_starts_until_clean(tmp_path: Path) -> None:
     store = f"file://{tmp_path}"
     assert cli("run", TARGET, "--store", store, "--context", '{"n": 1}').returncode == 0
-    assert cli("cancel", "cli-demo", "--store", store).returncode == 0
+    idle = cli("cancel", "cli-demo", "--store", store)
+    assert idle.returncode == 2
+    assert "NotRunning" in idle.stderr
+    assert "--block" in idle.stderr
+    assert cli("cancel", "cli-demo", "--store", store, "--block").returncode == 0
     refused = cli("run", TARGET, "--store", store, "--context", '{"n": 1}')
     assert refused.returncode == 3
-    assert "cancelled" in refused.stderr
+    assert "dotflow-providers clean cli-demo" in refused.stderr
     cleaned = cli("clean", "cli-demo", "--store", store)
     assert cleaned.returncode == 0
-    assert not (tmp_path / "cli-demo" / "steps").exists() or not list(
-        (tmp_path / "cli-demo" / "steps").iterdir()
-    )
     gone = cli("inspect", "cli-demo", "--store", store)
     assert gone.returncode == 2
     assert "no checkpoints" in gone.stdout
     assert cli("run", TARGET, "--store", store, "--context", '{"n": 1}').returncode == 0
+
+
+def test_list_and_clean_older_than(tmp_path: Path) -> None:
+    store = f"file://{tmp_path}"
+    for workflow_id in ("a/one", "a/two"):
+        ran = cli(
+            "run", TARGET, "--store", store, "--workflow-id", workflow_id, "--context", '{"n": 1}'
+        )
+        assert ran.returncode == 0, ran.stderr
+    listed = json.loads(cli("list", "--store", store, "--json").stdout)
+    assert [(w["workflow_id"], w["status"], w["steps_done"]) for w in listed] == [
+        ("a/one", "completed", 2),
+        ("a/two", "completed", 2),
+    ]
+    assert "a/one" in cli("list", "--store", store).stdout
+    kept = cli("clean", "--older-than", "1d", "--store", store)
+    assert kept.returncode == 0
+    assert "removed 0 workflow(s)" in kept.stdout
+    removed = cli("clean", "--older-than", "0s", "--store", store)
+    assert "removed 2 workflow(s)" in removed.stdout
+    assert json.loads(cli("list", "--store", store, "--json").stdout) == []
+    assert cli("clean", "--older-than", "soon", "--store", store).returncode == 2
+
+
+def test_rerun_from_and_on_change(tmp_path: Path) -> None:
+    store = f"file://{tmp_path}"
+    assert cli("run", TARGET, "--store", store, "--context", '{"n": 2}').returncode == 0
+    again = cli("run", TARGET, "--store", store, "--context", '{"n": 2}', "--rerun-from", "load")
+    assert again.returncode == 0
+    assert "COMPLETED extract" not in again.stdout
+    assert "COMPLETED load" in again.stdout
+    changed = cli(
+        "run",
+        TARGET,
+        "--store",
+        store,
+        "--context",
+        '{"n": 5}',
+        "--workflow-id",
+        "cli-demo",
+        "--on-change",
+        "raise",
+    )
+    assert changed.returncode == 2
+    assert "InputChanged" in changed.stderr
+    choices = cli("run", "--help").stdout
+    assert "sequential_group" in choices
+    assert "rerun,raise,reuse" in choices.replace(" ", "")
 
 
 def test_bad_input_is_one_line_without_traceback_unless_debug(tmp_path: Path) -> None:

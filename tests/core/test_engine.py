@@ -13,12 +13,11 @@ from dotflow_providers import (
     FixedRetry,
     InvalidTransition,
     Status,
-    StepRecord,
-    TaskEngine,
     Tracer,
     Workflow,
     action,
 )
+from dotflow_providers.engine import StepRecord, TaskEngine
 from dotflow_providers.testing import RecordingStore
 
 

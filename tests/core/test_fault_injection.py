@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from dotflow_providers import CheckpointStore, FileStore
-from dotflow_providers._checkpoint import load_step
+from dotflow_providers._format import Layout, load_step
 from dotflow_providers.storage import S3Store
 
 from ..servers import ACCESS_KEY, REGION, SECRET_KEY
@@ -33,11 +33,11 @@ STEPS = 60
 def snapshot(store: CheckpointStore) -> dict[str, tuple[str, Any]]:
     """Every committed step: key -> (version, parsed output); raises on a corrupt document."""
     found = {}
-    for key in store.list("faults/steps/"):
+    for key in store.list(Layout("faults").steps):
         got = store.get_versioned(key)
         assert got is not None
         data, version = got
-        _, output = load_step(key, data)  # CorruptCheckpoint would fail the harness here
+        output = load_step(key, data).output()  # CorruptCheckpoint would fail the harness here
         found[key] = (version, output)
     return found
 

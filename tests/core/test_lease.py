@@ -21,6 +21,7 @@ from dotflow_providers import (
     Status,
     Workflow,
 )
+from dotflow_providers._format import Layout
 from dotflow_providers._lease import Lease
 from dotflow_providers.storage import CheckpointStore, GCSStore, S3Store
 
@@ -165,20 +166,24 @@ def test_heartbeat_keeps_renewing(store: CheckpointStore) -> None:
 def test_workflows_take_the_lease_and_a_second_start_is_refused(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
     release = threading.Event()
-    wf = Workflow("owned", store=store).add(lambda: release.wait(10), name="wait")
+
+    def wait() -> bool:
+        return release.wait(10)
+
+    wf = Workflow("owned", store=store).add(wait, name="wait")
     run = wf.start(mode="background")
     with pytest.raises(LockHeld):
-        Workflow("owned", store=store).add(lambda: 1, name="wait").start()
+        Workflow("owned", store=store).add(wait, name="wait").start()
     release.set()
     assert run.wait(10).status is Status.COMPLETED
-    assert store.get("owned/lock") is None  # released at the end
-    unlocked = Workflow("owned", store=store, lock=False).add(lambda: 1, name="wait")
+    assert store.get(Layout("owned").lock) is None  # released at the end
+    unlocked = Workflow("owned", store=store, lock=False).add(wait, name="wait")
     assert unlocked.start().steps[0].restored
 
 
 def test_reset_refuses_while_another_runner_holds_the_lease(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
-    holder = Lease(store, "busy/lock", LeaseConfig())
+    holder = Lease(store, Layout("busy").lock, LeaseConfig())
     holder.acquire()
     with pytest.raises(LockHeld):
         Workflow("busy", store=store).add(lambda: 1, name="a").reset()

@@ -20,7 +20,7 @@ from ..tracing import Tracer
 
 if TYPE_CHECKING:
     from .._engine import StepRecord
-    from .._workflow import Run
+    from .._run import Run
 
 
 class OpenTelemetryTracer(Tracer):

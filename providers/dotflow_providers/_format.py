@@ -1,0 +1,567 @@
+"""The checkpoint format, defined once: where each document lives, and how it is written and read.
+
+Every workflow owns one namespace, `<workflow_id>/.dotflow/`; ids may contain `/` but no id
+segment may start with `.`, so no workflow's keys can be a prefix of, or collide with, another's:
+
+    <id>/.dotflow/manifest.json          created_at, step names, rerun salts (CAS-updated)
+    <id>/.dotflow/steps/<step>.json      one document per completed step (its fingerprint)
+    <id>/.dotflow/failures/<step>.json   the last final failure of a step (and its rollback)
+    <id>/.dotflow/progress/<step>.json   a running step's own progress record
+    <id>/.dotflow/lock                   the lease of the runner that owns the workflow
+    <id>/.dotflow/cancel                 a cancel request (for one run, or blocking all starts)
+
+A step document is one JSON object whose last member is the output, encoded by `_codec`; the
+bytes of that member are checksummed, so a reader verifies them before decoding anything, and a
+read-only view parses the header without touching the output at all.
+
+Format 1 (dotflow-providers 0.1.0) is read only, to migrate an existing store on first start.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from . import _codec
+from ._errors import (
+    CheckpointError,
+    CorruptCheckpoint,
+    InvalidWorkflowId,
+    UnsupportedCheckpointFormat,
+)
+
+FORMAT_VERSION = 2
+NAMESPACE = ".dotflow"
+
+_FIRST = r"[A-Za-z0-9][A-Za-z0-9._:+@=,~-]*"
+_SEGMENT = r"[A-Za-z0-9_:+@=,~-][A-Za-z0-9._:+@=,~-]*"  # never '.', so never '..' or '.dotflow'
+_ID_PATTERN = re.compile(rf"^{_FIRST}(/{_SEGMENT})*$")
+_MAX_ID = 400
+_SIMPLE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,79}$")
+
+
+def check_workflow_id(workflow_id: object) -> str:
+    """Return `workflow_id` if it is usable as a checkpoint namespace, else `InvalidWorkflowId`.
+
+    Every entry point that takes an id (Workflow, reset, cancel, inspect, the CLI, the adapters)
+    goes through here, by building a `Layout`.
+    """
+    if (
+        not isinstance(workflow_id, str)
+        or not 0 < len(workflow_id) <= _MAX_ID
+        or not _ID_PATTERN.match(workflow_id)
+    ):
+        raise InvalidWorkflowId(
+            f"workflow id {workflow_id!r} is not usable: use 1 to {_MAX_ID} characters of "
+            "letters, digits and ._:+@=,~- in parts separated by single slashes, starting with "
+            "a letter or digit; no part may start with '.'"
+        )
+    return workflow_id
+
+
+def step_key_name(name: str) -> str:
+    """The file-safe form of a step name: itself when simple, else a sanitised, hashed form.
+
+    Hashed forms start with `~`, which simple names never do, so two names never share a key.
+    """
+    if _SIMPLE_NAME.match(name):
+        return name
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:40]
+    return f"~{safe}-{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+
+
+class Layout:
+    """Where one workflow's documents live in a store; building one validates the id."""
+
+    __slots__ = ("base", "workflow_id")
+
+    def __init__(self, workflow_id: str) -> None:
+        self.workflow_id = check_workflow_id(workflow_id)
+        self.base = f"{workflow_id}/{NAMESPACE}/"
+
+    @property
+    def manifest(self) -> str:
+        return f"{self.base}manifest.json"
+
+    @property
+    def steps(self) -> str:
+        return f"{self.base}steps/"
+
+    @property
+    def failures(self) -> str:
+        return f"{self.base}failures/"
+
+    @property
+    def lock(self) -> str:
+        return f"{self.base}lock"
+
+    @property
+    def cancel(self) -> str:
+        return f"{self.base}cancel"
+
+    def step(self, name: str) -> str:
+        return f"{self.base}steps/{step_key_name(name)}.json"
+
+    def failure(self, name: str) -> str:
+        return f"{self.base}failures/{step_key_name(name)}.json"
+
+    def progress(self, name: str) -> str:
+        return f"{self.base}progress/{step_key_name(name)}.json"
+
+    # format 1 (read only): the keys 0.1.0 wrote
+    @property
+    def v1_manifest(self) -> str:
+        return f"{self.workflow_id}/manifest.json"
+
+    @property
+    def v1_steps(self) -> str:
+        return f"{self.workflow_id}/steps/"
+
+
+def workflow_id_of(key: str) -> str | None:
+    """The workflow id a manifest key belongs to (for listing a store), else None."""
+    suffix = f"/{NAMESPACE}/manifest.json"
+    return key[: -len(suffix)] if key.endswith(suffix) else None
+
+
+# --- encoding helpers ---------------------------------------------------------------------------
+
+
+def encode_value(value: Any, what: str) -> bytes:
+    """A value as checkpoint bytes; `CheckpointError` (naming `what`) if it cannot round-trip."""
+    try:
+        return _codec.encode(value)
+    except _codec.UnencodableValue as exc:
+        raise CheckpointError(f"{what} cannot be checkpointed: {exc}") from exc
+
+
+def decode_value(key: str, data: bytes | memoryview) -> Any:
+    try:
+        return _codec.decode(data)
+    except _codec.UndecodableValue as exc:
+        raise CorruptCheckpoint(key, f"its value cannot be restored: {exc}") from exc
+
+
+def checksum(payload: bytes | memoryview) -> str:
+    return hashlib.blake2b(payload, digest_size=16).hexdigest()
+
+
+def _load_object(key: str, data: bytes | memoryview) -> dict[str, Any]:
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise CorruptCheckpoint(key, f"not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise CorruptCheckpoint(key, "not a JSON object")
+    fmt = raw.get("format")
+    if isinstance(fmt, int) and fmt > FORMAT_VERSION:
+        raise UnsupportedCheckpointFormat(
+            f"checkpoint {key!r} has format {fmt}, newer than this dotflow-providers "
+            f"understands ({FORMAT_VERSION}); upgrade dotflow-providers to resume it"
+        )
+    return raw
+
+
+def _field(key: str, raw: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    value = raw.get(name)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise CorruptCheckpoint(key, f"field {name!r} is missing or not a {kind}")
+    return value
+
+
+# --- attempts -----------------------------------------------------------------------------------
+
+#: One attempt of a step: (started_at, finished_at, error type or None, error message or None).
+Attempt = tuple[float, float, str | None, str | None]
+
+
+def _history(key: str, raw: Any) -> list[Attempt]:
+    if not isinstance(raw, list):
+        raise CorruptCheckpoint(key, "its attempt history is not a list")
+    try:
+        return [(float(a[0]), float(a[1]), a[2], a[3]) for a in raw]
+    except (TypeError, ValueError, IndexError) as exc:
+        raise CorruptCheckpoint(key, f"bad attempt history: {exc}") from exc
+
+
+# --- step documents -----------------------------------------------------------------------------
+
+_OUTPUT = b',"output":'
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StepDocument:
+    """What a store holds for one completed step (its output decoded only on demand)."""
+
+    key: str
+    workflow_id: str
+    name: str
+    index: int
+    fingerprint: str
+    version: str
+    input: str
+    salt: str
+    upstream: str
+    attempts: int
+    started_at: float
+    finished_at: float
+    history: list[Attempt]
+    checksum: str
+    payload: bytes
+
+    def output(self) -> Any:
+        """The step's output, restored exactly (after the checksum was verified)."""
+        return decode_value(self.key, self.payload)
+
+
+def step_document(
+    workflow_id: str,
+    name: str,
+    index: int,
+    identity: Sequence[str],
+    attempts: int,
+    started_at: float,
+    finished_at: float,
+    history: Sequence[Attempt],
+    payload: bytes,
+    digest: str,
+) -> bytes:
+    """The bytes committed for a completed step: header members, then the encoded output.
+
+    `identity` is (fingerprint, version, input, salt, upstream); `digest` is `checksum(payload)`.
+    """
+    header = orjson.dumps(
+        {
+            "format": FORMAT_VERSION,
+            "kind": "step",
+            "workflow_id": workflow_id,
+            "name": name,
+            "index": index,
+            "fingerprint": identity[0],
+            "version": identity[1],
+            "input": identity[2],
+            "salt": identity[3],
+            "upstream": identity[4],
+            "status": "COMPLETED",
+            "attempts": attempts,
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "history": history,
+            "checksum": digest,
+        }
+    )
+    return b"".join((header[:-1], _OUTPUT, payload, b"}"))
+
+
+def load_step(key: str, data: bytes) -> StepDocument:
+    """Parse a step document and verify its checksum; the output stays encoded until asked for.
+
+    Anything that is not exactly what `step_document` writes is `CorruptCheckpoint`.
+    """
+    at = data.find(_OUTPUT)
+    if at < 0 or not data.endswith(b"}"):
+        if data[:1] == b"{" and b'"format":1' in data.replace(b" ", b""):
+            raise CorruptCheckpoint(key, "a format-1 step document outside a format-1 layout")
+        _load_object(key, data)  # the precise reason (not JSON, newer format, ...)
+        raise CorruptCheckpoint(key, "not a step checkpoint")
+    raw = _load_object(key, data[:at] + b"}")
+    payload = data[at + len(_OUTPUT) : -1]
+    if raw.get("kind") != "step":
+        raise CorruptCheckpoint(key, "not a step checkpoint")
+    stored = _field(key, raw, "checksum", str)
+    if checksum(payload) != stored:
+        raise CorruptCheckpoint(
+            key, "its output does not match its checksum (tampered with or damaged)"
+        )
+    return StepDocument(
+        key=key,
+        workflow_id=_field(key, raw, "workflow_id", str),
+        name=_field(key, raw, "name", str),
+        index=_field(key, raw, "index", int),
+        fingerprint=_field(key, raw, "fingerprint", str),
+        version=_field(key, raw, "version", str),
+        input=_field(key, raw, "input", str),
+        salt=_field(key, raw, "salt", str),
+        upstream=_field(key, raw, "upstream", str),
+        attempts=_field(key, raw, "attempts", int),
+        started_at=float(_field(key, raw, "started_at", (int, float))),
+        finished_at=float(_field(key, raw, "finished_at", (int, float))),
+        history=_history(key, raw.get("history")),
+        checksum=stored,
+        payload=payload,
+    )
+
+
+# --- manifest -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Manifest:
+    """What a store holds once per workflow: when it began, its steps, and its rerun salts."""
+
+    workflow_id: str
+    created_at: float
+    updated_at: float
+    steps: tuple[str, ...]
+    #: step name -> salt; `rerun_from` gives the steps it supersedes a new salt
+    salts: Mapping[str, str]
+
+
+def manifest_document(manifest: Manifest) -> bytes:
+    return orjson.dumps(
+        {
+            "format": FORMAT_VERSION,
+            "kind": "manifest",
+            "workflow_id": manifest.workflow_id,
+            "created_at": manifest.created_at,
+            "updated_at": manifest.updated_at,
+            "steps": list(manifest.steps),
+            "salts": dict(manifest.salts),
+        }
+    )
+
+
+def load_manifest(key: str, data: bytes) -> Manifest:
+    raw = _load_object(key, data)
+    if raw.get("kind") != "manifest":
+        raise CorruptCheckpoint(key, "not a workflow manifest")
+    steps, salts = raw.get("steps"), raw.get("salts")
+    if not (isinstance(steps, list) and all(isinstance(s, str) for s in steps)):
+        raise CorruptCheckpoint(key, "its step list is not a list of names")
+    if not (isinstance(salts, dict) and all(isinstance(s, str) for s in salts.values())):
+        raise CorruptCheckpoint(key, "its salts are not a mapping of names")
+    return Manifest(
+        workflow_id=_field(key, raw, "workflow_id", str),
+        created_at=float(_field(key, raw, "created_at", (int, float))),
+        updated_at=float(_field(key, raw, "updated_at", (int, float))),
+        steps=tuple(steps),
+        salts=salts,
+    )
+
+
+# --- failure records ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FailureRecord:
+    """The last final failure of a step, kept for inspection (never used to resume)."""
+
+    name: str
+    index: int
+    status: str
+    attempts: int
+    error: str | None
+    error_type: str | None
+    rollback_error: str | None
+    finished_at: float | None
+    history: list[Attempt]
+
+
+def failure_document(record: FailureRecord) -> bytes:
+    return orjson.dumps({"format": FORMAT_VERSION, "kind": "failure", **dataclasses.asdict(record)})
+
+
+def load_failure(key: str, data: bytes) -> FailureRecord:
+    raw = _load_object(key, data)
+    if raw.get("kind") != "failure":
+        raise CorruptCheckpoint(key, "not a failure record")
+    finished = raw.get("finished_at")
+    return FailureRecord(
+        name=_field(key, raw, "name", str),
+        index=_field(key, raw, "index", int),
+        status=_field(key, raw, "status", str),
+        attempts=_field(key, raw, "attempts", int),
+        error=raw.get("error") if isinstance(raw.get("error"), str) else None,
+        error_type=raw.get("error_type") if isinstance(raw.get("error_type"), str) else None,
+        rollback_error=(
+            raw.get("rollback_error") if isinstance(raw.get("rollback_error"), str) else None
+        ),
+        finished_at=float(finished) if isinstance(finished, (int, float)) else None,
+        history=_history(key, raw.get("history", [])),
+    )
+
+
+# --- progress records ---------------------------------------------------------------------------
+
+
+def progress_document(name: str, value: Any) -> bytes:
+    payload = encode_value(value, f"the progress of step {name!r}")
+    header = orjson.dumps(
+        {"format": FORMAT_VERSION, "kind": "progress", "checksum": checksum(payload)}
+    )
+    return b"".join((header[:-1], b',"value":', payload, b"}"))
+
+
+def load_progress(key: str, data: bytes) -> Any:
+    at = data.find(b',"value":')
+    if at < 0 or not data.endswith(b"}"):
+        raise CorruptCheckpoint(key, "not a progress record")
+    raw = _load_object(key, data[:at] + b"}")
+    payload = data[at + len(b',"value":') : -1]
+    if raw.get("kind") != "progress" or raw.get("checksum") != checksum(payload):
+        raise CorruptCheckpoint(key, "not a progress record, or its checksum does not match")
+    return decode_value(key, payload)
+
+
+# --- lease and cancel documents -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LeaseDocument:
+    """Who holds a workflow's lease, and until when (by the holder's clock)."""
+
+    owner: str
+    host: str
+    pid: int
+    epoch: int
+    acquired_at: float
+    expires_at: float
+    ttl: float
+
+
+def lease_document(lease: LeaseDocument) -> bytes:
+    return orjson.dumps({"format": FORMAT_VERSION, "kind": "lease", **dataclasses.asdict(lease)})
+
+
+def load_lease(key: str, data: bytes) -> LeaseDocument:
+    raw = _load_object(key, data)
+    try:
+        return LeaseDocument(
+            owner=str(raw["owner"]),
+            host=str(raw["host"]),
+            pid=int(raw["pid"]),
+            epoch=int(raw["epoch"]),
+            acquired_at=float(raw.get("acquired_at", 0.0)),
+            expires_at=float(raw["expires_at"]),
+            ttl=float(raw.get("ttl", 0.0)),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptCheckpoint(key, f"not a lease document: {exc}") from exc
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CancelRequest:
+    """A request to stop the run holding lease `target`, or (`target=None`) every start."""
+
+    target: str | None
+    requested_at: float
+    host: str
+    pid: int
+
+
+def cancel_document(request: CancelRequest) -> bytes:
+    return orjson.dumps({"format": FORMAT_VERSION, "kind": "cancel", **dataclasses.asdict(request)})
+
+
+def load_cancel(key: str, data: bytes) -> CancelRequest:
+    raw = _load_object(key, data)
+    target = raw.get("target")
+    if raw.get("kind") != "cancel" or not (target is None or isinstance(target, str)):
+        raise CorruptCheckpoint(key, "not a cancel request")
+    return CancelRequest(
+        target=target,
+        requested_at=float(raw.get("requested_at", 0.0)),
+        host=str(raw.get("host", "")),
+        pid=int(raw.get("pid", 0)),
+    )
+
+
+# --- format 1 (dotflow-providers 0.1.0), read only ----------------------------------------------
+
+_V1_STEP_KEY = re.compile(r"^(?P<index>\d{5})-[^/]+\.json$")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class V1Step:
+    index: int
+    name: str
+    attempts: int
+    started_at: float
+    finished_at: float
+    output: Any
+
+
+def v1_manifest(key: str, data: bytes) -> tuple[list[str], str]:
+    """The step names and input fingerprint of a format-1 manifest."""
+    raw = _load_object(key, data)
+    steps, print_ = raw.get("steps"), raw.get("fingerprint")
+    if raw.get("format") != 1 or not isinstance(steps, list) or not isinstance(print_, str):
+        raise CorruptCheckpoint(key, "not a format-1 workflow manifest")
+    return [str(s) for s in steps], print_
+
+
+def is_v1_step_key(layout: Layout, key: str) -> bool:
+    return key.startswith(layout.v1_steps) and bool(_V1_STEP_KEY.match(key[len(layout.v1_steps) :]))
+
+
+def v1_fingerprint(values: list[Any]) -> str:
+    """Format 1's fingerprint of the initial contexts (to tell whether they changed)."""
+    import pydantic_core
+
+    try:
+        plain = pydantic_core.to_jsonable_python(values, bytes_mode="base64")
+    except pydantic_core.PydanticSerializationError:
+        return ""  # cannot be compared: treated as changed
+    canonical = json.dumps(plain, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def load_v1_step(key: str, data: bytes) -> V1Step:
+    """A format-1 step document; its output restored with format 1's type descriptions."""
+    raw = _load_object(key, data)
+    try:
+        if raw["format"] != 1 or raw["status"] != "COMPLETED":
+            raise ValueError("not a completed format-1 step")
+        return V1Step(
+            index=int(raw["index"]),
+            name=str(raw["name"]),
+            attempts=int(raw["attempts"]),
+            started_at=float(raw["started_at"]),
+            finished_at=float(raw["finished_at"]),
+            output=_v1_restore(raw.get("output_type"), raw.get("output")),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise CorruptCheckpoint(key, f"not a format-1 step checkpoint: {exc}") from exc
+
+
+_V1_KEYS: dict[str, Any] = {
+    "int": int,
+    "float": float,
+    "bool": lambda s: s == "true",
+    "NoneType": lambda s: None,
+}
+
+
+def _v1_restore(desc: Any, value: Any) -> Any:
+    """Format 1's type descriptions, resolved only to classes already loaded (never imported).
+
+    Format 1 wrote bytes with pydantic's URL-safe base64 and read them back with the standard
+    alphabet, which dropped characters; here they are read with the alphabet they were written in.
+    """
+    if desc is None:
+        return value
+    if "key" in desc:
+        return _V1_KEYS[desc["key"]](value)
+    if "type" in desc:
+        path = desc["type"]
+        if path == "builtins:bytes":
+            return base64.urlsafe_b64decode(value)
+        import pydantic
+
+        return pydantic.TypeAdapter(_codec.resolve_class(path)).validate_python(value)
+    if "dict" in desc:
+        return {
+            _v1_restore(kd, k): _v1_restore(vd, v)
+            for (kd, vd), (k, v) in zip(desc["dict"], value.items(), strict=True)
+        }
+    kind, items = next(iter(desc.items()))
+    restored = [_v1_restore(d, v) for d, v in zip(items, value, strict=True)]
+    containers: dict[str, Any] = {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}
+    return containers[kind](restored)

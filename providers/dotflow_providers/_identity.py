@@ -1,0 +1,245 @@
+"""What a checkpoint is valid for: step names, code versions, fingerprints, and what to restore.
+
+A completed step's checkpoint records a fingerprint over
+- the step's name and code version (`@action(version=...)`, else a digest of its source),
+- the digest of its own `initial_context`,
+- the checksum of the output it received as `previous_context` (its upstream), or that it
+  received none, or that its upstream had failed,
+- a salt that `rerun_from` renews for the steps it supersedes.
+
+On start, a step is restored only if its stored fingerprint equals the one it has now and its
+upstream is restored too. So the first step that changed or has no checkpoint runs, and so does
+every step that received its output, directly or through others; nothing stale is restored.
+Everything here is a pure function of its arguments, so tests call it directly.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import hashlib
+import inspect
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, Protocol
+
+from ._errors import InputChanged, WorkflowDefinitionChanged
+
+OnChange = Literal["rerun", "raise", "reuse"]
+ON_CHANGE: tuple[OnChange, ...] = ("rerun", "raise", "reuse")
+
+#: The upstream token of a step that receives no previous output (first of its chain, or a step
+#: that does not take `previous_context`).
+NO_UPSTREAM = "none"
+#: The upstream token of a step whose upstream did not complete (it ran after a failure).
+UPSTREAM_FAILED = "failed"
+
+
+def _hash(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+# --- step names ---------------------------------------------------------------------------------
+
+
+def default_step_name(func: Callable[..., Any]) -> str:
+    """A step's default name, the same in every process (never a memory address).
+
+    Functions and methods go by their qualified name, `functools.partial` by the function it
+    wraps, callable instances by their class. Duplicates are refused by `Workflow.add`.
+    """
+    while isinstance(func, functools.partial):
+        func = func.func
+    qualname = getattr(func, "__qualname__", None)
+    if isinstance(qualname, str):
+        return qualname
+    return type(func).__qualname__
+
+
+# --- code versions ------------------------------------------------------------------------------
+
+
+def _code_of(func: Any) -> Any:
+    """The function whose source defines what a callable does."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    func = getattr(func, "__func__", func)  # bound method
+    if not inspect.isfunction(func) and not inspect.isbuiltin(func) and callable(func):
+        call = type(func).__call__  # a callable instance: its class's code
+        func = getattr(call, "__func__", call)
+    return func
+
+
+@functools.lru_cache(maxsize=4096)
+def _source_digest(func: Callable[..., Any]) -> str:
+    """The digest of a function's code as Python parses it: comments, formatting, blank lines,
+    docstrings and decorators do not count; its signature, defaults and body do."""
+    try:
+        source = textwrap.dedent(inspect.getsource(func))
+        tree = ast.parse(source)
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        # no readable source (a builtin, code built at run time): only the name identifies it
+        return "name:" + getattr(func, "__module__", "?") + ":" + default_step_name(func)
+    node = tree.body[0] if tree.body else tree
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        node.decorator_list = []
+        body = node.body
+        if (
+            body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return _hash("src", ast.dump(node, annotate_fields=False, include_attributes=False))
+
+
+def code_version(func: Callable[..., Any], version: str | None, bound: str = "") -> str:
+    """A step's code version: `version` when the user gave one, else its source digest.
+
+    `bound` is the digest of the arguments a `functools.partial` binds (part of what it does).
+    """
+    if version is not None:
+        return "v:" + version
+    code = _code_of(func)
+    try:
+        digest = _source_digest(code)
+    except TypeError:  # unhashable callable: cannot be cached, still has a source
+        digest = _source_digest.__wrapped__(code)
+    return _hash(digest, bound) if bound else digest
+
+
+# --- fingerprints -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StepIdentity:
+    """Everything a step's checkpoint is valid for, but its upstream's output."""
+
+    index: int
+    name: str
+    version: str
+    input: str
+    salt: str
+    #: the step whose output it receives as `previous_context`, or None
+    upstream: int | None
+
+
+def fingerprint(identity: StepIdentity, upstream_token: str) -> str:
+    return _hash(identity.name, identity.version, identity.input, identity.salt, upstream_token)
+
+
+class StoredStep(Protocol):
+    """What a stored step checkpoint says it is valid for (a `_format.StepDocument`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def fingerprint(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def input(self) -> str: ...
+    @property
+    def checksum(self) -> str: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Change:
+    """A difference between the stored checkpoints and the workflow as it is now."""
+
+    name: str
+    #: "code", "input", "steps" (removed, renamed or reordered)
+    what: str
+    detail: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    """Which steps are restored; the changes found (for `on_change="raise"` and warnings)."""
+
+    restored: frozenset[int]
+    changes: tuple[Change, ...]
+    #: steps restored although their code or input changed (`on_change="reuse"`)
+    reused: tuple[str, ...] = ()
+
+
+def find_changes(
+    identities: Sequence[StepIdentity],
+    stored: Mapping[str, StoredStep],
+    previous_steps: Sequence[str],
+) -> tuple[Change, ...]:
+    """Edits since the checkpoints were written: code, input, or the step list (appending new
+    steps is not a change of the existing ones)."""
+    changes: list[Change] = []
+    names = [i.name for i in identities]
+    common = [n for n in previous_steps if n in names]
+    removed = [n for n in previous_steps if n not in names]
+    order = [n for n in names if n in previous_steps]
+    if removed:
+        changes.append(Change(removed[0], "steps", f"step {removed[0]!r} was removed"))
+    elif common != order:
+        first = next(a for a, b in zip(order, common, strict=True) if a != b)
+        changes.append(Change(first, "steps", f"step {first!r} moved"))
+    elif names[: len(previous_steps)] != list(previous_steps):
+        first = next(n for n, p in zip(names, previous_steps, strict=False) if n != p)
+        changes.append(Change(first, "steps", f"step {first!r} was inserted"))
+    for identity in identities:
+        doc = stored.get(identity.name)
+        if doc is None:
+            continue
+        if doc.version != identity.version:
+            changes.append(Change(identity.name, "code", f"the code of {identity.name!r} changed"))
+        if doc.input != identity.input:
+            changes.append(
+                Change(identity.name, "input", f"the initial context of {identity.name!r} changed")
+            )
+    return tuple(changes)
+
+
+def plan(
+    identities: Sequence[StepIdentity],
+    stored: Mapping[str, StoredStep],
+    *,
+    previous_steps: Sequence[str] = (),
+    on_change: OnChange = "rerun",
+    workflow_id: str = "",
+) -> Plan:
+    """Decide which steps to restore. Identities are in index order; upstreams come first.
+
+    `on_change="raise"` raises `WorkflowDefinitionChanged` (steps or code) or `InputChanged`
+    (inputs) for the first change; `"reuse"` restores checkpoints whose code or input changed
+    anyway (still never one whose upstream runs again).
+    """
+    changes = find_changes(identities, stored, previous_steps)
+    if changes and on_change == "raise":
+        first = changes[0]
+        error = InputChanged if first.what == "input" else WorkflowDefinitionChanged
+        raise error(
+            f"workflow {workflow_id!r}: {first.detail} since its checkpoints were written; "
+            "start with on_change='rerun' to run it (and what depends on it) again, "
+            "on_change='reuse' to keep the old checkpoints, or reset the workflow"
+        )
+    restored: set[int] = set()
+    reused: list[str] = []
+    tokens: dict[int, str] = {}
+    for identity in identities:
+        doc = stored.get(identity.name)
+        if doc is None:
+            continue
+        if identity.upstream is None:
+            token = NO_UPSTREAM
+        elif identity.upstream in restored:
+            token = tokens[identity.upstream]
+        else:
+            continue  # its upstream runs again, so must it
+        expected = identity
+        if on_change == "reuse" and (doc.version, doc.input) != (identity.version, identity.input):
+            expected = dataclasses.replace(identity, version=doc.version, input=doc.input)
+            if fingerprint(expected, token) == doc.fingerprint:
+                reused.append(identity.name)
+        if fingerprint(expected, token) == doc.fingerprint:
+            restored.add(identity.index)
+            tokens[identity.index] = doc.checksum
+    return Plan(frozenset(restored), changes, tuple(reused))

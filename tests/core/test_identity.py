@@ -1,0 +1,418 @@
+"""Checkpoint identity: a resume restores exactly what is still valid, never a stale or foreign
+result. Each test here failed on dotflow-providers 0.1.0."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+import textwrap
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from dotflow_providers import (
+    ConfigurationError,
+    Context,
+    CorruptCheckpoint,
+    FileStore,
+    InputChanged,
+    InvalidStep,
+    InvalidWorkflowId,
+    MemoryStore,
+    NotRunning,
+    Status,
+    Workflow,
+    WorkflowCancelled,
+    WorkflowDefinitionChanged,
+    action,
+    cancel,
+    dump_stages,
+    inspect_workflow,
+)
+from dotflow_providers._format import Layout
+
+
+def add_one(previous_context: Context) -> int:
+    return (previous_context.storage or 0) + 1
+
+
+# --- keep_going ---------------------------------------------------------------------------------
+
+
+def test_keep_going_never_restores_a_result_computed_without_its_input(tmp_path: Path) -> None:
+    broken = {"first": True}
+
+    def first() -> int:
+        if broken["first"]:
+            raise RuntimeError("upstream down")
+        return 10
+
+    def build() -> Workflow:
+        return (
+            Workflow("kg", store=FileStore(tmp_path))
+            .add(first, name="first")
+            .add(add_one, name="second")
+        )
+
+    run = build().start(keep_going=True)
+    assert [s.status for s in run.steps] == [Status.FAILED, Status.COMPLETED]
+    assert run.steps[1].output == 1  # computed from an empty previous_context
+    broken["first"] = False
+    run = build().start()
+    assert run.status is Status.COMPLETED
+    assert [s.restored for s in run.steps] == [False, False]
+    assert run.output == 11  # 0.1.0 restored the stale 1
+
+
+# --- code edits and appended steps --------------------------------------------------------------
+
+
+def load_module(tmp_path: Path, name: str, source: str) -> ModuleType:
+    """Import `source` as module `name` from a fresh folder (as a new deployment would)."""
+    folder = tmp_path / f"code{len(list(tmp_path.glob('code*')))}"
+    folder.mkdir()
+    (folder / f"{name}.py").write_text(textwrap.dedent(source))
+    sys.modules.pop(name, None)
+    sys.path.insert(0, str(folder))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(folder))
+
+
+PIPELINE = """
+from dotflow_providers import Context
+
+def extract():
+    return [1, 2, 3]
+
+def transform(previous_context: Context):
+    return [x * {factor} for x in previous_context.storage]
+
+def load(previous_context: Context):
+    return sum(previous_context.storage)
+"""
+
+
+def pipeline(module: ModuleType, store: Any) -> Workflow:
+    return (
+        Workflow("edit", store=store)
+        .add(module.extract, name="extract")
+        .add(module.transform, name="transform")
+        .add(module.load, name="load")
+    )
+
+
+def test_editing_a_step_reruns_it_and_what_depends_on_it(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "store")
+    v1 = load_module(tmp_path, "edited_pipeline", PIPELINE.format(factor=2))
+    assert pipeline(v1, store).start().output == 12
+    v2 = load_module(tmp_path, "edited_pipeline", PIPELINE.format(factor=10))
+    run = pipeline(v2, store).start()
+    assert [s.restored for s in run.steps] == [True, False, False]
+    assert run.output == 60  # 0.1.0 restored 12
+
+
+def test_comments_formatting_and_docstrings_are_not_code_changes(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "store")
+    v1 = load_module(tmp_path, "cosmetic", PIPELINE.format(factor=2))
+    pipeline(v1, store).start()
+    cosmetic = PIPELINE.format(factor=2).replace(
+        "def load(previous_context: Context):",
+        'def load(previous_context: Context):  # sums\n    """Total."""\n',
+    )
+    v2 = load_module(tmp_path, "cosmetic", cosmetic)
+    assert all(s.restored for s in pipeline(v2, store).start().steps)
+
+
+def test_an_explicit_version_decides_instead_of_the_source() -> None:
+    store = MemoryStore()
+    calls: list[str] = []
+
+    def build(version: str) -> Workflow:
+        @action(version=version)
+        def fetch() -> str:
+            calls.append(version)
+            return version
+
+        return Workflow("ver", store=store).add(fetch, name="fetch")
+
+    build("1").start()
+    assert build("1").start().steps[0].restored
+    assert build("2").start().output == "2"
+    assert calls == ["1", "2"]
+
+
+def test_appending_steps_restores_the_old_ones_and_runs_the_new(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+
+    def base() -> Workflow:
+        return Workflow("grow", store=store).add(add_one, name="a").add(add_one, name="b")
+
+    assert base().start().output == 2
+    run = base().add(add_one, name="c").start()
+    assert [s.restored for s in run.steps] == [True, True, False]
+    assert run.output == 3
+
+
+def test_raise_names_the_first_changed_step(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    Workflow("r", store=store).add(add_one, name="a").add(add_one, name="b").start()
+
+    @action(version="2")
+    def b2(previous_context: Context) -> int:
+        return 0
+
+    with pytest.raises(WorkflowDefinitionChanged, match="'b'"):
+        Workflow("r", store=store, on_change="raise").add(add_one, name="a").add(
+            b2, name="b"
+        ).start()
+    with pytest.raises(WorkflowDefinitionChanged, match="'a' was removed"):
+        Workflow("r", store=store, on_change="raise").add(add_one, name="b").start()
+    # appending is not a change
+    run = Workflow("r", store=store, on_change="raise")
+    run = run.add(add_one, name="a").add(add_one, name="b").add(add_one, name="c").start()
+    assert run.output == 3
+
+
+def _inputs(store: Any, value: int, policy: Any, calls: list[int]) -> Workflow:
+    def first(initial_context: Context) -> int:
+        calls.append(initial_context.storage)
+        return int(initial_context.storage)
+
+    return (
+        Workflow("inp", store=store, on_change=policy)
+        .add(first, name="first", initial_context=value)
+        .add(add_one, name="second")
+    )
+
+
+def test_changed_inputs_rerun_by_default() -> None:
+    store, calls = MemoryStore(), []  # type: ignore[var-annotated]
+    _inputs(store, 1, "rerun", calls).start()
+    run = _inputs(store, 2, "rerun", calls).start()
+    assert run.output == 3
+    assert calls == [1, 2]
+
+
+def test_changed_inputs_raise_names_the_step() -> None:
+    store, calls = MemoryStore(), []  # type: ignore[var-annotated]
+    _inputs(store, 1, "rerun", calls).start()
+    with pytest.raises(InputChanged, match="initial context of 'first'"):
+        _inputs(store, 2, "raise", calls).start()
+    assert _inputs(store, 1, "raise", calls).start().output == 2
+    assert calls == [1]
+
+
+def test_changed_inputs_reuse_keeps_the_checkpoints_and_warns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, calls = MemoryStore(), []  # type: ignore[var-annotated]
+    _inputs(store, 1, "rerun", calls).start()
+    run = _inputs(store, 2, "reuse", calls).start()
+    assert run.output == 2
+    assert calls == [1]
+    assert "reusing the checkpoints of first" in caplog.text
+
+
+def test_a_bad_on_change_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="on_change"):
+        Workflow(on_change="ignore")  # type: ignore[arg-type]
+
+
+# --- rerun_from ---------------------------------------------------------------------------------
+
+
+def test_rerun_from_runs_that_step_and_every_step_after_it() -> None:
+    store = MemoryStore()
+    ran: list[str] = []
+
+    def step(label: str) -> Any:
+        def body(previous_context: Context) -> str:
+            ran.append(label)
+            return (previous_context.storage or "") + label
+
+        return body
+
+    def build() -> Workflow:
+        wf = Workflow("rr", store=store)
+        for label in "abcd":
+            wf.add(step(label), name=label)
+        return wf
+
+    build().start()
+    ran.clear()
+    run = build().start(rerun_from="c")
+    assert ran == ["c", "d"]
+    assert run.output == "abcd"
+    with pytest.raises(ConfigurationError, match="names no step"):
+        build().start(rerun_from="z")
+
+
+def test_a_crash_in_the_middle_of_a_rerun_never_restores_superseded_checkpoints() -> None:
+    store = MemoryStore()
+    ran: list[str] = []
+    crash = {"c": False}
+
+    def step(label: str) -> Any:
+        def body(previous_context: Context) -> str:
+            ran.append(label)
+            if crash.get(label):
+                raise RuntimeError("runner died")
+            return (previous_context.storage or "") + label  # the same output every time
+
+        return body
+
+    def build() -> Workflow:
+        wf = Workflow("mid", store=store)
+        for label in "abcd":
+            wf.add(step(label), name=label)
+        return wf
+
+    build().start()
+    crash["c"] = True
+    build().start(rerun_from="b")
+    crash["c"] = False
+    ran.clear()
+    run = build().start()  # no rerun_from this time
+    assert ran == ["c", "d"]  # b's new checkpoint kept; c and d's old ones superseded
+    assert run.status is Status.COMPLETED
+
+
+# --- stable step names --------------------------------------------------------------------------
+
+
+def scale(factor: int, previous_context: Context) -> int:
+    return (previous_context.storage or 1) * factor
+
+
+class Multiply:
+    def __init__(self, by: int) -> None:
+        self.by = by
+
+    def __call__(self, previous_context: Context) -> int:
+        return (previous_context.storage or 1) * self.by
+
+
+def test_partials_and_callable_instances_have_names_without_addresses() -> None:
+    wf = Workflow().add(functools.partial(scale, 2)).add(Multiply(3))
+    assert wf.steps == ["scale", "Multiply"]
+    assert not any("0x" in name for name in wf.steps)
+
+
+def test_partials_and_callable_instances_resume_with_new_objects(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+
+    def build() -> Workflow:
+        return Workflow(store=store).add(functools.partial(scale, 2)).add(Multiply(3))
+
+    assert build().start().output == 6
+    run = build().start()  # new objects at new addresses, as in a new process
+    assert all(s.restored for s in run.steps)
+
+
+def test_two_steps_can_never_share_a_name() -> None:
+    with pytest.raises(InvalidStep, match="name="):
+        Workflow().add(functools.partial(scale, 2)).add(functools.partial(scale, 3))
+    with pytest.raises(InvalidStep, match="name="):
+        Workflow().add(lambda: 1).add(lambda: 2)
+    with pytest.raises(InvalidStep, match="name="):
+        Workflow().add(add_one, name="x").add(add_one, name="x")
+
+
+# --- namespaces ---------------------------------------------------------------------------------
+
+
+def test_nested_ids_never_touch_each_other(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    for workflow_id in ("sales", "sales/eu", "sales/steps", "sales/lock", "x/manifest.json"):
+        Workflow(workflow_id, store=store).add(add_one, name="a").start()
+    Workflow("sales", store=store).reset()
+    assert inspect_workflow("sales", store)["found"] is False
+    for survivor in ("sales/eu", "sales/steps", "sales/lock", "x/manifest.json"):
+        run = Workflow(survivor, store=store).add(add_one, name="a").start()
+        assert run.steps[0].restored, survivor
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "../escape", "a//b", "/abs", "a/./b", "x" * 401, "a\nb", "x/.dotflow", "a/.b"]
+)
+def test_unusable_ids_are_refused_by_every_entry_point(bad: str) -> None:
+    store = MemoryStore()
+    for call in (
+        lambda: Workflow(bad),
+        lambda: cancel(bad, store),
+        lambda: inspect_workflow(bad, store),
+        lambda: dump_stages(bad, store),
+        lambda: Layout(bad),
+    ):
+        with pytest.raises(InvalidWorkflowId):
+            call()
+
+
+# --- cancel belongs to a run --------------------------------------------------------------------
+
+
+def test_cancelling_an_id_that_no_runner_holds_is_an_error() -> None:
+    store = MemoryStore()
+    with pytest.raises(NotRunning, match="block"):
+        cancel("nobody", store)
+    assert Workflow("nobody", store=store).add(add_one, name="a").start().output == 1
+
+
+def test_a_cancel_for_a_run_that_already_ended_does_not_cancel_the_next_one() -> None:
+    from dotflow_providers._journal import request_cancel
+
+    store = MemoryStore()
+    Workflow("done", store=store).add(add_one, name="a").start()
+    request_cancel(store, Layout("done"), "the-owner-of-a-finished-run")  # arrived too late
+    run = Workflow("done", store=store).add(add_one, name="a").add(add_one, name="b").start()
+    assert run.status is Status.COMPLETED
+    assert store.get(Layout("done").cancel) is None  # cleared, not left for later
+
+
+def test_block_refuses_future_starts_until_the_workflow_is_cleaned() -> None:
+    store = MemoryStore()
+    cancel("later", store, block=True)
+    wf = Workflow("later", store=store).add(add_one, name="a")
+    with pytest.raises(WorkflowCancelled, match="dotflow-providers clean"):
+        wf.start()
+    wf.reset()
+    assert wf.start().status is Status.COMPLETED
+
+
+def test_an_in_process_cancel_leaves_the_same_state_as_a_cross_process_one() -> None:
+    import threading
+
+    store = MemoryStore()
+    entered, release = threading.Event(), threading.Event()
+
+    def wait() -> int:
+        entered.set()
+        release.wait(30)
+        return 1
+
+    def build() -> Workflow:
+        return Workflow("self", store=store).add(wait, name="wait").add(add_one, name="b")
+
+    run = build().start(mode="background")
+    assert entered.wait(30)
+    run.cancel()
+    release.set()
+    assert run.wait(30).status is Status.CANCELLED
+    assert store.get(Layout("self").cancel) is None
+    assert store.get(Layout("self").step("wait")) is None  # returned after the cancel: not kept
+    again = build().start()
+    assert again.status is Status.COMPLETED
+    assert [s.restored for s in again.steps] == [False, False]
+
+
+def test_a_missing_manifest_is_never_a_silent_rerun() -> None:
+    store = MemoryStore()
+    Workflow("m", store=store).add(add_one, name="a").start()
+    store.delete(Layout("m").manifest)
+    with pytest.raises(CorruptCheckpoint):
+        Workflow("m", store=store).add(add_one, name="a").start()
