@@ -33,6 +33,8 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+    # `@action` keeps a step's parameters and return type (assert_type, checked statically)
+    session.run("mypy", "--strict", "--warn-unused-ignores", "tests/typing")
 
 
 _NOT_INSTALLED = """

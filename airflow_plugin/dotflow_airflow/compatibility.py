@@ -13,8 +13,24 @@ except ImportError:  # pragma: no cover - depends on the Airflow version
 
 
 def state_store_limit() -> int:
-    """`[state_store] max_value_storage_bytes`: the largest value the task state store keeps."""
+    """`[state_store] max_value_storage_bytes`: the largest value the task state store keeps
+    (0: no limit)."""
     return int(conf.getint("state_store", "max_value_storage_bytes", fallback=65535))
+
+
+def first_try_after_clear(try_number: int, max_tries: int, retries: int) -> bool:
+    """Whether this try of a task instance is the first one after a Clear (not a retry).
+
+    Clearing a finished task instance (UI, REST `clearTaskInstances`, `airflow tasks clear`)
+    sets `max_tries = try_number + retries` (`clear_task_instances` in core), while a retry
+    leaves `max_tries` alone. So the first try of the current budget is
+    `max_tries - retries + 1`: the formula the Task SDK itself uses to find the first try
+    since the last clear (`RuntimeTaskInstance.get_first_reschedule_date`). `try_number` and
+    `max_tries` are public fields of the Task SDK's `RuntimeTaskInstance`. The dag run's
+    `clear_number` would not do: it counts clears of any task of the run, and stays raised
+    for this task's later retries. A task's very first try is not "after a clear".
+    """
+    return try_number > 1 and try_number == max_tries - retries + 1
 
 
 __all__ = [
@@ -24,5 +40,6 @@ __all__ = [
     "BaseOperator",
     "BaseOperatorLink",
     "Context",
+    "first_try_after_clear",
     "state_store_limit",
 ]

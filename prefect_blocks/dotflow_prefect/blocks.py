@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-import importlib
+from abc import ABC
 from typing import Any, ClassVar, Literal
 
 from prefect.blocks.core import Block
@@ -11,13 +11,18 @@ from prefect.types import SecretDict
 from pydantic import Field, SecretStr
 
 from dotflow_providers import CheckpointStore, ConfigurationError, FileStore
+from dotflow_providers.integration import load_object
 from dotflow_providers.retry import CircuitBreaker, ExponentialBackoff, FixedRetry, RetryPolicy
 
 _DOCS = "https://github.com/dotflow-io/dotflow-providers#prefect"
 
 
-class CheckpointStoreBlock(Block):
-    """Base of the store blocks: each turns into a dotflow-providers checkpoint store."""
+class CheckpointStoreBlock(Block, ABC):
+    """Base of the store blocks: each turns into a dotflow-providers checkpoint store.
+
+    `ABC` among the direct bases marks a block interface, which Prefect never registers (it
+    would show a Create button for a block that cannot be loaded).
+    """
 
     _documentation_url = _DOCS  # type: ignore[assignment]  # Prefect turns it into a URL
 
@@ -69,6 +74,9 @@ store = DotflowS3Store.load("etl-s3")
         default=None, description="Leave empty to use the worker's own credentials."
     )
     aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = Field(
+        default=None, description="For temporary credentials (STS), with the two keys above."
+    )
 
     def store(self) -> CheckpointStore:
         from dotflow_providers.storage import S3Store
@@ -80,6 +88,7 @@ store = DotflowS3Store.load("etl-s3")
             region_name=self.region_name,
             aws_access_key_id=_secret(self.aws_access_key_id),
             aws_secret_access_key=_secret(self.aws_secret_access_key),
+            aws_session_token=_secret(self.aws_session_token),
         )
 
 
@@ -185,10 +194,7 @@ def _secret(value: SecretStr | None) -> str | None:
 
 def _exception(path: str) -> type[BaseException]:
     module, _, name = path.replace(":", ".").rpartition(".")
-    try:
-        found = getattr(importlib.import_module(module or "builtins"), name)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(f"retry_on entry {path!r} is not an importable class") from exc
+    found = load_object(f"{module or 'builtins'}:{name}")
     if not (isinstance(found, type) and issubclass(found, BaseException)):
         raise ConfigurationError(f"retry_on entry {path!r} is not an exception class")
     return found

@@ -2,39 +2,71 @@
 
 Prefect schedules and observes; the engine retries and times out each step and checkpoints it,
 so when Prefect retries the flow run, completed work is restored instead of redone.
+
+How a call finds its checkpoint is in `_identity`: flow run, function, arguments, occurrence.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
-import hashlib
 import inspect
-import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
-import pydantic_core
 from prefect.artifacts import create_markdown_artifact
-from prefect.context import TaskRunContext
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.logging import get_run_logger
 from prefect.runtime import deployment
 from prefect.settings import PREFECT_HOME
+from prefect.states import Failed
+from prefect.task_runners import TaskRunner
+from prefect.tasks import Task
+from prefect.transactions import get_transaction
+from prefect.utilities.asyncutils import run_coro_as_sync
+from prefect.utilities.callables import get_call_parameters
 
 from dotflow_providers import (
     CheckpointStore,
     ConfigurationError,
     FileStore,
+    LeaseConfig,
     MemoryStore,
     Run,
     Workflow,
     action,
+    load_workflow,
 )
-from dotflow_providers.tracing import LoggingTracer, Tracers
-from prefect import get_run_logger, task
+from dotflow_providers.integration import PERMANENT_ERRORS, id_part, markdown_table
+from dotflow_providers.tracing import Tracers
 
+from ._identity import (
+    OCCURRENCES,
+    CallKey,
+    CheckpointKey,
+    arguments_digest,
+    calling,
+    current_call,
+    function_name,
+)
+from ._logging import RunLogTracer, forward_engine_logs
 from .blocks import resolve_policy, resolve_store
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+#: Turns a call's parameters into (its name, the digest of its arguments).
+Identify = Callable[[dict[str, Any]], tuple[str, str]]
+
+forward_engine_logs()
 
 
 def default_store() -> CheckpointStore:
@@ -53,50 +85,240 @@ def default_store() -> CheckpointStore:
     return FileStore(Path(PREFECT_HOME.value()) / "dotflow-checkpoints")
 
 
-def _flow_run_id() -> str:
-    context = TaskRunContext.get()
-    if context is None or context.task_run.flow_run_id is None:
-        raise ConfigurationError("dotflow Prefect tasks must run inside a flow")
-    return str(context.task_run.flow_run_id)
+class DotflowTask(Task[P, R]):
+    """A Prefect task that gives each call its checkpoint identity when the call is made.
+
+    Calling, `.submit` and `.map` draw the call's occurrence in the flow's thread, in the order
+    the flow makes the calls, and hand it to the run through a context variable (Prefect's
+    thread-pool runner copies the context at submission). Runners that do not carry the context
+    (process pools, Dask, Ray) count occurrences when the call starts instead.
+    """
+
+    _identify: Identify
+
+    def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CallKey:
+        name, digest = self._identify(get_call_parameters(self.fn, args, kwargs))
+        return OCCURRENCES.next(name, digest)
+
+    def __call__(  # type: ignore[override]
+        self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any
+    ) -> Any:
+        with _ending_the_flow_run_on_permanent_errors():
+            key = self._key(args, kwargs)
+        with calling(key):
+            # Task's overloads type `return_state` through P.kwargs; the call is Task's own
+            parent: Any = super()
+            result = parent.__call__(*args, return_state=return_state, wait_for=wait_for, **kwargs)
+        if inspect.isawaitable(result):
+            awaitable = result
+
+            async def keyed() -> Any:  # the coroutine runs later, in the awaiting context
+                with calling(key):
+                    return await awaitable
+
+            return keyed()
+        return result
+
+    def submit(  # type: ignore[override]
+        self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any
+    ) -> Any:
+        with _ending_the_flow_run_on_permanent_errors():
+            key = self._key(args, kwargs)
+        parent: Any = super()
+        with calling(key):
+            return parent.submit(*args, return_state=return_state, wait_for=wait_for, **kwargs)
+
+    def map(
+        self,
+        *args: Any,
+        return_state: bool = False,
+        wait_for: Any = None,
+        deferred: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        context = FlowRunContext.get()
+        runner = getattr(context, "task_runner", None)
+        if deferred or not isinstance(runner, TaskRunner):
+            return super().map(
+                *args, return_state=return_state, wait_for=wait_for, deferred=deferred, **kwargs
+            )
+        parameters = get_call_parameters(self.fn, args, kwargs, apply_defaults=False)
+        # Prefect's own mapping (unmapped, quote, defaults), with each element's identity drawn
+        # as it is submitted, in element order.
+        futures = TaskRunner.map(
+            cast(TaskRunner[Any], _KeyingRunner(runner, self)),
+            cast(Task[Any, Any], self),
+            parameters,
+            wait_for,
+        )
+        if return_state:
+            for future in futures:
+                future.wait()
+            return [future.state for future in futures]
+        return futures
+
+    def with_options(self, **options: Any) -> DotflowTask[P, R]:
+        plain = super().with_options(**options)
+        copy = DotflowTask.__new__(DotflowTask)
+        copy.__dict__.update(plain.__dict__)
+        copy._identify = self._identify
+        return copy
 
 
-def _call_digest(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    plain = pydantic_core.to_jsonable_python([args, kwargs], fallback=repr)
-    canonical = json.dumps(plain, sort_keys=True, separators=(",", ":"), default=repr)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+class _KeyingRunner:
+    """Stands in for the flow's task runner in `TaskRunner.map`, keying each submission."""
+
+    def __init__(self, runner: TaskRunner[Any], task: DotflowTask[Any, Any]) -> None:
+        self._runner, self._task, self._started = runner, task, True
+
+    def submit(
+        self,
+        task: Task[Any, Any],
+        parameters: dict[str, Any],
+        wait_for: Any = None,
+        dependencies: Any = None,
+    ) -> Any:
+        with _ending_the_flow_run_on_permanent_errors():
+            name, digest = self._task._identify(parameters)
+        with calling(OCCURRENCES.next(name, digest)):
+            return self._runner.submit(task, parameters, wait_for, dependencies)
 
 
+def _make_task(
+    body: Callable[..., Any], identify: Identify, options: dict[str, Any]
+) -> DotflowTask[Any, Any]:
+    # Our checkpoints are the cache: Prefect's default policy would hash the inputs (a Workflow
+    # cannot be hashed, so it logs an error) and could skip the body that restores a checkpoint.
+    options.setdefault("cache_policy", NO_CACHE)
+    options["retry_condition_fn"] = _retry_unless_permanent(options.get("retry_condition_fn"))
+    made: DotflowTask[Any, Any] = DotflowTask(body, **options)
+    made._identify = identify
+    return made
+
+
+def _retry_unless_permanent(user: Any) -> Callable[[Task[..., Any], Any, State[Any]], Any]:
+    """Prefect's `retry_condition_fn`: never retry the task on an error no retry can fix."""
+
+    def retry_condition(task: Task[..., Any], task_run: Any, state: State[Any]) -> Any:
+        error = state.result(raise_on_failure=False)
+        if isinstance(error, PERMANENT_ERRORS):
+            return False
+        return True if user is None else user(task, task_run, state)
+
+    return retry_condition
+
+
+def _end_flow_run(error: BaseException) -> None:
+    """Fail the flow run for good: Prefect's retry rule only turns a Running->Failed transition
+    into a retry, so a forced Failed state ends the run without spending its retries."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    message = f"{type(error).__name__}: {error} (no retry can fix this; flow retries skipped)"
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(context.flow_run.id, Failed(message=message), force=True)
+
+
+@contextmanager
+def _ending_the_flow_run_on_permanent_errors() -> Iterator[None]:
+    try:
+        yield
+    except PERMANENT_ERRORS as error:
+        _end_flow_run(error)
+        raise
+
+
+def _forget_on_rollback(workflow: Workflow, initial_context: Any) -> None:
+    """Inside a Prefect transaction, a rollback deletes this call's checkpoints, so a retry runs
+    it again instead of restoring work that the rollback undid. Called once the call succeeded
+    (a failed task's own transaction rolls back too, and its checkpoints must stay)."""
+    transaction = get_transaction()
+    if transaction is None:
+        return
+
+    def forget_dotflow_checkpoint(_: object) -> None:
+        workflow.reset(initial_context)
+
+    # appended before the engine stages the task's own hooks, so it runs after them
+    transaction.on_rollback_hooks.append(forget_dotflow_checkpoint)
+
+
+def _run_logger() -> logging.LoggerAdapter[Any] | logging.Logger:
+    # Prefect sends run logs to the API only for runs inside a flow run
+    if FlowRunContext.get() is not None:
+        return cast(logging.LoggerAdapter[Any], get_run_logger())
+    return logging.getLogger("dotflow_prefect")
+
+
+@overload
+def dotflow_task(fn: Callable[P, R], /) -> DotflowTask[P, R]: ...
+
+
+@overload
 def dotflow_task(
-    fn: Callable[..., Any] | None = None,
+    fn: None = None,
+    /,
     *,
     retry: Any = None,
     timeout: float | None = None,
     store: Any = None,
     checkpoint: bool = True,
+    checkpoint_key: CheckpointKey | None = None,
+    lock: LeaseConfig | bool = True,
+    name: str | None = None,
+    **task_options: Any,
+) -> Callable[[Callable[P, R]], DotflowTask[P, R]]: ...
+
+
+def dotflow_task(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    retry: Any = None,
+    timeout: float | None = None,
+    store: Any = None,
+    checkpoint: bool = True,
+    checkpoint_key: CheckpointKey | None = None,
+    lock: LeaseConfig | bool = True,
     name: str | None = None,
     **task_options: Any,
 ) -> Any:
-    """A Prefect task whose body runs through the engine.
+    """A Prefect task whose body runs through the engine, with a checkpoint per call.
 
     `retry` is a number of attempts, a policy or a `DotflowRetryPolicy` block; `timeout` bounds
-    each attempt. With `checkpoint`, the output is stored under a key made of the flow run, the
-    task and its arguments, so when Prefect retries the flow run this call is not run again:
-    its output is restored. Other keyword arguments go to `prefect.task`.
+    each attempt. With `checkpoint`, the output is stored under the flow run, the function (module
+    and qualified name), the digest of the arguments and the call's occurrence, so when Prefect
+    retries the flow run each call restores its own output. Arguments without a stable digest are
+    refused: give `checkpoint_key`, a function of the arguments (by parameter name) returning a
+    string, like Prefect's `cache_key_fn`. `lock` is the call's lease config. Outside a flow,
+    the occurrence counts calls in this process. Other keyword arguments go to `prefect.task`.
     """
 
-    def decorate(function: Callable[..., Any]) -> Any:
+    def decorate(function: Callable[..., Any]) -> DotflowTask[Any, Any]:
         step_name = name or function.__name__
+        identity = function_name(function)
 
-        def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Workflow:
-            flow_run = _flow_run_id()
-            context = TaskRunContext.get()
-            task_key = context.task_run.task_key if context else step_name
-            workflow_id = f"prefect/{flow_run}/{task_key}/{_call_digest(args, kwargs)}"
+        def identify(parameters: dict[str, Any]) -> tuple[str, str]:
+            return identity, arguments_digest(parameters, checkpoint_key)
+
+        def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Workflow, str]:
+            parameters = get_call_parameters(function, args, kwargs)
+            inputs = arguments_digest(parameters, checkpoint_key)
+            key = current_call(identity) or OCCURRENCES.next(identity, inputs)
             chosen = resolve_store(store) if checkpoint else MemoryStore()
             step = action(retry=resolve_policy(retry), timeout=timeout, name=step_name)(
                 functools.partial(function, *args, **kwargs)
             )
-            return Workflow(workflow_id, store=chosen or default_store()).add(step)
+            # The digest of the resolved arguments is the run's input: when a future resolved
+            # to another value than last time, the call runs again instead of restoring.
+            workflow = Workflow(
+                key.workflow_id,
+                store=chosen or default_store(),
+                on_change="rerun",
+                lock=lock,
+                tracer=RunLogTracer(_run_logger()),
+            )
+            return workflow.add(step), inputs
 
         def outcome(run: Run) -> Any:
             failed = run.failed_step
@@ -108,21 +330,30 @@ def dotflow_task(
 
             @functools.wraps(function)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
-                return outcome(await bind(args, kwargs).start_async())
+                try:
+                    workflow, inputs = bind(args, kwargs)
+                    run = await workflow.start_async(initial_context=inputs)
+                except PERMANENT_ERRORS as error:
+                    await asyncio.to_thread(_end_flow_run, error)
+                    raise
+                output = outcome(run)
+                _forget_on_rollback(workflow, inputs)
+                return output
 
-            return _as_task(run_async, step_name, task_options)
+            return _make_task(run_async, identify, {"name": step_name, **task_options})
 
         @functools.wraps(function)
         def run_sync(*args: Any, **kwargs: Any) -> Any:
-            return outcome(bind(args, kwargs).start())
+            with _ending_the_flow_run_on_permanent_errors():
+                workflow, inputs = bind(args, kwargs)
+                run = workflow.start(initial_context=inputs)
+            output = outcome(run)
+            _forget_on_rollback(workflow, inputs)
+            return output
 
-        return _as_task(run_sync, step_name, task_options)
+        return _make_task(run_sync, identify, {"name": step_name, **task_options})
 
     return decorate if fn is None else decorate(fn)
-
-
-def _as_task(body: Callable[..., Any], name: str, options: dict[str, Any]) -> Any:
-    return cast(Any, task)(body, name=name, **options)
 
 
 def _artifact_key(workflow_id: str) -> str:
@@ -130,55 +361,89 @@ def _artifact_key(workflow_id: str) -> str:
 
 
 def steps_markdown(run: Run) -> str:
-    """The run's step table in Markdown (status, attempts, duration, restored, error)."""
-    lines = [
-        f"### dotflow `{run.workflow_id}`: {run.status.value}",
-        "",
-        "| # | step | status | attempts | duration (s) | restored | error |",
-        "| - | ---- | ------ | -------- | ------------ | -------- | ----- |",
-    ]
-    for step in run.steps:
-        duration = "" if step.duration is None else f"{step.duration:.3f}"
-        error = (step.error or "").replace("|", "\\|").replace("\n", " ")
-        lines.append(
-            f"| {step.index} | {step.name} | {step.status.value} | {step.attempts} | "
-            f"{duration} | {'yes' if step.restored else ''} | {error} |"
-        )
-    return "\n".join(lines)
+    """The run's step table in Markdown (the core's table, under a title)."""
+    table = markdown_table([step.summary() for step in run.steps])
+    return f"### dotflow `{run.workflow_id}`: {run.status.value}\n\n{table}"
 
 
-@task(name="dotflow-workflow")
-def run_workflow(
+def _workflow_identity(parameters: dict[str, Any]) -> tuple[str, str]:
+    base = load_workflow(parameters["workflow"])
+    name = parameters.get("workflow_id") or base.workflow_id_for(None)
+    return id_part(name), arguments_digest({"c": parameters.get("initial_context")}, None)
+
+
+def _run_workflow(
     workflow: Workflow | str,
     *,
     workflow_id: str | None = None,
     store: Any = None,
     mode: str = "sequential",
+    keep_going: bool = False,
     initial_context: Any = None,
+    max_workers: int | None = None,
+    compensate: bool = False,
+    strict_recovery: bool = False,
+    lock: LeaseConfig | bool | None = None,
 ) -> Any:
     """Run a whole `Workflow` as one Prefect task, with a checkpoint per step.
 
-    The default workflow id is derived from the flow run id, so a flow-run retry resumes.
-    Each step is logged; a Markdown artifact holds the step table. Returns the last step's
-    output; a failed run raises, so Prefect's retries apply.
+    The default workflow id is made of the flow run, the workflow's id, the digest of
+    `initial_context` and the call's occurrence, so a flow-run retry resumes each call (also in
+    loops and `.map`); an explicit `workflow_id` is used as given. The other arguments are
+    `Workflow.start`'s (`max_workers` is `max_concurrency` in the async modes) and `lock` the
+    lease config. Restored, completed and failed steps go to the run's logs; a Markdown artifact
+    holds the step table. Returns the last step's output; a failed run raises, so Prefect's
+    retries apply, except for errors no retry can fix, which end the flow run.
     """
-    from dotflow_providers import load_workflow
+    with _ending_the_flow_run_on_permanent_errors():
+        base = load_workflow(workflow)
+        name, submitted = _workflow_identity(
+            {"workflow": base, "workflow_id": workflow_id, "initial_context": initial_context}
+        )
+        key = current_call(name) or OCCURRENCES.next(name, submitted)
+        resolved = arguments_digest({"c": initial_context}, None)
+        bound = base.copy(
+            workflow_id=workflow_id or key.workflow_id,
+            store=resolve_store(store) or default_store(),
+            lock=lock,
+            # a context that came from a future may differ from the one the id was drawn with
+            on_change="rerun" if resolved != key.digest else None,
+            tracer=Tracers(base.tracer, RunLogTracer(_run_logger())),
+        )
+        run: Run | None
+        if mode.startswith("async"):
+            run = run_coro_as_sync(
+                bound.start_async(
+                    mode,
+                    keep_going,
+                    initial_context=initial_context,
+                    max_concurrency=max_workers,
+                    compensate=compensate,
+                    strict_recovery=strict_recovery,
+                )
+            )
+        else:
+            run = bound.start(
+                mode,
+                keep_going,
+                initial_context=initial_context,
+                max_workers=max_workers,
+                compensate=compensate,
+                strict_recovery=strict_recovery,
+            )
+    assert run is not None  # run_coro_as_sync's type allows None; start_async returns a Run
+    if TaskRunContext.get() is not None:
+        create_markdown_artifact(
+            steps_markdown(run),
+            key=_artifact_key(run.workflow_id),
+            description=f"dotflow steps of {run.workflow_id}",
+        )
+    output = run.raise_for_status().output
+    # only a completed run is kept by the transaction, so only its rollback has work to undo
+    _forget_on_rollback(bound, initial_context)
+    return output
 
-    base = load_workflow(workflow)
-    chosen = resolve_store(store) or default_store()
-    bound = base.copy(
-        workflow_id=workflow_id
-        or f"prefect/{_flow_run_id()}/{base.workflow_id_for(initial_context)}",
-        store=chosen,
-        tracer=Tracers(
-            base.tracer,
-            LoggingTracer(get_run_logger(), logging.INFO, starts=False, retries=True),
-        ),
-    )
-    run = bound.start(mode=mode, initial_context=initial_context)
-    create_markdown_artifact(
-        steps_markdown(run),
-        key=_artifact_key(run.workflow_id),
-        description=f"dotflow steps of {run.workflow_id}",
-    )
-    return run.raise_for_status().output
+
+run_workflow: DotflowTask[..., Any] = _make_task(
+    _run_workflow, _workflow_identity, {"name": "dotflow-workflow"}
+)

@@ -103,18 +103,13 @@ async def _io(ex: Execution, call: Callable[..., None], *args: Any) -> None:
 
 
 async def _run_step(ex: Execution, index: int, previous: Any) -> bool:
-    step = ex.specs[index].step
-    if step.on_cancel is not None:
-        ex.run.on_cancel(step.on_cancel)
-    engine = AsyncTaskEngine(
-        step, ex.run.steps[index], ex.journal.acommit, ex.tracer, ex.run.cancel_event
-    )
-    try:
+    record = ex.run.steps[index]
+    with ex.cancel_hook(index):
+        engine = AsyncTaskEngine(
+            ex.specs[index].step, record, ex.journal.acommit, ex.tracer, ex.run.cancel_event
+        )
         async with engine:
             await engine.execute_with_retry(ex.kwargs_for(index, previous))
-    finally:
-        if step.on_cancel is not None:
-            ex.run.forget_cancel(step.on_cancel)
     completed = ex.settle(index)
     if not completed:
         await _io(ex, ex.record_failure, index)
@@ -123,19 +118,10 @@ async def _run_step(ex: Execution, index: int, previous: Any) -> bool:
 
 async def _run_chain(ex: Execution, indices: Sequence[int], limit: asyncio.Semaphore) -> None:
     async with limit:
-        previous: Any = None
-        for index in indices:
-            record = ex.run.steps[index]
-            if record.restored:
-                previous = record.output
-                continue
-            if ex.halted():
-                return
-            if not await _run_step(ex, index, previous) and ex.compensate:
-                if record.status is Status.FAILED:
-                    await _io(ex, ex.compensate_chain, indices, index)
-                return
-            previous = record.output
+        for index, previous in ex.walk_chain(indices):
+            await _run_step(ex, index, previous)
+        if ex.compensate:
+            await _io(ex, ex.compensate_failed, indices)
 
 
 async def _run_chains(ex: Execution, chains: list[list[int]]) -> None:

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from ._action import AnyAction
-from ._errors import CheckpointError, ConfigurationError, WorkflowCancelled
+from ._errors import PERMANENT_ERRORS, WorkflowCancelled
 from ._format import Attempt
 from ._status import TRANSITIONS, Status, check_transition
 from ._timeout import in_process, in_thread
@@ -25,8 +25,6 @@ from .tracing import Tracer
 logger = logging.getLogger("dotflow_providers")
 
 Commit = Callable[["StepRecord"], None]
-#: Failures that no retry (by the engine or the orchestrator) can fix.
-_PERMANENT = (CheckpointError, ConfigurationError)
 #: Runs one attempt somewhere else (a worker process); returns the output or raises.
 AttemptRunner = Callable[[AnyAction, dict[str, Any]], Any]
 
@@ -173,7 +171,7 @@ class StepLifecycle:
                 or (self.cancel is not None and self.cancel.requested)
             )
             record.set_status(Status.CANCELLED if cancelled else Status.FAILED)
-            record.retryable = not isinstance(exc, _PERMANENT) and is_retryable(
+            record.retryable = not isinstance(exc, PERMANENT_ERRORS) and is_retryable(
                 self.step.policy, exc
             )
             record.exception = exc

@@ -113,3 +113,14 @@ class NotRunning(DotflowError):
 
 class InterruptedStage(DotflowError):
     """A step was running when its runner died, and `strict_recovery` asks to stop here."""
+
+
+#: Failures that no retry, by the engine or by an orchestrator, can fix: the adapters fail
+#: their task or flow run without consuming retries.
+PERMANENT_ERRORS: tuple[type[DotflowError], ...] = (
+    CheckpointError,
+    ConfigurationError,
+    WorkflowDefinitionChanged,
+    InputChanged,
+    InterruptedStage,  # strict recovery: an operator decides, not a retry
+)

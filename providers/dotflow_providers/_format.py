@@ -21,13 +21,19 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime
+import decimal
+import enum
 import hashlib
 import json
+import pathlib
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
+import pydantic
 
 from . import _codec
 from ._errors import (
@@ -137,7 +143,7 @@ def workflow_id_of(key: str) -> str | None:
 def encode_value(value: Any, what: str) -> bytes:
     """A value as checkpoint bytes; `CheckpointError` (naming `what`) if it cannot round-trip."""
     try:
-        return _codec.encode(value)
+        return _codec.encode(value, name="value")
     except _codec.UnencodableValue as exc:
         raise CheckpointError(f"{what} cannot be checkpointed: {exc}") from exc
 
@@ -531,6 +537,31 @@ def load_v1_step(key: str, data: bytes) -> V1Step:
         raise CorruptCheckpoint(key, f"not a format-1 step checkpoint: {exc}") from exc
 
 
+_V1_STDLIB = (
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    decimal.Decimal,
+    uuid.UUID,
+    pathlib.PurePath,
+)
+
+
+def _v1_class(path: str) -> type:
+    """A type format 1 named, if it is loaded and of a kind format 1 could write."""
+    try:
+        cls = _codec.resolve_class(path)
+    except _codec.UndecodableValue as exc:
+        raise ValueError(str(exc)) from exc
+    if not (
+        issubclass(cls, (pydantic.BaseModel, enum.Enum, *_V1_STDLIB))
+        or dataclasses.is_dataclass(cls)
+        or (issubclass(cls, tuple) and hasattr(cls, "_fields"))
+    ):
+        raise ValueError(f"{path} is not a type a format-1 checkpoint may restore")
+    return cls
+
+
 _V1_KEYS: dict[str, Any] = {
     "int": int,
     "float": float,
@@ -553,9 +584,7 @@ def _v1_restore(desc: Any, value: Any) -> Any:
         path = desc["type"]
         if path == "builtins:bytes":
             return base64.urlsafe_b64decode(value)
-        import pydantic
-
-        return pydantic.TypeAdapter(_codec.resolve_class(path)).validate_python(value)
+        return pydantic.TypeAdapter(_v1_class(path)).validate_python(value)
     if "dict" in desc:
         return {
             _v1_restore(kd, k): _v1_restore(vd, v)

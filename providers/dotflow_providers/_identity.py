@@ -24,7 +24,8 @@ import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
-from ._errors import InputChanged, WorkflowDefinitionChanged
+from . import _codec
+from ._errors import CheckpointError, InputChanged, WorkflowDefinitionChanged
 
 OnChange = Literal["rerun", "raise", "reuse"]
 ON_CHANGE: tuple[OnChange, ...] = ("rerun", "raise", "reuse")
@@ -110,6 +111,18 @@ def code_version(func: Callable[..., Any], version: str | None, bound: str = "")
     return _hash(digest, bound) if bound else digest
 
 
+def digest_value(value: object, what: str = "the value") -> str:
+    """A digest of `value`, the same in every process (dict order and hash seeds do not
+    matter); `CheckpointError` naming `what` for a value that cannot be fingerprinted."""
+    try:
+        return _codec.digest(value, name=what)
+    except _codec.UnencodableValue as exc:
+        raise CheckpointError(
+            f"{what} cannot be fingerprinted ({exc}); pass JSON data, a pydantic model, a "
+            "dataclass or a standard type, or give the call its own key"
+        ) from exc
+
+
 # --- fingerprints -------------------------------------------------------------------------------
 
 
@@ -174,17 +187,19 @@ def find_changes(
     steps is not a change of the existing ones)."""
     changes: list[Change] = []
     names = [i.name for i in identities]
-    common = [n for n in previous_steps if n in names]
-    removed = [n for n in previous_steps if n not in names]
-    order = [n for n in names if n in previous_steps]
-    if removed:
-        changes.append(Change(removed[0], "steps", f"step {removed[0]!r} was removed"))
-    elif common != order:
-        first = next(a for a, b in zip(order, common, strict=True) if a != b)
-        changes.append(Change(first, "steps", f"step {first!r} moved"))
-    elif names[: len(previous_steps)] != list(previous_steps):
-        first = next(n for n, p in zip(names, previous_steps, strict=False) if n != p)
-        changes.append(Change(first, "steps", f"step {first!r} was inserted"))
+    if names[: len(previous_steps)] != list(previous_steps):  # anything but an append
+        current, previous = set(names), set(previous_steps)
+        removed = [n for n in previous_steps if n not in current]
+        order = [n for n in names if n in previous]
+        common = [n for n in previous_steps if n in current]
+        if removed:
+            changes.append(Change(removed[0], "steps", f"step {removed[0]!r} was removed"))
+        elif common != order:
+            first = next(a for a, b in zip(order, common, strict=True) if a != b)
+            changes.append(Change(first, "steps", f"step {first!r} moved"))
+        else:
+            first = next(n for n, p in zip(names, previous_steps, strict=False) if n != p)
+            changes.append(Change(first, "steps", f"step {first!r} was inserted"))
     for identity in identities:
         doc = stored.get(identity.name)
         if doc is None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import itertools
 import logging
 import multiprocessing
 import os
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._action import AnyAction, Context
@@ -123,21 +124,27 @@ class Execution:
         except DotflowError as exc:  # e.g. LockLost: this runner must not write any more
             logger.warning("could not record the failure of step %s: %s", record.name, exc)
 
+    @contextlib.contextmanager
+    def cancel_hook(self, index: int) -> Iterator[None]:
+        """While step `index` runs, a cancel of the run reaches its own cancel hook."""
+        hook = self.specs[index].step.on_cancel
+        if hook is None:
+            yield
+            return
+        self.run.on_cancel(hook)
+        try:
+            yield
+        finally:
+            self.run.forget_cancel(hook)
+
     def run_step(self, index: int, previous: Any, runner: AttemptRunner | None = None) -> bool:
         """Run step `index` through the engine; True when it completed."""
-        step = self.specs[index].step
-        if step.on_cancel is not None:
-            self.run.on_cancel(step.on_cancel)
-        engine = TaskEngine(
-            step, self.run.steps[index], self._commit, self.tracer, self._cancel, runner
-        )
-        try:
+        step, record = self.specs[index].step, self.run.steps[index]
+        with self.cancel_hook(index):
+            engine = TaskEngine(step, record, self._commit, self.tracer, self._cancel, runner)
             with engine:
                 engine.execute_with_retry(self.kwargs_for(index, previous) if step.accepts else {})
-        finally:
-            if step.on_cancel is not None:
-                self.run.forget_cancel(step.on_cancel)
-        if engine.record.status is Status.COMPLETED:
+        if record.status is Status.COMPLETED:
             return True
         self.settle(index)
         self.record_failure(index)
@@ -161,16 +168,25 @@ class Execution:
 
     def halted(self) -> bool:
         """Whether no further step may start: a failure stopped the run, it was cancelled, or
-        its lease was lost."""
+        its lease is lost. A lease past its renewal time by this runner's own clock (the runner
+        stalled) is renewed first, conditionally: no step starts under another runner's lease.
+        While the lease is fresh this costs no request."""
+        if self.stop.requested or self.run.cancel_event.requested:
+            return True
         lease = self.journal.lease
-        return (
-            self.stop.requested
-            or self.run.cancel_event.requested
-            or (lease is not None and lease.lost)
-        )
+        if lease is None:
+            return False
+        if not lease.lost and lease.clock() >= lease.renew_at:
+            try:
+                lease.check()
+            except DotflowError as exc:  # LockLost, or a store that cannot answer now
+                logger.warning("not starting another step: %s", exc)
+                return True
+        return lease.lost
 
-    def run_chain(self, indices: Sequence[int]) -> None:
-        """Run steps one after another, each getting the previous one's output."""
+    def walk_chain(self, indices: Sequence[int]) -> Iterator[tuple[int, Any]]:
+        """The one chain algorithm of every mode, sync or async: yields each step to run with
+        the output it receives; the caller runs it before asking for the next one."""
         previous: Any = None
         steps = self.run.steps
         for index in indices:
@@ -180,11 +196,23 @@ class Execution:
                 continue
             if self.halted():
                 return
-            if not self.run_step(index, previous) and self.compensate:
-                if record.status is Status.FAILED:
-                    self.compensate_chain(indices, index)
-                return
+            yield index, previous
+            if record.status is not Status.COMPLETED and self.compensate:
+                return  # the chain stops at its failure, which `compensate_failed` undoes
             previous = record.output
+
+    def compensate_failed(self, indices: Sequence[int]) -> None:
+        """With `compensate`, undo the chain's completed steps if one of them failed."""
+        failed = next((i for i in indices if self.run.steps[i].status is Status.FAILED), None)
+        if failed is not None:
+            self.compensate_chain(indices, failed)
+
+    def run_chain(self, indices: Sequence[int]) -> None:
+        """Run steps one after another, each getting the previous one's output."""
+        for index, previous in self.walk_chain(indices):
+            self.run_step(index, previous)
+        if self.compensate:
+            self.compensate_failed(indices)
 
     def chains(self) -> list[list[int]]:
         """The chains this run's mode runs its steps in."""

@@ -9,11 +9,9 @@ import threading
 import time
 from typing import Any
 
-from . import _codec
 from ._action import Action, as_action, class_steps
 from ._engine import StepRecord
 from ._errors import (
-    CheckpointError,
     ConfigurationError,
     InterruptedStage,
     InvalidStep,
@@ -22,7 +20,7 @@ from ._errors import (
     UnknownMode,
 )
 from ._format import Layout, check_workflow_id
-from ._identity import ON_CHANGE, OnChange, StepIdentity, code_version
+from ._identity import ON_CHANGE, OnChange, StepIdentity, code_version, digest_value
 from ._journal import Journal, request_cancel
 from ._lease import Lease, LeaseConfig, read_lease
 from ._run import Run
@@ -161,7 +159,7 @@ class Workflow:
             raise InvalidStep("the workflow has no steps; add some with workflow.add(step)")
         first = self._specs[0]
         module = getattr(first.step.func, "__module__", None) or ""
-        inputs = _digest("the initial contexts", self._initial(initial_context))
+        inputs = digest_value(self._initial(initial_context), "the initial contexts")
         return (
             "wf-"
             + hashlib.sha256("\0".join([module, first.name, inputs]).encode()).hexdigest()[:20]
@@ -264,8 +262,8 @@ class Workflow:
                 context = initial[index]
                 found = inputs.get(id(context))
                 if found is None:
-                    found = inputs[id(context)] = _digest(
-                        f"the initial context of step {spec.name!r}", context
+                    found = inputs[id(context)] = digest_value(
+                        context, f"the initial context of step {spec.name!r}"
                     )
             else:
                 found = _NO_INPUT
@@ -401,16 +399,6 @@ class StagedTask:
 
     def start(self, **options: Any) -> Run:
         return self.workflow.start(**options)
-
-
-def _digest(what: str, value: Any) -> str:
-    try:
-        return _codec.digest(value)
-    except _codec.UnencodableValue as exc:
-        raise CheckpointError(
-            f"{what} cannot be fingerprinted ({exc}); pass JSON data, a pydantic model, a "
-            "dataclass or a standard type"
-        ) from exc
 
 
 def reset_checkpoints(

@@ -1,4 +1,5 @@
-"""Airflow 3.3 for real: a throwaway AIRFLOW_HOME, `airflow db migrate` on SQLite, dag.test()."""
+"""Airflow 3.3 for real: a throwaway AIRFLOW_HOME, `airflow db migrate` on SQLite, dag.test();
+and, for the live tests, api-server, scheduler and dag-processor on a home of their own."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+
+from .live import LiveAirflow
+from .live import live_airflow as running_airflow
 
 DAGS = Path(__file__).parent / "dags"
 HOME = Path(tempfile.mkdtemp(prefix="dotflow-airflow-home-"))
@@ -29,3 +36,10 @@ subprocess.run(
     stdout=subprocess.DEVNULL,
     stderr=subprocess.DEVNULL,
 )
+
+
+@pytest.fixture(scope="session")
+def live_airflow() -> Iterator[LiveAirflow]:
+    """One api-server, scheduler and dag-processor for every live test (the machine is small)."""
+    with running_airflow(["dotflow_live", "dotflow_live_keep", "dotflow_live_kill"]) as airflow:
+        yield airflow

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +13,8 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from dotflow_providers._format import Layout
 
 from ..servers import ACCESS_KEY, REGION, SECRET_KEY
 from .procs import ROOT, wait_for
@@ -68,8 +72,38 @@ class Runner:
         return Counter(line.split()[1] for line in self.log.read_text().splitlines())
 
 
+TOOK_OVER = re.compile(
+    r"^(?P<at>\S+ \S+) \S+ took over the lease on \S+ "
+    r"from \S+@(?P<host>\S+) \(pid (?P<pid>\d+)\), epoch (?P<epoch>\d+)$",
+    re.MULTILINE,
+)
+
+
+def took_over(stderr: str) -> tuple[float, str, int, int]:
+    """When (epoch seconds) a runner logged taking over a lease, and from which host and pid,
+    at which new epoch: read from crash_target's log line, stamped inside that runner."""
+    found = TOOK_OVER.search(stderr)
+    assert found, stderr
+    # logging's asctime is local time truncated to the millisecond
+    at = datetime.datetime.strptime(found["at"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    return at, found["host"], int(found["pid"]), int(found["epoch"])
+
+
+def finish_logged(proc: subprocess.Popen[str]) -> tuple[int, Any, str]:
+    """Like `Runner.finish`, keeping the runner's log output (stderr) as well."""
+    out, err = proc.communicate(timeout=60)
+    assert out.strip(), err
+    return proc.returncode, json.loads(out.strip().splitlines()[-1]), err
+
+
+def lease_expiry(s3_client: Any, bucket: str) -> float:
+    """The expiry recorded in the workflow's lease document (epoch seconds)."""
+    body = s3_client.get_object(Bucket=bucket, Key=f"runs/{Layout('crash').lock}")["Body"].read()
+    return float(json.loads(body)["expires_at"])
+
+
 def test_one_runner_runs_and_a_dead_holder_is_taken_over_after_its_ttl(
-    tmp_path: Path, s3_endpoint: str, s3_bucket: str
+    tmp_path: Path, s3_endpoint: str, s3_bucket: str, s3_client: Any
 ) -> None:
     runner = Runner(tmp_path, s3_endpoint, s3_bucket)
     holder = runner.hold("s2", "--lock-ttl", "3", "--lock-host", "worker-a")
@@ -82,15 +116,16 @@ def test_one_runner_runs_and_a_dead_holder_is_taken_over_after_its_ttl(
 
     holder.kill()
     holder.wait()
-    killed_at = time.monotonic()
+    expired_at = lease_expiry(s3_client, s3_bucket)  # its last renewal: nobody renews it now
     (tmp_path / "arm").unlink()
     # another host cannot see that worker-a's process is gone: it waits out the TTL
     successor = runner.start("--lock-host", "worker-b", "--lock-wait", "30", "--lock-skew", "0")
-    code, result = runner.finish(successor)
-    waited = time.monotonic() - killed_at
+    code, result, log = finish_logged(successor)
     assert code == 0, result
     assert result["summary"]["status"] == "COMPLETED"
-    assert waited > 1.0  # the lease (ttl 3 s, renewed every second) had to expire first
+    at, host, pid, epoch = took_over(log)
+    assert (host, pid, epoch) == ("worker-a", holder.pid, 2)
+    assert at + 0.001 >= expired_at  # taken only once the recorded expiry had passed
     assert runner.starts() == {"s0": 1, "s1": 1, "s2": 2, "s3": 1, "s4": 1, "s5": 1}
     assert [s["restored"] for s in result["summary"]["steps"]] == [True, True] + [False] * 4
     assert result["output"][:2] == [f"s0@{holder.pid}", f"s1@{holder.pid}"]
@@ -98,17 +133,20 @@ def test_one_runner_runs_and_a_dead_holder_is_taken_over_after_its_ttl(
 
 
 def test_a_dead_holder_on_the_same_host_is_taken_over_at_once(
-    tmp_path: Path, s3_endpoint: str, s3_bucket: str
+    tmp_path: Path, s3_endpoint: str, s3_bucket: str, s3_client: Any
 ) -> None:
     runner = Runner(tmp_path, s3_endpoint, s3_bucket)
     holder = runner.hold("s1", "--lock-ttl", "600")
     holder.kill()
     holder.wait()
+    expires_at = lease_expiry(s3_client, s3_bucket)
     (tmp_path / "arm").unlink()
-    t0 = time.monotonic()
-    code, result = runner.finish(runner.start())  # lock wait 0: it must not have to wait
+    # lock wait 0: a lease it could not take at its first look would be LockHeld (exit code 3)
+    code, result, log = finish_logged(runner.start())
     assert code == 0, result
-    assert time.monotonic() - t0 < 30
+    at, _, pid, epoch = took_over(log)
+    assert (pid, epoch) == (holder.pid, 2)
+    assert at < expires_at  # taken while the dead holder's lease still had minutes to run
     assert runner.starts() == {"s0": 1, "s1": 2, "s2": 1, "s3": 1, "s4": 1, "s5": 1}
 
 
@@ -137,7 +175,8 @@ def test_a_stalled_holder_loses_its_lease_and_writes_nothing_after(
     # every checkpoint from s2 on is the successor's; the stalled runner wrote none of them
     outputs = []
     for n in range(6):
-        body = s3_client.get_object(Bucket=s3_bucket, Key=f"runs/crash/steps/0000{n}-s{n}.json")
+        key = f"runs/{Layout('crash').step(f's{n}')}"
+        body = s3_client.get_object(Bucket=s3_bucket, Key=key)
         outputs.append(json.loads(body["Body"].read())["output"][-1])
     assert outputs[:2] == [f"s0@{stalled.pid}", f"s1@{stalled.pid}"]
     assert outputs[2:] == [f"s{n}@{successor.pid}" for n in range(2, 6)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from dotflow_providers import (
 )
 from dotflow_providers.testing import RecordingStore
 
-from .steps import fails_in_worker, slow_square, whoami
+from .steps import fails_in_worker, whoami
 
 
 def test_sequential_passes_each_output_on() -> None:
@@ -88,15 +89,19 @@ def test_keep_going_runs_the_rest_and_still_reports_failure() -> None:
 
 
 def test_sequential_group_runs_groups_concurrently_and_chains_within_each() -> None:
-    windows: dict[str, list[float]] = {}
+    windows: dict[str, tuple[float, float]] = {}
     lock = threading.Lock()
+    # Each chain's first step waits until the other chain's first step is running too, so the
+    # run can only complete if the groups really run at the same time, however slow the machine.
+    both_first_steps_running = threading.Barrier(2, timeout=10)
 
     def make(label: str) -> Any:
         def step(previous_context: Context) -> list[str]:
-            start = time.perf_counter()
-            time.sleep(0.2)
+            start = time.monotonic()
+            if label.endswith("1"):
+                both_first_steps_running.wait()
             with lock:
-                windows[label] = [start, time.perf_counter()]
+                windows[label] = (start, time.monotonic())
             return [*(previous_context.storage or []), label]
 
         return step
@@ -105,16 +110,16 @@ def test_sequential_group_runs_groups_concurrently_and_chains_within_each() -> N
     for group in ("left", "right"):
         for n in (1, 2):
             wf.add(make(f"{group}{n}"), name=f"{group}{n}", group=group)
-    t0 = time.perf_counter()
     run = wf.start(mode="sequential_group")
-    elapsed = time.perf_counter() - t0
-    assert run.status is Status.COMPLETED
+    assert run.status is Status.COMPLETED, [s.error for s in run.steps]
     outputs = {s.name: s.output for s in run.steps}
     assert outputs["left2"] == ["left1", "left2"]
     assert outputs["right2"] == ["right1", "right2"]
-    assert windows["left1"][0] < windows["right1"][1]  # the two chains overlapped
+    # the chains overlapped: both first steps had started before either ended
+    firsts = [windows["left1"], windows["right1"]]
+    assert max(start for start, _ in firsts) < min(end for _, end in firsts)
     assert windows["left2"][0] >= windows["left1"][1]  # but each chain kept its order
-    assert elapsed < 0.7
+    assert windows["right2"][0] >= windows["right1"][1]
 
 
 def test_background_returns_at_once_and_wait_blocks() -> None:
@@ -140,16 +145,42 @@ def test_parallel_runs_steps_in_bounded_worker_processes() -> None:
     assert [s.output[1] for s in run.steps] == [0, 1, 2, 3]
 
 
-def test_parallel_overlaps_work_and_commits_in_the_parent() -> None:
+@action
+def square_once_the_batch_runs(initial_context: Context) -> dict[str, Any]:
+    """Square `n` after every step of the batch has started; fail if they never all run at once.
+
+    Module level so that parallel mode's worker processes can import it. The monotonic clock is
+    system-wide, so the windows it returns compare across processes.
+    """
+    started = time.monotonic()
+    folder, n = Path(initial_context.storage["dir"]), initial_context.storage["n"]
+    (folder / f"started-{n}").touch()
+    deadline = started + 30  # only so a broken mode fails instead of hanging
+    while len(list(folder.glob("started-*"))) < initial_context.storage["batch"]:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"step {n} never saw the whole batch running")
+        time.sleep(0.01)
+    return {"square": n * n, "pid": os.getpid(), "window": [started, time.monotonic()]}
+
+
+def test_parallel_overlaps_work_and_commits_in_the_parent(tmp_path: Path) -> None:
     store = RecordingStore()
     wf = Workflow("par", store=store)
     for n in range(4):
-        wf.add(slow_square, name=f"sq{n}", initial_context=n)
-    t0 = time.perf_counter()
+        wf.add(
+            square_once_the_batch_runs,
+            name=f"sq{n}",
+            initial_context={"dir": str(tmp_path), "n": n, "batch": 4},
+        )
     run = wf.start(mode="parallel", max_workers=4)
-    assert [s.output for s in run.steps] == [0, 1, 4, 9]
-    assert store.count("put", "/steps/") == 4
-    assert time.perf_counter() - t0 < 0.3 * 4 + 3  # spawn start-up included
+    assert run.status is Status.COMPLETED, [s.error for s in run.steps]
+    assert [s.output["square"] for s in run.steps] == [0, 1, 4, 9]
+    pids = {s.output["pid"] for s in run.steps}
+    assert len(pids) == 4  # four workers at once ...
+    assert os.getpid() not in pids  # ... none of them the parent
+    windows = [s.output["window"] for s in run.steps]
+    assert max(start for start, _ in windows) < min(end for _, end in windows)  # all overlapped
+    assert store.count("put", "/steps/") == 4  # the parent's store saw every commit
 
 
 def test_parallel_failure_is_retried_in_the_worker_and_reported() -> None:

@@ -169,4 +169,5 @@ def test_an_object_that_cannot_be_restored_is_refused_up_front() -> None:
 
     run = Workflow().add(make_opaque, name="opaque").start()
     assert isinstance(run.steps[0].exception, CheckpointError)
-    assert "cannot be restored" in str(run.steps[0].exception)
+    assert "cannot encode" in str(run.steps[0].exception)
+    assert "Opaque" in str(run.steps[0].exception)

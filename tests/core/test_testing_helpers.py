@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
 
-from dotflow_providers import ExponentialBackoff, FixedRetry, Status, Workflow, action
+from dotflow_providers import Action, ExponentialBackoff, FixedRetry, Status, Workflow, action
+from dotflow_providers.retry import RetryPolicy, retry_delay
 from dotflow_providers.testing import RecordingStore, fast_retries, set_testing
 
 
-def flaky_step(failures: int, calls: list[int], policy: object) -> object:
-    @action(retry=policy)  # type: ignore[arg-type]
+def flaky_step(failures: int, calls: list[float], policy: RetryPolicy) -> Action:
+    """A step failing its first `failures` calls; `calls` gets each call's start (monotonic)."""
+
+    @action(retry=policy)
     def step() -> str:
-        calls.append(1)
+        calls.append(time.monotonic())
         if len(calls) <= failures:
             raise ConnectionError("flaky")
         return "ok"
@@ -22,41 +26,46 @@ def flaky_step(failures: int, calls: list[int], policy: object) -> object:
 
 
 def test_fast_retries_mode_removes_waits_and_caps_attempts() -> None:
-    calls: list[int] = []
-    step = flaky_step(5, calls, FixedRetry(max_attempts=10, delay=60))
-    t0 = time.perf_counter()
+    calls: list[float] = []
+    policy = FixedRetry(max_attempts=10, delay=60)
     with fast_retries(attempts=3):
-        run = Workflow().add(step).start()
-    assert time.perf_counter() - t0 < 1
+        assert retry_delay(policy, 1, ConnectionError(), 0.0) == 0.0
+        run = Workflow().add(flaky_step(5, calls, policy)).start()
     assert run.status is Status.FAILED
-    assert calls == [1, 1, 1]  # capped at 3 attempts
+    assert len(calls) == 3  # capped at 3 attempts
+    # 60 s waits would put the retries a minute apart; no wait puts them milliseconds apart
+    assert all(later - earlier < 10 for earlier, later in itertools.pairwise(calls))
 
 
 def test_fast_retries_mode_keeps_the_retry_on_filter() -> None:
-    calls: list[int] = []
+    calls: list[float] = []
     step = flaky_step(1, calls, ExponentialBackoff(initial=30, cap=30, retry_on=(KeyError,)))
     with fast_retries():
         run = Workflow().add(step).start()
     assert run.status is Status.FAILED
-    assert calls == [1]
+    assert len(calls) == 1
 
 
 def test_fast_retries_mode_without_a_cap_uses_the_policys_attempts() -> None:
-    calls: list[int] = []
+    calls: list[float] = []
     with fast_retries():
         run = Workflow().add(flaky_step(3, calls, FixedRetry(4, delay=60))).start()
     assert run.output == "ok"
-    assert calls == [1, 1, 1, 1]
+    assert len(calls) == 4
 
 
 def test_set_testing_switches_off_again() -> None:
     set_testing(True, attempts=1)
     set_testing(False)
-    calls: list[int] = []
-    t0 = time.perf_counter()
-    run = Workflow().add(flaky_step(1, calls, FixedRetry(2, delay=0.2))).start()
+    policy = FixedRetry(2, delay=0.2)
+    assert retry_delay(policy, 1, ConnectionError(), 0.0) == 0.2  # the policy's own wait again
+    calls: list[float] = []
+    run = Workflow().add(flaky_step(1, calls, policy)).start()
     assert run.output == "ok"
-    assert time.perf_counter() - t0 >= 0.2
+    assert len(calls) == 2  # the attempt cap of 1 is gone too
+    # the engine slept the 0.2 s between the failed attempt and the retry; on the monotonic
+    # clock a sleep never ends early, so a slow machine can only widen this gap
+    assert calls[1] - calls[0] >= 0.2
     with pytest.raises(ValueError, match="attempts"):
         set_testing(True, attempts=0)
 

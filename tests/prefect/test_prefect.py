@@ -69,7 +69,10 @@ def test_block_round_trip_keeps_secrets_secret(prefect_api: str) -> None:
     from dotflow_prefect import DotflowS3Store
 
     DotflowS3Store(
-        bucket="b", aws_access_key_id="AKIAEXAMPLE", aws_secret_access_key=SECRET_KEY
+        bucket="b",
+        aws_access_key_id="AKIAEXAMPLE",
+        aws_secret_access_key=SECRET_KEY,
+        aws_session_token="session-" + SECRET_KEY,
     ).save("secret-check", overwrite=True)
     loaded = DotflowS3Store.load("secret-check")
     assert loaded.aws_secret_access_key is not None
@@ -88,6 +91,8 @@ def test_block_round_trip_keeps_secrets_secret(prefect_api: str) -> None:
     assert data["bucket"] == "b"
     assert data["aws_secret_access_key"] != SECRET_KEY
     assert SECRET_KEY not in str(data)
+    assert loaded.aws_session_token is not None
+    assert loaded.aws_session_token.get_secret_value() == "session-" + SECRET_KEY
 
 
 def test_retry_policy_block_builds_policies() -> None:
@@ -180,3 +185,6 @@ def test_prefect_block_register_lists_the_block_types(prefect_api: str) -> None:
         "Dotflow Retry Policy",
     ):
         assert name in out.stdout
+    # the abstract base is an interface: registering it would offer a block that cannot load
+    assert "CheckpointStoreBlock" not in out.stdout
+    assert "Checkpoint Store Block" not in out.stdout

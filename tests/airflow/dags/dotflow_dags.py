@@ -3,8 +3,10 @@ fail on purpose while $DOTFLOW_TEST_DIR/fail-<step> exists (each such file fails
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pendulum
@@ -84,3 +86,64 @@ def huge() -> str:
 
 with DAG("dotflow_too_large", schedule=None, start_date=START, catchup=False) as too_large:
     DotflowOperator(task_id="etl", workflow=Workflow().add(huge), **FAST_RETRY)
+
+
+class CountingAccessor:
+    """The real `context["task_state_store"]`, counting calls and the largest value written."""
+
+    def __init__(self, accessor: Any) -> None:
+        self.accessor = accessor
+        self.calls = {"get": 0, "set": 0, "delete": 0}
+        self.largest = 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.calls["get"] += 1
+        return self.accessor.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.calls["set"] += 1
+        self.largest = max(self.largest, len(json.dumps(value)))
+        self.accessor.set(key, value)
+
+    def delete(self, key: str) -> None:
+        self.calls["delete"] += 1
+        self.accessor.delete(key)
+
+
+class CountingDotflowOperator(DotflowOperator):
+    """A DotflowOperator whose task state store calls are counted into `state-calls.json`."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        counting = CountingAccessor(context["task_state_store"])
+        context["task_state_store"] = counting
+        try:
+            return super().execute(context)
+        finally:
+            report = {"calls": counting.calls, "largest": counting.largest}
+            (Path(os.environ["DOTFLOW_TEST_DIR"]) / "state-calls.json").write_text(
+                json.dumps(report)
+            )
+
+
+def noop() -> None:
+    pass
+
+
+THOUSAND = Workflow()
+for _i in range(1000):
+    THOUSAND.add(noop, name=f"noop-{_i:04d}")
+
+with DAG("dotflow_thousand", schedule=None, start_date=START, catchup=False) as thousand:
+    CountingDotflowOperator(task_id="etl", workflow=THOUSAND)
+
+with DAG(
+    "dotflow_templated_store",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    params={"store": "", "mode": "sequential", "conn_id": ""},
+) as templated_store:
+    DotflowOperator(
+        task_id="by_url", workflow=etl(), store="{{ params.store }}", mode="{{ params.mode }}"
+    )
+    DotflowOperator(task_id="by_conn", workflow=etl(), store_conn_id="{{ params.conn_id }}")

@@ -1,0 +1,79 @@
+"""What orchestrator adapters ask the core, answered once for Airflow and Prefect alike.
+
+Adapters translate orchestrator concepts (a task instance, a flow run, a retry) into core
+calls; which errors are permanent, how an id is made from orchestrator names, how a call is
+fingerprinted, how a step table is drawn and how task logs are written live here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ._errors import PERMANENT_ERRORS
+from ._format import check_workflow_id
+from ._identity import default_step_name
+from ._identity import digest_value as fingerprint
+from ._inspect import markdown_table
+from ._loader import load_object
+from .tracing import LoggingTracer, TaskLogger, Tracer, Tracers
+
+__all__ = [
+    "PERMANENT_ERRORS",
+    "callable_name",
+    "fingerprint",
+    "id_part",
+    "is_permanent",
+    "load_object",
+    "markdown_table",
+    "task_tracer",
+    "workflow_id_from",
+]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._:+@=,~-]")
+_MAX_ID = 400
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Whether no retry (of the task, of the flow run) can fix `error`."""
+    return isinstance(error, PERMANENT_ERRORS)
+
+
+def id_part(text: object) -> str:
+    """`text` as one workflow-id part: itself when it is safe, else its safe characters (others
+    become `_`) and a digest of the original, so two distinct names never share a part."""
+    text = str(text)
+    safe = _UNSAFE.sub("_", text).lstrip(".") or "_"
+    if safe == text:
+        return text
+    return f"{safe[:150]}~{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def workflow_id_from(*parts: object) -> str:
+    """A valid workflow id made of orchestrator names (`dag/run/task/map_index`, ...), one
+    `id_part` each, joined with `/`. Too long an id keeps its start and ends with a digest of
+    the whole, so distinct names stay distinct."""
+    cleaned = [id_part(part) for part in parts]
+    if cleaned and not cleaned[0][0].isalnum():
+        cleaned[0] = "x" + cleaned[0]
+    workflow_id = "/".join(cleaned)
+    if len(workflow_id) > _MAX_ID:
+        digest = hashlib.sha256(workflow_id.encode()).hexdigest()[:16]
+        workflow_id = workflow_id[: _MAX_ID - 17].rstrip("/") + "~" + digest
+    return check_workflow_id(workflow_id)
+
+
+def callable_name(function: Callable[..., Any]) -> str:
+    """A callable's module and qualified name, the same in every process (a `partial` by its
+    function, a callable instance by its class; never a memory address)."""
+    module = getattr(function, "__module__", None) or type(function).__module__
+    return f"{module}.{default_step_name(function)}"
+
+
+def task_tracer(logger: TaskLogger, *others: Tracer | None) -> Tracer:
+    """The tracers an adapter runs a workflow with: the user's, plus one line per finished
+    step and per retry on the orchestrator's task logger."""
+    return Tracers(*others, LoggingTracer(logger, logging.INFO, starts=False, retries=True))

@@ -1,0 +1,135 @@
+"""Flows for the per-call identity tests. Steps log to $DOTFLOW_TEST_DIR/steps.log, attempts
+append their values to $DOTFLOW_TEST_DIR/attempts.jsonl, and `maybe_fail` fails once on request."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from prefect.transactions import transaction
+
+from dotflow_prefect import dotflow_task, run_workflow
+from dotflow_providers import Context, Workflow, action
+from prefect import flow, task, unmapped
+
+from ..sidefx import maybe_fail, ran
+from . import twin_a, twin_b
+
+
+def _dir() -> Path:
+    return Path(os.environ["DOTFLOW_TEST_DIR"])
+
+
+def record(values: Any) -> None:
+    with (_dir() / "attempts.jsonl").open("a") as f:
+        f.write(json.dumps(values) + "\n")
+
+
+def attempts() -> list[Any]:
+    return [json.loads(line) for line in (_dir() / "attempts.jsonl").read_text().splitlines()]
+
+
+@dotflow_task
+def stamp(label: str) -> str:
+    """Not deterministic: two calls with the same label return two values."""
+    ran(f"stamp-{label}")
+    return f"{label}-{uuid.uuid4().hex[:8]}"
+
+
+@flow(retries=1, retry_delay_seconds=0)
+def stamps_twice() -> list[str]:
+    values = [stamp("x"), stamp("x")]
+    record(values)
+    maybe_fail("stamps")
+    return values
+
+
+@flow(retries=1, retry_delay_seconds=0)
+def stamps_mapped(labels: list[str]) -> list[str]:
+    values = [str(v) for v in stamp.map(labels).result()]
+    record(values)
+    maybe_fail("mapped")
+    return values
+
+
+@flow
+def twins() -> list[str]:
+    return [twin_a.fetch(1), twin_b.fetch(1)]
+
+
+@action
+def greet(initial_context: Context) -> str:
+    ran(f"greet-{initial_context.storage}")
+    return f"hello {initial_context.storage}"
+
+
+def daily() -> Workflow:
+    return Workflow("daily-report").add(greet)
+
+
+@flow(retries=1, retry_delay_seconds=0)
+def looped(days: list[str]) -> list[str]:
+    looped_results = [run_workflow(daily(), initial_context=day) for day in days]
+    mapped = run_workflow.map(unmapped(daily()), initial_context=days).result()
+    maybe_fail("looped")
+    return [*looped_results, *mapped]
+
+
+def _undo(_: object) -> None:
+    ran("undo")
+    (_dir() / "side-effect").unlink(missing_ok=True)
+
+
+@dotflow_task(on_rollback=[_undo])
+def write_side_effect() -> str:
+    ran("write")
+    (_dir() / "side-effect").write_text("done")
+    return "written"
+
+
+@task
+def validate() -> None:
+    maybe_fail("validate")
+
+
+@flow(retries=1, retry_delay_seconds=0)
+def transactional() -> bool:
+    with transaction():
+        write_side_effect()
+        validate()
+    return (_dir() / "side-effect").exists()
+
+
+class Opaque:
+    """No stable representation: its repr holds its address."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+@dotflow_task
+def take(thing: Any) -> str:
+    ran("take")
+    return "taken"
+
+
+@dotflow_task(checkpoint_key=lambda args: args["thing"].name)
+def take_named(thing: Any) -> str:
+    ran("take_named")
+    return f"took {thing.name}"
+
+
+@flow(retries=2, retry_delay_seconds=0)
+def opaque_flow() -> str:
+    ran("flow")
+    return take(Opaque("a"))
+
+
+@flow(retries=1, retry_delay_seconds=0)
+def named_flow() -> str:
+    result = take_named(Opaque("a"))
+    maybe_fail("named")
+    return result

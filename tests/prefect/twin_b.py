@@ -1,0 +1,13 @@
+"""One of two modules that each define a `dotflow_task` named `fetch`."""
+
+from __future__ import annotations
+
+from dotflow_prefect import dotflow_task
+
+from ..sidefx import ran
+
+
+@dotflow_task
+def fetch(n: int) -> str:
+    ran("b.fetch")
+    return f"b{n}"
