@@ -26,10 +26,18 @@ class GCSPreconditions(requests.Session):
         self.sent: list[tuple[str, str, dict[str, str]]] = []
         self._lock = threading.Lock()
         self._failures: list[int] = []
+        self._after_landing: list[tuple[str, str]] = []
+        #: (method, path) of every request whose real answer was replaced by a 500
+        self.landed: list[tuple[str, str]] = []
 
     def fail_next(self, count: int, status: int = 503) -> None:
         """Answer the next `count` requests with `status`, as an overloaded GCS would."""
         self._failures.extend([status] * count)
+
+    def fail_after_landing(self, count: int, method: str = "POST", path_contains: str = "") -> None:
+        """Send the next `count` requests matching `method` and `path_contains` to the emulator,
+        let them land, and answer 500 instead: the write happened, the client cannot know."""
+        self._after_landing.extend([(method, path_contains)] * count)
 
     def request(  # type: ignore[override]
         self, method: str, url: str, params: Any = None, data: Any = None, **kwargs: Any
@@ -40,6 +48,25 @@ class GCSPreconditions(requests.Session):
         self.sent.append((method, parts.path, query))
         if self._failures:
             return _error(method, url, self._failures.pop(0))
+        response = self._send(method, url, parts, query, params, data, **kwargs)
+        if self._after_landing:
+            wanted, part = self._after_landing[0]
+            if method == wanted and part in parts.path and response.status_code < 300:
+                self._after_landing.pop(0)
+                self.landed.append((method, parts.path))
+                return _error(method, url, 500)
+        return response
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        parts: urllib.parse.SplitResult,
+        query: dict[str, str],
+        params: Any,
+        data: Any,
+        **kwargs: Any,
+    ) -> requests.Response:
         expected = query.get("ifGenerationMatch")
         if expected is None:
             return super().request(method, url, params=params, data=data, **kwargs)
@@ -71,7 +98,9 @@ def _error(method: str, url: str, status: int) -> requests.Response:
     reason = "conditionNotMet" if status == 412 else "backendError"
     response = requests.Response()
     response.status_code = status
-    response.reason = "Precondition Failed" if status == 412 else "Service Unavailable"
+    response.reason = {412: "Precondition Failed", 500: "Internal Server Error"}.get(
+        status, "Service Unavailable"
+    )
     response.url = url
     response.headers["Content-Type"] = "application/json"
     response._content = json.dumps(

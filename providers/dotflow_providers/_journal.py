@@ -72,7 +72,7 @@ class Journal:
         self.workflow_id = layout.workflow_id
         self.lease = lease
         # Stores that do network or disk I/O are called from a thread by the async engine.
-        self.blocking: bool = getattr(store, "blocking", True)
+        self.blocking: bool = store.blocking
         self.identities: list[StepIdentity] = []
         self.records: Sequence[StepRecord] = ()
         self._keys: list[str] = []

@@ -1,4 +1,5 @@
-"""FileStore specifics: atomic writes, what a crashed writer leaves, and store URLs."""
+"""FileStore specifics: atomic writes, what a crashed writer leaves, links planted under the
+root, the errors it raises, and store URLs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from dotflow_providers import FileStore, MemoryStore, StoreError, UnknownStoreURL, store_from_url
+from dotflow_providers import (
+    CorruptCheckpoint,
+    FileStore,
+    MemoryStore,
+    PreconditionFailed,
+    StoreError,
+    UnknownStoreURL,
+    store_from_url,
+)
 
 
 def test_a_crashed_writers_temp_file_is_invisible(tmp_path: Path) -> None:
@@ -70,3 +79,156 @@ def test_unwritable_folder_is_a_store_error(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(StoreError, match="cannot create checkpoint folder"):
         FileStore(blocker / "ckpt")
+
+
+# --- links planted under the root never lead a read, write, list or delete outside it ---
+
+
+@pytest.fixture
+def planted(tmp_path: Path) -> tuple[FileStore, Path]:
+    """A store whose `wf` folder is a link to a folder outside the root."""
+    outside = tmp_path / "outside"
+    (outside / "steps").mkdir(parents=True)
+    (outside / "steps" / "00000-a.json").write_bytes(b"not ours")
+    store = FileStore(tmp_path / "root")
+    (tmp_path / "root" / "wf").symlink_to(outside, target_is_directory=True)
+    return store, outside
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_linked_folder_is_refused_for_reads_writes_and_deletes(
+    planted: tuple[FileStore, Path],
+) -> None:
+    store, outside = planted
+    before = files_under(outside)
+    with pytest.raises(StoreError, match="'wf' is a symbolic link"):
+        store.get("wf/steps/00000-a.json")
+    with pytest.raises(StoreError, match="symbolic link"):
+        store.get_versioned("wf/steps/00000-a.json")
+    for put in (
+        lambda: store.put("wf/steps/00001-b.json", b"x"),
+        lambda: store.put("wf/steps/00001-b.json", b"x", if_none_match=True),
+        lambda: store.put("wf/steps/00000-a.json", b"x", if_match="whatever"),
+        lambda: store.put("wf/new/deeper.json", b"x"),
+    ):
+        with pytest.raises(StoreError, match="symbolic link"):
+            put()
+    with pytest.raises(StoreError, match="symbolic link"):
+        store.delete("wf/steps/00000-a.json")
+    for prefix in ("wf/", "wf/steps/", "w", ""):
+        with pytest.raises(StoreError, match=r"refused to list .* 'wf' is a symbolic link"):
+            store.list(prefix)
+    assert list(store.list("other/")) == []
+    assert files_under(outside) == before
+
+
+def test_a_folder_swapped_for_a_link_after_use_is_refused(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "root")
+    store.put("wf/steps/00000-a.json", b"ours")
+    assert store.get("wf/steps/00000-a.json") == b"ours"
+    outside = tmp_path / "outside"
+    (outside / "steps").mkdir(parents=True)
+    steps = tmp_path / "root" / "wf" / "steps"
+    for child in steps.iterdir():
+        child.unlink()
+    steps.rmdir()
+    steps.symlink_to(outside / "steps", target_is_directory=True)
+    with pytest.raises(StoreError, match="'wf/steps' is a symbolic link"):
+        store.put("wf/steps/00001-b.json", b"x")
+    with pytest.raises(StoreError, match="symbolic link"):
+        store.get("wf/steps/00001-b.json")
+    assert list((outside / "steps").iterdir()) == []
+
+
+def test_a_linked_file_is_refused_for_reads_and_replaced_not_followed_by_writes(
+    tmp_path: Path,
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"outside the store")
+    store = FileStore(tmp_path / "root")
+    (tmp_path / "root" / "wf").mkdir()
+    link = tmp_path / "root" / "wf" / "k"
+    link.symlink_to(secret)
+    with pytest.raises(StoreError, match="'wf/k' is a symbolic link"):
+        store.get("wf/k")
+    with pytest.raises(StoreError, match="'wf/k' is a symbolic link"):
+        store.list("wf/")
+    with pytest.raises(PreconditionFailed):  # the link occupies the key
+        store.put("wf/k", b"new", if_none_match=True)
+    store.delete("wf/k")  # removes the link, not its target
+    assert not link.is_symlink()
+    link.symlink_to(secret)
+    store.put("wf/k", b"new")  # replaces the link itself
+    assert not link.is_symlink()
+    assert store.get("wf/k") == b"new"
+    assert secret.read_bytes() == b"outside the store"
+
+
+def test_a_linked_compare_and_swap_lock_file_is_refused(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "root")
+    version = store.put("k", b"1")
+    (tmp_path / "root" / ".dotflow-cas.lock").symlink_to(tmp_path / "planted-lock")
+    with pytest.raises(StoreError):
+        store.put("k", b"2", if_match=version)
+    assert not (tmp_path / "planted-lock").exists()
+    assert store.get("k") == b"1"
+
+
+def test_a_directory_where_a_checkpoint_belongs_is_a_corrupt_checkpoint(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    (tmp_path / "wf" / "steps" / "00000-a.json").mkdir(parents=True)
+    with pytest.raises(CorruptCheckpoint, match="is a directory") as info:
+        store.get("wf/steps/00000-a.json")
+    assert info.value.key == "wf/steps/00000-a.json"
+    with pytest.raises(CorruptCheckpoint, match="is a directory"):
+        store.get_versioned("wf/steps/00000-a.json")
+    with pytest.raises(CorruptCheckpoint, match="is a directory"):
+        store.put("wf/steps/00000-a.json", b"{}", if_none_match=True)
+    with pytest.raises(StoreError, match="a folder stands where the checkpoint file belongs"):
+        store.delete("wf/steps/00000-a.json")
+
+
+def test_a_fifo_under_a_key_is_refused_without_blocking(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    os.mkfifo(tmp_path / "k")
+    with pytest.raises(StoreError, match="not a regular file"):
+        store.get("k")
+
+
+# --- every failure is a StoreError naming the store, the key and what to do ---
+
+
+def test_a_key_too_long_for_the_filesystem_is_a_store_error(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    store.put("wf/steps/00000-a.json", b"{}")
+    key = "wf/steps/" + "x" * 300 + ".json"
+    for call in (
+        lambda: store.get(key),
+        lambda: store.get_versioned(key),
+        lambda: store.put(key, b"x"),
+        lambda: store.delete(key),
+    ):
+        with pytest.raises(StoreError, match=rf"{tmp_path} could not .* too long.*shorter"):
+            call()
+    with pytest.raises(StoreError, match="too long"):
+        store.get("x" * 300 + "/k")
+
+
+def test_a_file_where_a_folder_belongs_is_a_store_error_for_writes(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    store.put("wf", b"a file")
+    assert store.get("wf/steps/00000-a.json") is None  # no key can live below a file
+    assert list(store.list("wf/")) == []
+    store.delete("wf/steps/00000-a.json")
+    with pytest.raises(StoreError, match=r"'wf/steps/00000-a.json'.*a file stands where a folder"):
+        store.put("wf/steps/00000-a.json", b"x")
+
+
+def test_listing_a_prefix_with_dot_dot_stays_inside(tmp_path: Path) -> None:
+    (tmp_path / "sibling").mkdir()
+    (tmp_path / "sibling" / "k").write_bytes(b"x")
+    store = FileStore(tmp_path / "root")
+    assert list(store.list("../sibling/")) == []

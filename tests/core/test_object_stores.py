@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dotflow_providers import StoreError, Workflow, action, store_from_url
+from dotflow_providers._format import Layout
 from dotflow_providers.storage import GCSStore, S3Store
 
 from ..gcs_semantics import GCSPreconditions
-from ..servers import ACCESS_KEY, REGION, SECRET_KEY, s3_server
+from ..servers import ACCESS_KEY, REGION, SECRET_KEY, free_port, s3_server
 
 
 class S3Requests:
@@ -145,14 +150,14 @@ def test_s3_and_gs_urls(
     assert (s3.bucket, s3.prefix, s3.url) == (s3_bucket, "team/ckpt", f"s3://{s3_bucket}/team/ckpt")
     run = Workflow("via-url", store=s3).add(lambda: [1, 2], name="a").start()
     assert run.status.value == "COMPLETED"
-    doc = json.loads(s3.get("via-url/steps/00000-a.json") or b"{}")
+    doc = json.loads(s3.get(Layout("via-url").step("a")) or b"{}")
     assert doc["output"] == [1, 2]
 
     gs = store_from_url(f"gs://{gcs_bucket}/ckpt", client=gcs_client)
     assert isinstance(gs, GCSStore)
     assert gs.url == f"gs://{gcs_bucket}/ckpt"
     Workflow("via-url", store=gs).add(lambda: "x", name="a").start()
-    assert json.loads(gs.get("via-url/steps/00000-a.json") or b"{}")["output"] == "x"
+    assert json.loads(gs.get(Layout("via-url").step("a")) or b"{}")["output"] == "x"
 
 
 def test_a_workflow_started_on_one_store_object_resumes_on_another(
@@ -226,3 +231,74 @@ def test_gcs_server_errors_are_retried(
     assert uploads == ["0", "0"]  # the same create-only upload, sent again
     gcs_session.fail_next(1, 503)
     assert store.get_versioned("k") == (b"after a 503", generation)
+
+
+# --- every failure is a StoreError naming the store, the key and what to do ---
+
+
+def test_gcs_without_credentials_is_a_store_error_naming_the_fix(tmp_path: Path) -> None:
+    """A machine with no Google credentials at all: no key file, no gcloud login, no metadata
+    server (a closed local port stands in for it)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GOOGLE_", "GCLOUD_", "CLOUDSDK_", "GCE_"))
+    }
+    env.update(
+        HOME=str(tmp_path),
+        CLOUDSDK_CONFIG=str(tmp_path / "gcloud"),
+        NO_GCE_CHECK="true",
+        GCE_METADATA_HOST=f"127.0.0.1:{free_port()}",
+        GCE_METADATA_IP=f"127.0.0.1:{free_port()}",
+    )
+    script = (
+        "from dotflow_providers import StoreError, store_from_url\n"
+        "try:\n"
+        "    store_from_url('gs://some-bucket/ckpt').get('wf/manifest.json')\n"
+        "except StoreError as exc:\n"
+        "    print('StoreError:', exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stderr == ""
+    assert done.stdout.startswith(
+        "StoreError: no Google Cloud credentials for gs://some-bucket/ckpt"
+    )
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in done.stdout
+
+
+def test_an_invalid_s3_endpoint_is_a_store_error_without_its_userinfo() -> None:
+    for endpoint in ("http://user:hunter2@[bad", "not a url"):
+        with pytest.raises(
+            StoreError, match=r"cannot set up S3 for s3://b/p.*check endpoint_url"
+        ) as info:
+            S3Store("b", "p", endpoint_url=endpoint, region_name=REGION)
+        assert "hunter2" not in str(info.value)
+
+
+def test_an_unreachable_s3_endpoint_names_the_key_and_what_to_check() -> None:
+    store = S3Store(
+        "b",
+        "p",
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        max_attempts=1,
+    )
+    for call in (
+        lambda: store.get("k"),
+        lambda: store.put("k", b"x"),
+        lambda: list(store.list("")),
+        lambda: store.delete("k"),
+    ):
+        with pytest.raises(
+            StoreError, match=r"cannot reach S3 for \w+ on s3://b/p.*check endpoint_url"
+        ):
+            call()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,3 +144,58 @@ def test_concurrent_compare_and_swap_loses_no_update(store: CheckpointStore) -> 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(increment, range(40)))
     assert store.get("counter") == b"40"
+
+
+def test_every_store_declares_whether_it_blocks(
+    store: CheckpointStore, request: pytest.FixtureRequest
+) -> None:
+    assert isinstance(store, CheckpointStore)
+    assert "blocking" in CheckpointStore.__annotations__
+    assert store.blocking is (request.node.callspec.params["store"] != "memory")
+
+
+# --- MemoryStore: create-only writes take no lock, versions stay unique ---
+
+
+def test_memory_create_only_puts_do_not_wait_for_the_lock() -> None:
+    store = MemoryStore()
+    version = store.put("held", b"0")
+    created = threading.Event()
+
+    def create() -> None:
+        store.put("new", b"x", if_none_match=True)
+        created.set()
+
+    with store._lock:  # as a compare-and-swap or delete in progress holds it
+        writer = threading.Thread(target=create)
+        writer.start()
+        assert created.wait(10), "a create-only put waited for the lock"
+    writer.join()
+    assert store.get("new") == b"x"
+    assert store.put("held", b"1", if_match=version) != version
+
+
+def test_memory_versions_stay_unique_when_writers_race() -> None:
+    store = MemoryStore()
+    store.put("counter", b"0")
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as CPython allows
+    try:
+
+        def write(n: int) -> list[str]:
+            versions = [store.put(f"k{n}-{i}", b"x", if_none_match=True) for i in range(200)]
+            while True:
+                data, version = store.get_versioned("counter") or (b"0", "")
+                try:
+                    versions.append(store.put("counter", b"%d" % (int(data) + 1), if_match=version))
+                    return versions
+                except PreconditionFailed:
+                    continue
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            versions = [v for vs in pool.map(write, range(16)) for v in vs]
+    finally:
+        sys.setswitchinterval(previous)
+    assert len(versions) == len(set(versions)) == 16 * 201
+    assert store.get("counter") == b"16"
+    assert len(list(store.list("k"))) == 16 * 200

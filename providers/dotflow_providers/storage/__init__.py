@@ -7,7 +7,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._errors import PreconditionFailed, StoreError, UnknownStoreURL
+from .._errors import ConfigurationError, PreconditionFailed, StoreError, UnknownStoreURL
 from ._base import CheckpointStore
 from ._file import FileStore
 from ._memory import MemoryStore
@@ -27,20 +27,69 @@ __all__ = [
     "store_from_url",
 ]
 
-_TRUE = {"1", "true", "yes", "on"}
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+#: the query parameters each scheme takes; anything else (credentials above all) is refused
+_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "memory": (),
+    "file": ("durable",),
+    "s3": ("endpoint_url", "region"),
+    "gs": ("endpoint_url", "project"),
+}
+
+
+def _shown(url: object) -> str:
+    """`url` as errors may quote it: scheme, bucket or host, and path; never the query
+    string, the fragment or the userinfo, where credentials end up."""
+    if not isinstance(url, str):
+        return f"a {type(url).__name__}"
+    if "://" not in url:
+        return repr(url.split("?", 1)[0].split("#", 1)[0].rpartition("@")[2])
+    parts = urllib.parse.urlsplit(url)
+    return repr(f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}")
+
+
+def _options(url: urllib.parse.SplitResult, shown: str) -> dict[str, str]:
+    known = _PARAMETERS[url.scheme]
+    options: dict[str, str] = {}
+    # Blank values are kept so that `?durable=` is refused rather than silently dropped.
+    for name, value in urllib.parse.parse_qsl(url.query, keep_blank_values=True):
+        if name not in known:
+            # The parameter is not quoted back: it may be a secret pasted in the wrong place.
+            raise ConfigurationError(
+                f"{shown} has a query parameter {url.scheme}:// URLs do not take; they take "
+                + (", ".join(known) if known else "none")
+                + "; pass credentials and other settings as keyword arguments"
+            )
+        if name in options:
+            raise ConfigurationError(f"{shown} gives {name!r} twice; give it once")
+        options[name] = value
+    return options
 
 
 def _memory(url: urllib.parse.SplitResult, options: dict[str, str], **_: Any) -> CheckpointStore:
     return MemoryStore()
 
 
+def _durable(options: dict[str, str], shown: str) -> bool:
+    value = options.get("durable", "true").lower()
+    if value not in _TRUE + _FALSE:
+        raise ConfigurationError(
+            f"{shown}: durable must be one of {', '.join(_TRUE + _FALSE)} (true, the default, "
+            "fsyncs every write; false skips fsync)"
+        )
+    return value in _TRUE
+
+
 def _file(url: urllib.parse.SplitResult, options: dict[str, str], **_: Any) -> CheckpointStore:
-    path = url.netloc + url.path
+    shown = _shown(url.geturl())
+    path = urllib.parse.unquote(url.netloc + url.path)  # file:///tmp/a%20b is the folder "a b"
     if not path:
         raise UnknownStoreURL(
             "file:// URLs need a folder: file:///absolute/path or file://relative"
         )
-    return FileStore(path, durable=options.get("durable", "true").lower() in _TRUE)
+    return FileStore(path, durable=_durable(options, shown))
 
 
 # The object stores import their SDKs only when used, so the core needs neither installed.
@@ -64,7 +113,14 @@ def __getattr__(name: str) -> Any:
 
 def _bucket(url: urllib.parse.SplitResult) -> tuple[str, str]:
     if not url.netloc:
-        raise UnknownStoreURL(f"{url.geturl()!r} names no bucket: use {url.scheme}://bucket/prefix")
+        raise UnknownStoreURL(
+            f"{_shown(url.geturl())} names no bucket: use {url.scheme}://bucket/prefix"
+        )
+    if ":" in url.netloc:
+        raise ConfigurationError(
+            f"{_shown(url.geturl())}: a bucket name has no ':'; give a server as "
+            "?endpoint_url=http://host:port"
+        )
     return url.netloc, url.path.strip("/")
 
 
@@ -93,22 +149,30 @@ _SCHEMES: dict[str, Callable[..., CheckpointStore]] = {
 def store_from_url(url: str, **kwargs: Any) -> CheckpointStore:
     """A store for `url`.
 
-    `memory://`; `file:///path` (`?durable=false` skips fsync); `s3://bucket/prefix`
-    (`?endpoint_url=...&region=...` for S3-compatible servers); `gs://bucket/prefix`
-    (`?endpoint_url=...&project=...`). Keyword arguments go to the store (credentials,
-    `client`, `endpoint_url`, ...), so secrets need not be in the URL.
+    `memory://`; `file:///path` (percent-encoded; `?durable=false` skips fsync);
+    `s3://bucket/prefix` (`?endpoint_url=...&region=...` for S3-compatible servers);
+    `gs://bucket/prefix` (`?endpoint_url=...&project=...`). Other query parameters are refused.
+    Keyword arguments go to the store (credentials, `client`, `endpoint_url`, ...): secrets
+    belong there, never in the URL, and errors never quote a URL's query or userinfo.
     """
+    shown = _shown(url)
     if not isinstance(url, str) or "://" not in url:
         raise UnknownStoreURL(
-            f"{url!r} is not a store URL; use memory://, file:///path, s3://bucket/prefix "
+            f"{shown} is not a store URL; use memory://, file:///path, s3://bucket/prefix "
             "or gs://bucket/prefix"
         )
     parts = urllib.parse.urlsplit(url)
     factory = _SCHEMES.get(parts.scheme)
     if factory is None:
         raise UnknownStoreURL(
-            f"unknown store scheme {parts.scheme!r} in {url!r}; known: "
+            f"unknown store scheme {parts.scheme!r} in {shown}; known: "
             + ", ".join(f"{s}://" for s in sorted(_SCHEMES))
         )
-    options = dict(urllib.parse.parse_qsl(parts.query))
-    return factory(parts, options, **kwargs)
+    if "@" in parts.netloc:
+        raise ConfigurationError(
+            f"{shown} carries credentials before '@'; pass them as keyword arguments "
+            "(aws_access_key_id=..., credentials=...) or use the SDK's usual chain"
+        )
+    if parts.fragment:
+        raise ConfigurationError(f"{shown} has a '#' fragment; percent-encode '#' as %23")
+    return factory(parts, _options(parts, shown), **kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
@@ -12,11 +13,21 @@ class CheckpointStore(Protocol):
 
     `put` returns the new version (an ETag, a generation, ...). With `if_none_match=True` it
     only creates; with `if_match=version` it only replaces that version. A lost condition raises
-    `PreconditionFailed`. `delete` of a missing key is not an error; `list` yields the keys under
-    a prefix in lexicographic order.
+    `PreconditionFailed`. A conditional write whose answer was lost (the server wrote it, then
+    failed before replying, and the store's retry found the condition taken) counts as won when
+    the key now holds exactly the bytes written: the engine's documents are unique (owner ids,
+    timestamps), so equal bytes after a retry mean our own write. `delete` of a missing key is
+    not an error; `list` yields the keys under a prefix in lexicographic order. Every failure is
+    a `StoreError` (or its subclass `PreconditionFailed`) naming the store, the key and what to
+    do.
+
+    `url` names the store without credentials. `blocking` says whether the store does disk or
+    network I/O: the async engine calls a blocking store from a worker thread, and a
+    non-blocking one (in memory) directly from the event loop.
     """
 
     url: str
+    blocking: bool
 
     def get(self, key: str) -> bytes | None: ...
 
@@ -29,3 +40,11 @@ class CheckpointStore(Protocol):
     def delete(self, key: str, *, if_match: str | None = None) -> None: ...
 
     def list(self, prefix: str) -> Iterator[str]: ...
+
+
+_USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
+
+
+def without_credentials(text: str) -> str:
+    """`text` with the userinfo (`user:password@`) of every URL in it removed."""
+    return _USERINFO.sub("", text)

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from google.auth import exceptions as auth_exceptions
 from google.cloud import storage
+from google.cloud.storage.exceptions import InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from .._errors import PreconditionFailed, StoreError
+from ._base import without_credentials
+
+# What google-cloud-storage lets escape: API answers, credential lookups and refreshes, and
+# transport errors (requests' exceptions are OSErrors) once its retries are spent.
+_FAILURES = (gexc.GoogleAPIError, auth_exceptions.GoogleAuthError, InvalidResponse, OSError)
 
 
 class GCSStore:
@@ -17,10 +25,15 @@ class GCSStore:
 
     Versions are object generations. Create-only writes send `ifGenerationMatch=0` and
     compare-and-swap writes `ifGenerationMatch=<generation>`; GCS answers a lost condition with
-    412, raised as `PreconditionFailed`. Rate limits (429) and 5xx answers are retried with the
-    client's bounded exponential backoff (`DEFAULT_RETRY`, also for conditional writes, which
-    are safe to repeat). Missing buckets and denied permissions raise `StoreError` at once.
+    412, raised as `PreconditionFailed`, unless the object now holds exactly the bytes sent:
+    then an earlier try of this very upload landed and its answer was lost (a 5xx after the
+    write, retried), and the write succeeded. Rate limits (429) and 5xx answers are retried
+    with the client's bounded exponential backoff (`DEFAULT_RETRY`, also for conditional
+    writes, which are safe to repeat). Missing buckets, missing credentials and denied
+    permissions raise `StoreError` at once.
     """
+
+    blocking = True  # network I/O: the async engine calls it from a worker thread
 
     def __init__(
         self,
@@ -39,9 +52,23 @@ class GCSStore:
         self.url = f"gs://{bucket}/{self.prefix}" if self.prefix else f"gs://{bucket}"
         if client is None:
             options = {"api_endpoint": endpoint_url} if endpoint_url else None
-            client = storage.Client(
-                project=project, credentials=credentials, client_options=options
-            )
+            try:
+                client = storage.Client(
+                    project=project, credentials=credentials, client_options=options
+                )
+            except auth_exceptions.DefaultCredentialsError:
+                raise StoreError(
+                    f"no Google Cloud credentials for {self.url}: run `gcloud auth "
+                    "application-default login`, set GOOGLE_APPLICATION_CREDENTIALS to a "
+                    "service-account key file, or pass credentials= (AnonymousCredentials() "
+                    "for an emulator)"
+                ) from None
+            except _FAILURES as exc:
+                raise StoreError(
+                    f"cannot set up GCS for {self.url} ({type(exc).__name__}: "
+                    f"{without_credentials(str(exc))}); check project, endpoint_url and "
+                    "the credentials"
+                ) from None
         self.client = client
         self.bucket = client.bucket(bucket)
 
@@ -60,7 +87,28 @@ class GCSStore:
                 f"GCS bucket {self.bucket_name!r} does not exist ({operation} {where}); create "
                 "it or fix the bucket name"
             )
-        return StoreError(f"GCS {operation} on {where} failed: {exc}")
+        if isinstance(exc, auth_exceptions.GoogleAuthError):
+            return StoreError(
+                f"GCS credentials failed for {operation} on {where} ({type(exc).__name__}: "
+                f"{without_credentials(str(exc))}); refresh them (`gcloud auth "
+                "application-default login`) or pass working credentials="
+            )
+        if isinstance(exc, OSError):
+            return StoreError(
+                f"cannot reach GCS for {operation} on {where} ({type(exc).__name__}: "
+                f"{without_credentials(str(exc))}); check endpoint_url, the network and the "
+                "proxy settings"
+            )
+        return StoreError(
+            f"GCS {operation} on {where} failed ({type(exc).__name__}: "
+            f"{without_credentials(str(exc))}); check the bucket's settings and the service's "
+            "health, then try again"
+        )
+
+    def _landed(self, key: str, data: bytes) -> str | None:
+        """The version of `key` if it holds exactly `data`: our own write, whose answer was lost."""
+        found = self.get_versioned(key)
+        return found[1] if found is not None and found[0] == data else None
 
     def get_versioned(self, key: str) -> tuple[bytes, str] | None:
         blob = self.bucket.blob(self._key(key))
@@ -77,7 +125,7 @@ class GCSStore:
                 data = pinned.download_as_bytes(retry=DEFAULT_RETRY)
         except gexc.NotFound:
             return None
-        except gexc.GoogleAPIError as exc:
+        except _FAILURES as exc:
             raise self._error(exc, "GET", key) from exc
         return data, str(generation)
 
@@ -96,17 +144,26 @@ class GCSStore:
     ) -> str:
         blob = self.bucket.blob(self._key(key))
         generation = self._generation(if_match, if_none_match)
+        upload = functools.partial(
+            blob.upload_from_string,
+            data,
+            content_type="application/json",
+            if_generation_match=generation,
+            retry=None,  # retried below, where the failed tries can be seen
+        )
+        failed_tries: list[Exception] = []
         try:
-            blob.upload_from_string(
-                data,
-                content_type="application/json",
-                if_generation_match=generation,
-                retry=DEFAULT_RETRY,
-            )
+            DEFAULT_RETRY(upload, on_error=failed_tries.append)()
         except gexc.PreconditionFailed:
+            # A 5xx (or a dropped connection) after the write landed makes us upload again,
+            # and the retry finds the generation moved by our own first try: equal bytes tell.
+            # A first try that meets 412 wrote nothing, so it lost, whatever the object holds.
+            landed = self._landed(key, data) if failed_tries else None
+            if landed is not None:
+                return landed
             detail = "it already exists" if if_none_match else "it changed since it was read"
             raise PreconditionFailed(key, detail) from None
-        except gexc.GoogleAPIError as exc:
+        except _FAILURES as exc:
             raise self._error(exc, "PUT", key) from exc
         return str(blob.generation)
 
@@ -121,7 +178,7 @@ class GCSStore:
             return
         except gexc.PreconditionFailed:
             raise PreconditionFailed(key, "it changed since it was read") from None
-        except gexc.GoogleAPIError as exc:
+        except _FAILURES as exc:
             raise self._error(exc, "DELETE", key) from exc
 
     def list(self, prefix: str) -> Iterator[str]:
@@ -133,7 +190,7 @@ class GCSStore:
                     self.bucket_name, prefix=self._key(prefix), retry=DEFAULT_RETRY
                 )
             ]
-        except gexc.GoogleAPIError as exc:
+        except _FAILURES as exc:
             raise self._error(exc, "LIST", prefix) from exc
         return iter(sorted(names))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 
@@ -17,7 +18,9 @@ class MemoryStore:
     def __init__(self) -> None:
         self._data: dict[str, tuple[bytes, str]] = {}
         self._lock = threading.Lock()
-        self._version = 0
+        # `next` on a count is one C call that never releases the GIL, so concurrent writers
+        # never draw the same version, with or without the lock.
+        self._versions = itertools.count(1)
 
     def get(self, key: str) -> bytes | None:
         item = self._data.get(key)
@@ -29,15 +32,24 @@ class MemoryStore:
     def put(
         self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False
     ) -> str:
+        value = data if type(data) is bytes else bytes(data)
+        if if_none_match and if_match is None:
+            # The hot path (every step commit) takes no lock: with str keys, `setdefault` runs
+            # entirely in C under the GIL, so it is atomic and the item it leaves is the winner.
+            # The locked writers below cannot interleave badly with it: a CAS or a conditional
+            # delete only acts on a key that exists, which `setdefault` then leaves alone.
+            item = (value, str(next(self._versions)))
+            if self._data.setdefault(key, item) is not item:
+                raise PreconditionFailed(key, "it already exists")
+            return item[1]
         with self._lock:
             current = self._data.get(key)
             if if_none_match and current is not None:
                 raise PreconditionFailed(key, "it already exists")
             if if_match is not None and (current is None or current[1] != if_match):
                 raise PreconditionFailed(key, "it changed since it was read")
-            self._version += 1
-            version = str(self._version)
-            self._data[key] = (data if type(data) is bytes else bytes(data), version)
+            version = str(next(self._versions))
+            self._data[key] = (value, version)
             return version
 
     def delete(self, key: str, *, if_match: str | None = None) -> None:
@@ -48,9 +60,9 @@ class MemoryStore:
             self._data.pop(key, None)
 
     def list(self, prefix: str) -> Iterator[str]:
-        with self._lock:
-            keys = sorted(k for k in self._data if k.startswith(prefix))
-        return iter(keys)
+        # `list(dict)` copies the keys in one C call, so a lock-free create cannot change the
+        # dict while it is iterated (which would raise "dictionary changed size").
+        return iter(sorted(k for k in list(self._data) if k.startswith(prefix)))
 
     def __repr__(self) -> str:
         return f"MemoryStore({len(self._data)} keys)"

@@ -11,6 +11,7 @@ import botocore.config
 import botocore.exceptions
 
 from .._errors import PreconditionFailed, StoreError
+from ._base import without_credentials
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -35,12 +36,16 @@ class S3Store:
     """Keeps checkpoints under `s3://bucket/prefix/`.
 
     Create-only writes send `If-None-Match: *` and compare-and-swap writes `If-Match: <etag>`;
-    S3 answers a lost condition with 412, raised as `PreconditionFailed`. Throttling and 5xx
-    answers are retried by botocore's standard retry mode: at most `max_attempts` tries in all,
-    with exponential backoff and jitter. Missing buckets, bad credentials and denied
+    S3 answers a lost condition with 412, raised as `PreconditionFailed`, unless botocore had
+    retried the request and the key now holds exactly the bytes sent: then an earlier try landed
+    and its answer was lost (a 5xx after the write), so the write succeeded. Throttling and 5xx
+    answers are retried by botocore's standard retry mode: at most `max_attempts` tries
+    in all, with exponential backoff and jitter. Missing buckets, bad credentials and denied
     permissions raise `StoreError` naming the bucket and the operation at once. Credentials
     default to boto3's usual chain.
     """
+
+    blocking = True  # network I/O: the async engine calls it from a worker thread
 
     def __init__(
         self,
@@ -66,15 +71,22 @@ class S3Store:
                 connect_timeout=10,
                 read_timeout=60,
             )
-            client = boto3.client(
-                "s3",
-                endpoint_url=endpoint_url,
-                region_name=region_name,
-                aws_access_key_id=aws_access_key_id,
-                aws_secret_access_key=aws_secret_access_key,
-                aws_session_token=aws_session_token,
-                config=config,
-            )
+            try:
+                client = boto3.client(
+                    "s3",
+                    endpoint_url=endpoint_url,
+                    region_name=region_name,
+                    aws_access_key_id=aws_access_key_id,
+                    aws_secret_access_key=aws_secret_access_key,
+                    aws_session_token=aws_session_token,
+                    config=config,
+                )
+            except (botocore.exceptions.BotoCoreError, ValueError) as exc:
+                # botocore's messages may quote the endpoint URL: never its userinfo
+                raise StoreError(
+                    f"cannot set up S3 for {self.url}: {without_credentials(str(exc))}; check "
+                    "endpoint_url (http(s)://host:port), region_name and the AWS profile"
+                ) from None
         self.client = client
 
     def _key(self, key: str) -> str:
@@ -94,13 +106,36 @@ class S3Store:
                     f"S3 refused {operation} on {where} ({code}); check the credentials and that "
                     "they allow s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket"
                 )
-            return StoreError(f"S3 {operation} on {where} failed: {code or exc}")
-        if isinstance(exc, botocore.exceptions.NoCredentialsError):
+            return StoreError(
+                f"S3 {operation} on {where} failed ({code or without_credentials(str(exc))}); "
+                "check the bucket's settings and the service's health, then try again"
+            )
+        if isinstance(
+            exc,
+            (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError),
+        ):
             return StoreError(
                 f"no AWS credentials for {operation} on {where}; set them in the environment, "
                 "a profile, or the store's aws_access_key_id/aws_secret_access_key"
             )
-        return StoreError(f"S3 {operation} on {where} failed: {exc}")
+        if isinstance(
+            exc,
+            (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionError),
+        ):
+            return StoreError(
+                f"cannot reach S3 for {operation} on {where} "
+                f"({type(exc).__name__}: {without_credentials(str(exc))}); check endpoint_url, "
+                "the network and the proxy settings"
+            )
+        return StoreError(
+            f"S3 {operation} on {where} failed ({type(exc).__name__}: "
+            f"{without_credentials(str(exc))}); check the store's settings and try again"
+        )
+
+    def _landed(self, key: str, data: bytes) -> str | None:
+        """The version of `key` if it holds exactly `data`: our own write, whose answer was lost."""
+        found = self.get_versioned(key)
+        return found[1] if found is not None and found[0] == data else None
 
     def get_versioned(self, key: str) -> tuple[bytes, str] | None:
         try:
@@ -122,6 +157,7 @@ class S3Store:
     ) -> str:
         conditional = if_none_match or if_match is not None
         full = self._key(key)
+        retried = False  # a try botocore repeated may have written before its answer was lost
         for attempt in range(_CONFLICT_RETRIES):
             try:
                 if if_none_match:
@@ -137,8 +173,16 @@ class S3Store:
                 return str(response["ETag"])
             except botocore.exceptions.ClientError as exc:
                 code = str(exc.response.get("Error", {}).get("Code", ""))
-                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                metadata = exc.response.get("ResponseMetadata", {})
+                status = metadata.get("HTTPStatusCode")
+                retried = retried or bool(metadata.get("RetryAttempts"))
                 if code == "PreconditionFailed" or status == 412:
+                    # A 5xx after the write landed makes botocore send it again, and the retry
+                    # finds the condition taken by our own first try: equal bytes tell. A first
+                    # try that meets 412 wrote nothing, so it lost, whatever the key holds.
+                    landed = self._landed(key, data) if retried else None
+                    if landed is not None:
+                        return landed
                     detail = (
                         "it already exists" if if_none_match else "it changed since it was read"
                     )
@@ -152,12 +196,6 @@ class S3Store:
             except botocore.exceptions.BotoCoreError as exc:
                 raise self._error(exc, "PUT", key) from exc
         raise PreconditionFailed(key, "concurrent conditional writes kept conflicting")
-
-    @staticmethod
-    def _describe(conditions: dict[str, str]) -> str:
-        return (
-            "it already exists" if "IfNoneMatch" in conditions else "it changed since it was read"
-        )
 
     def delete(self, key: str, *, if_match: str | None = None) -> None:
         try:
