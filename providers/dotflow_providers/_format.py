@@ -9,6 +9,7 @@ segment may start with `.`, so no workflow's keys can be a prefix of, or collide
     <id>/.dotflow/progress/<step>.json   a running step's own progress record
     <id>/.dotflow/lock                   the lease of the runner that owns the workflow
     <id>/.dotflow/cancel                 a cancel request (for one run, or blocking all starts)
+    <id>/.dotflow/request.json           what the next start should do (rerun from / start over)
 
 A step document is one JSON object whose last member is the output, encoded by `_codec`; the
 bytes of that member are checksummed, so a reader verifies them before decoding anything, and a
@@ -111,6 +112,10 @@ class Layout:
     @property
     def cancel(self) -> str:
         return f"{self.base}cancel"
+
+    @property
+    def request(self) -> str:
+        return f"{self.base}request.json"
 
     def step(self, name: str) -> str:
         return f"{self.base}steps/{step_key_name(name)}.json"
@@ -476,6 +481,35 @@ def load_cancel(key: str, data: bytes) -> CancelRequest:
         requested_at=float(raw.get("requested_at", 0.0)),
         host=str(raw.get("host", "")),
         pid=int(raw.get("pid", 0)),
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NextStartRequest:
+    """What the next start of a workflow should do, asked for from a UI between tries."""
+
+    rerun_from: str | None
+    start_over: bool
+    requested_at: float
+    requested_by: str
+
+
+def request_document(request: NextStartRequest) -> bytes:
+    return orjson.dumps(
+        {"format": FORMAT_VERSION, "kind": "request", **dataclasses.asdict(request)}
+    )
+
+
+def load_request(key: str, data: bytes) -> NextStartRequest:
+    raw = _load_object(key, data)
+    rerun_from = raw.get("rerun_from")
+    if raw.get("kind") != "request" or not (rerun_from is None or isinstance(rerun_from, str)):
+        raise CorruptCheckpoint(key, "not a next-start request")
+    return NextStartRequest(
+        rerun_from=rerun_from,
+        start_over=raw.get("start_over") is True,
+        requested_at=float(raw.get("requested_at", 0.0)),
+        requested_by=str(raw.get("requested_by", "")),
     )
 
 

@@ -10,25 +10,36 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import PERMANENT_ERRORS
-from ._format import check_workflow_id
+from ._errors import PERMANENT_ERRORS, ConfigurationError
+from ._format import (
+    Layout,
+    NextStartRequest,
+    check_workflow_id,
+    load_request,
+    request_document,
+)
 from ._identity import default_step_name
 from ._identity import digest_value as fingerprint
 from ._inspect import markdown_table
 from ._loader import load_object
+from .storage import CheckpointStore
 from .tracing import LoggingTracer, TaskLogger, Tracer, Tracers
 
 __all__ = [
     "PERMANENT_ERRORS",
+    "NextStartRequest",
     "callable_name",
     "fingerprint",
     "id_part",
     "is_permanent",
     "load_object",
     "markdown_table",
+    "request_next_start",
+    "take_next_start",
     "task_tracer",
     "workflow_id_from",
 ]
@@ -71,6 +82,33 @@ def callable_name(function: Callable[..., Any]) -> str:
     function, a callable instance by its class; never a memory address)."""
     module = getattr(function, "__module__", None) or type(function).__module__
     return f"{module}.{default_step_name(function)}"
+
+
+def request_next_start(
+    workflow_id: str,
+    store: CheckpointStore,
+    *,
+    rerun_from: str | None = None,
+    start_over: bool = False,
+    requested_by: str = "",
+) -> None:
+    """Ask the next start of `workflow_id` to run from `rerun_from`, or to start over (a UI
+    action between tries; the orchestrator's next try applies it with `take_next_start`)."""
+    if (rerun_from is None) == (not start_over):
+        raise ConfigurationError("request either rerun_from=STEP or start_over=True")
+    request = NextStartRequest(rerun_from, start_over, time.time(), requested_by)
+    store.put(Layout(workflow_id).request, request_document(request))
+
+
+def take_next_start(workflow_id: str, store: CheckpointStore) -> NextStartRequest | None:
+    """The pending next-start request of `workflow_id`, removed from the store (or None)."""
+    layout = Layout(workflow_id)
+    data = store.get(layout.request)
+    if data is None:
+        return None
+    request = load_request(layout.request, data)
+    store.delete(layout.request)
+    return request
 
 
 def task_tracer(logger: TaskLogger, *others: Tracer | None) -> Tracer:
