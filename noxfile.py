@@ -93,6 +93,18 @@ def prefect(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The benchmark suite (not part of the test command): ratios, and a PNG chart."""
-    session.install("-e", ".[s3]", "moto[server]>=5.1.5", "matplotlib>=3.8", "requests>=2.31")
+    """The benchmark suite (not part of the test command): python bench/run.py [--quick].
+
+    Needs valgrind on the machine for the instruction counts (apt-get install valgrind)."""
+    session.install(
+        "-e",
+        ".[s3]",
+        "moto[server]>=5.1.5",
+        "matplotlib>=3.8",
+        "requests>=2.31",
+        "tenacity>=9.0",
+        "stamina>=24.2",
+        "msgspec>=0.18",
+        "dbos>=3.0",
+    )
     session.run("python", "bench/run.py", *session.posargs)

@@ -1,292 +1,665 @@
-"""Benchmarks, measured side by side in one run and printed as ratios: python bench/run.py
+"""Benchmarks, each comparison side by side in one run: python bench/run.py [--quick]
 
-Not a test: numbers depend on the machine. Each case is repeated and the best run is kept,
-which is the least disturbed by other work on the machine.
+Not a test: times depend on the machine. Every timed candidate runs in a worker process of its
+own (`bench/cases.py serve`) and the candidates of a group take turns, A, B, C, A, B, C, ...,
+so that they share the machine's quiet and busy moments; the tables give the median of the
+rounds and their interquartile range. The headline figure is the CPU instruction count per
+no-op step under callgrind, which other work on the machine does not move. The results are
+printed and written to bench/RESULTS.md; the per-step chart to bench/results/overhead.png.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
+import functools
+import json
 import os
 import platform
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
+from typing import IO, Any
 
-import tenacity
-from rich.console import Console
-from rich.table import Table
-
-from dotflow_providers import FileStore, MemoryStore, Workflow, action
-from dotflow_providers._checkpoint import step_document
-from dotflow_providers.storage import S3Store
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+CASES = str(BENCH / "cases.py")
+DOTFLOW_VERSION = "1.0.1"
 
 
-def noop() -> None:
-    return None
+@dataclass
+class Sizes:
+    """How much each group does: the full run, or `--quick`."""
+
+    noop_steps: int = 1000
+    noop_rounds: int = 31
+    durable_steps: int = 20
+    durable_rounds: int = 21
+    resume_sizes: tuple[int, ...] = (100, 1000)
+    resume_rounds: int = 11
+    curve_sizes: tuple[int, ...] = (1, 10, 100, 1000, 10_000, 100_000)
+    curve_rounds: int = 7
+    fan_out: int = 5000
+    fan_out_rounds: int = 11
+    s3_steps: int = 100
+    callgrind_sizes: tuple[int, ...] = (500, 2000)
 
 
-def best_of(repeat: int, fn: Callable[[], float]) -> float:
-    return min(fn() for _ in range(repeat))
+QUICK = Sizes(
+    noop_rounds=9,
+    durable_rounds=7,
+    resume_rounds=3,
+    curve_rounds=3,
+    fan_out_rounds=3,
+    callgrind_sizes=(200, 800),
+)
+GROUPS = ("instructions", "noop", "durable", "resume", "curve", "fanout", "s3")
 
 
-def bare_call(n: int) -> float:
+# --- statistics and worker processes
+
+
+@dataclass
+class Stats:
+    """Median and interquartile range of one candidate's samples (seconds per unit)."""
+
+    samples: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def iqr(self) -> tuple[float, float]:
+        if len(self.samples) < 2:
+            return self.samples[0], self.samples[0]
+        q1, _, q3 = statistics.quantiles(self.samples, n=4, method="inclusive")
+        return q1, q3
+
+
+class Worker:
+    """A `cases.py serve` process (under a given Python) answering one sample per request."""
+
+    def __init__(self, python: str, log: IO[str]) -> None:
+        self.proc = subprocess.Popen(
+            [python, CASES, "serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            cwd=ROOT,
+        )
+
+    def ask(self, case: str, n: int, arg: str | None = None) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"case": case, "n": n, "arg": arg}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {case!r} worker died: see {Bench.log_path}")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def seconds(self, case: str, n: int, arg: str | None = None) -> float:
+        return float(self.ask(case, n, arg)["seconds"])
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@dataclass
+class Candidate:
+    """One contender in a group: `sample()` returns seconds for `per` units of work."""
+
+    label: str
+    sample: Callable[[], float]
+    per: int = 1
+
+
+def interleave(candidates: list[Candidate], rounds: int) -> dict[str, Stats]:
+    """One untimed warm-up round, then `rounds` rounds of A, B, C, ... in turn."""
+    for c in candidates:
+        c.sample()
+    samples: dict[str, list[float]] = {c.label: [] for c in candidates}
+    for _ in range(rounds):
+        for c in candidates:
+            samples[c.label].append(c.sample() / c.per)
+    return {label: Stats(s) for label, s in samples.items()}
+
+
+# --- formatting
+
+
+def fmt_time(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def fmt_stats(stats: Stats) -> tuple[str, str]:
+    q1, q3 = stats.iqr
+    return fmt_time(stats.median), f"{fmt_time(q1)} to {fmt_time(q3)}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+@dataclass
+class Bench:
+    """One run of the suite: its options, worker processes and the Markdown it produces."""
+
+    sizes: Sizes
+    dotflow_python: str | None
+    tmp: Path
+    sections: list[str] = field(default_factory=list)
+    workers: list[Worker] = field(default_factory=list)
+    log_path = Path(tempfile.gettempdir()) / "dotflow-bench-workers.log"
+
+    def __post_init__(self) -> None:
+        self.log = open(self.log_path, "w")  # noqa: SIM115 (closed in close())
+        os.environ["BENCH_TMP"] = str(self.tmp)
+
+    def worker(self, python: str = sys.executable) -> Worker:
+        w = Worker(python, self.log)
+        self.workers.append(w)
+        return w
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.close()
+        self.workers.clear()
+        self.log.close()
+
+    def timed(
+        self, case: str, n: int, arg: str | None = None, python: str = sys.executable
+    ) -> Callable[[], float]:
+        return functools.partial(self.worker(python).seconds, case, n, arg)
+
+    def emit(self, title: str, text: str) -> None:
+        section = f"### {title}\n\n{text}\n"
+        print(section, flush=True)
+        self.sections.append(section)
+
+    # --- the groups
+
+    def noop_candidates(self) -> list[tuple[str, str, str]]:
+        """(label, case, python) of the no-op group; dotflow only if its venv is there."""
+        rows = [
+            ("bare call `noop()`", "bare", sys.executable),
+            ("floor: call + 2 clock reads + `orjson.dumps` + dict write", "floor", sys.executable),
+            (
+                "dotflow-providers step (`add()` + `start()`, MemoryStore, lease on)",
+                "engine",
+                sys.executable,
+            ),
+            ("tenacity-wrapped call", "tenacity", sys.executable),
+            ("stamina-wrapped call", "stamina", sys.executable),
+        ]
+        if self.dotflow_python:
+            rows.append(
+                (
+                    f"dotflow {DOTFLOW_VERSION} step (`task.add()` + `start()`)",
+                    "dotflow",
+                    self.dotflow_python,
+                )
+            )
+        return rows
+
+    def instructions(self) -> dict[str, float]:
+        """Callgrind instructions per no-op step: (I(N) - I(0)) / N for two N, per candidate."""
+        if not shutil.which("valgrind"):
+            self.emit("Instructions per no-op step (callgrind)", "_valgrind not found: skipped._")
+            return {}
+        n1, n2 = self.sizes.callgrind_sizes
+        out = self.tmp / "callgrind"
+        out.mkdir(exist_ok=True)
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        jobs: list[tuple[str, str, subprocess.Popen[bytes]]] = []
+        pending = self.noop_candidates()
+        results: dict[str, tuple[int, int, int]] = {}
+        # instruction counts do not depend on the load, so the runs share the cores
+        while pending or jobs:
+            while pending and len(jobs) < (os.cpu_count() or 1):
+                label, case, python = pending.pop(0)
+                cmd = [
+                    "valgrind", "--tool=callgrind", "--collect-atstart=no",
+                    "--toggle-collect=sys_call_tracing", "--dump-after=sys_call_tracing",
+                    f"--callgrind-out-file={out / case}.out",
+                    python, CASES, "regions", case, "0", str(n1), str(n2),
+                ]  # fmt: skip
+                proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=self.log, stderr=self.log)
+                jobs.append((label, case, proc))
+            label, case, proc = jobs.pop(0)
+            if proc.wait() != 0:
+                raise RuntimeError(f"callgrind run of {case!r} failed: see {self.log_path}")
+            counts = [_callgrind_total(out / f"{case}.out.{i}") for i in (1, 2, 3)]
+            results[label] = (counts[0], counts[1], counts[2])
+        rows, per_step = [], {}
+        engine = next(lbl for lbl, case, _ in self.noop_candidates() if case == "engine")
+        for label, _, _ in self.noop_candidates():
+            i0, i1, i2 = results[label]
+            per_step[label] = (i2 - i0) / n2
+            rows.append(
+                [
+                    label,
+                    f"{per_step[label]:,.0f}",
+                    f"{(i1 - i0) / n1:,.0f}",
+                    f"{(i2 - i1) / (n2 - n1):,.0f}",
+                ]
+            )
+        for row in rows:
+            row.append(f"{per_step[row[0]] / per_step[engine]:.3g}x")
+        self.emit(
+            "Instructions per no-op step (callgrind)",
+            table(
+                [
+                    "candidate",
+                    f"per step, N={n2:,}",
+                    f"per step, N={n1:,}",
+                    f"marginal, N={n1:,}→{n2:,}",
+                    "vs dotflow-providers",
+                ],
+                rows,
+            )
+            + "\n\nPer step = (I(N) - I(0)) / N, instructions counted by "
+            "`valgrind --tool=callgrind` inside the measured call only; the two N values agree "
+            "when the cost is linear. The dotflow-providers figure includes a run's fixed "
+            "start-up (lease, manifest) divided by N.",
+        )
+        return per_step
+
+    def noop(self) -> None:
+        n = self.sizes.noop_steps
+        candidates = [
+            Candidate(label, self.timed(case, n, python=python), n)
+            for label, case, python in self.noop_candidates()
+        ]
+        stats = interleave(candidates, self.sizes.noop_rounds)
+        label = next(lbl for lbl, case, _ in self.noop_candidates() if case == "engine")
+        engine = stats[label].median
+        rows = [[label, *fmt_stats(s), f"{s.median / engine:.3g}x"] for label, s in stats.items()]
+        self.emit(
+            "Time per no-op step",
+            table(["candidate", "median per step", "IQR", "vs dotflow-providers"], rows)
+            + f"\n\n{self.sizes.noop_rounds} interleaved rounds of {n:,} steps (calls) each, "
+            "per candidate; a dotflow-providers or dotflow sample builds its workflow, adds the "
+            "steps and runs it.",
+        )
+
+    def durable(self) -> None:
+        n = self.sizes.durable_steps
+        candidates = [
+            Candidate(
+                "dotflow-providers step on `FileStore` (fsync on, lease on)",
+                self.timed("file-steps", n),
+                n,
+            ),
+            Candidate(
+                "DBOS step on SQLite (`@DBOS.step` in a `@DBOS.workflow`)", self.timed("dbos", n), n
+            ),
+            Candidate(
+                "by hand: temp file, write, fsync, rename, fsync folder",
+                self.timed("raw-durable-write", n),
+                n,
+            ),
+        ]
+        stats = interleave(candidates, self.sizes.durable_rounds)
+        ours = stats[candidates[0].label].median
+        rows = [[label, *fmt_stats(s), f"{s.median / ours:.3g}x"] for label, s in stats.items()]
+        self.emit(
+            "Durable no-op step",
+            table(["candidate", "median per step", "IQR", "vs FileStore step"], rows)
+            + f"\n\n{self.sizes.durable_rounds} interleaved rounds of a {n}-step workflow each "
+            "(a fresh FileStore folder, one DBOS workflow, or n hand-written files), on the "
+            "checkout's disk. The by-hand row writes the bytes of one step checkpoint.",
+        )
+
+    def resume(self) -> None:
+        rows = []
+        for n in self.sizes.resume_sizes:
+            folder = str(self.tmp / f"resume-{n}")
+            subprocess.run(
+                [sys.executable, CASES, "once", "resume-prepare", str(n), folder],
+                check=True,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=self.log,
+            )
+            walls: dict[str, list[float]] = {"resume-engine": [], "resume-bare": []}
+            candidates = [
+                Candidate(
+                    f"`start()` restoring {n:,} steps (FileStore, lease on)",
+                    functools.partial(_fresh, "resume-engine", n, folder, walls),
+                ),
+                Candidate(
+                    f"by hand: list, open, read, `json.loads` the same files ({n:,})",
+                    functools.partial(_fresh, "resume-bare", n, folder, walls),
+                ),
+            ]
+            stats = interleave(candidates, self.sizes.resume_rounds)
+            ours = stats[candidates[0].label].median
+            for (label, s), case in zip(stats.items(), walls, strict=True):
+                wall = statistics.median(walls[case][1:])  # [0] was the warm-up
+                rows.append(
+                    [
+                        label,
+                        *fmt_stats(s),
+                        fmt_time(s.median / n),
+                        f"{s.median / ours:.3g}x",
+                        fmt_time(wall),
+                    ]
+                )
+        self.emit(
+            "Resume in a fresh process",
+            table(
+                [
+                    "candidate",
+                    "median",
+                    "IQR",
+                    "per step",
+                    "vs start()",
+                    "whole process (imports included)",
+                ],
+                rows,
+            )
+            + f"\n\n{self.sizes.resume_rounds} interleaved rounds; each sample is a new Python "
+            "process that times only the resume (imports and `add()` excluded; the last column "
+            "is the process's wall time from spawn to exit). The files are in the page cache.",
+        )
+
+    def curve(self, chart: Path) -> None:
+        w = self.worker()
+        candidates = [
+            Candidate(str(n), functools.partial(w.seconds, "engine", n))
+            for n in self.sizes.curve_sizes
+        ]
+        stats = interleave(candidates, self.sizes.curve_rounds)
+        total = {int(k): s for k, s in stats.items()}
+        one = total[1].median
+        rows, points = [], []
+        for n, s in total.items():
+            per = s.median / n
+            marginal = (s.median - one) / (n - 1) if n >= 100 else None
+            rows.append(
+                [
+                    f"{n:,}",
+                    fmt_time(s.median),
+                    fmt_time(per),
+                    fmt_time(marginal) if marginal is not None else "—",
+                ]
+            )
+            points.append((n, per, marginal))
+        small, big = min(total, key=lambda n: abs(n - 1000)), max(total)
+        ratio = (total[big].median / big) / (total[small].median / small)
+        self.emit(
+            "Per-step cost by workflow size (MemoryStore, lease on)",
+            table(["steps", "run (median)", "per step", "per added step"], rows)
+            + f"\n\nPer-step cost at {big:,} steps / at {small:,} steps: **{ratio:.2f}x**. "
+            f"{self.sizes.curve_rounds} interleaved rounds in one worker process; a sample is "
+            "`add()` of every step and `start()`. Per added step = (t(n) - t(1)) / (n - 1), "
+            f"which leaves out the run's fixed start-up (t(1) = {fmt_time(one)}); from 100 "
+            "steps on, where it is well above the noise in t(1).",
+        )
+        _chart(points, one, chart)
+
+    def fanout(self) -> None:
+        n = self.sizes.fan_out
+        candidates = [
+            Candidate(
+                f'`start_async(mode="async_parallel")`, {n:,} steps',
+                self.timed("fan-out-engine", n),
+            ),
+            Candidate(
+                f"bare `asyncio.gather` of the same {n:,} coroutines",
+                self.timed("fan-out-gather", n),
+            ),
+        ]
+        stats = interleave(candidates, self.sizes.fan_out_rounds)
+        bare = stats[candidates[1].label].median
+        rows = [[label, *fmt_stats(s), f"{s.median / bare:.3g}x"] for label, s in stats.items()]
+        self.emit(
+            "Async fan-out: steps that each `await asyncio.sleep(0.01)`",
+            table(["candidate", "median (whole fan-out)", "IQR", "vs gather"], rows)
+            + f"\n\n{self.sizes.fan_out_rounds} interleaved rounds; the ideal is 10 ms. The "
+            "workflow's `add()` calls are not timed.",
+        )
+
+    def s3(self) -> None:
+        sys.path.insert(0, str(ROOT))
+        from tests.servers import s3_server  # the moto server the tests start, on 127.0.0.1
+
+        n = self.sizes.s3_steps
+        with s3_server() as endpoint:
+            out = subprocess.run(
+                [sys.executable, CASES, "once", "s3-requests", str(n), endpoint],
+                check=True,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            )
+        counts = json.loads(out.stdout.splitlines()[-1])
+        operations = sorted(set(counts["run"]) | set(counts["resume"]))
+        rows = [
+            [op, str(counts["run"].get(op, 0)), str(counts["resume"].get(op, 0))]
+            for op in operations
+        ]
+        rows.append(
+            ["**total**", str(sum(counts["run"].values())), str(sum(counts["resume"].values()))]
+        )
+        self.emit(
+            f"S3 requests for {n} steps (moto server on 127.0.0.1)",
+            table(["operation", f"run of {n} no-op steps", "resume (all restored)"], rows)
+            + "\n\nHTTP requests sent by the boto3 client (counted on its `before-send` event), "
+            "lease on.",
+        )
+
+
+def _fresh(case: str, n: int, folder: str, walls: dict[str, list[float]]) -> float:
+    """One sample of `case` in a new Python process; its wall time is kept in `walls`."""
     t0 = time.perf_counter()
-    for _ in range(n):
-        noop()
-    return (time.perf_counter() - t0) / n
-
-
-def tenacity_call(n: int) -> float:
-    wrapped = tenacity.retry(stop=tenacity.stop_after_attempt(3))(noop)
-    t0 = time.perf_counter()
-    for _ in range(n):
-        wrapped()
-    return (time.perf_counter() - t0) / n
-
-
-def engine_step(n: int) -> float:
-    step = action(noop)
-    wf = Workflow(f"bench-{time.perf_counter_ns()}")
-    for i in range(n):
-        wf.add(step, name=f"s{i}")
-    t0 = time.perf_counter()
-    run = wf.start()
-    elapsed = time.perf_counter() - t0
-    assert run.status.value == "COMPLETED"
-    return elapsed / n
-
-
-@action
-async def nap() -> None:
-    await asyncio.sleep(0.01)
-
-
-def async_fan_out(n: int) -> float:
-    """n steps that each sleep 10 ms, all awaited in one event loop."""
-    wf = Workflow(f"fan-{time.perf_counter_ns()}")
-    for i in range(n):
-        wf.add(nap, name=f"nap{i}")
-
-    async def main() -> float:
-        t0 = time.perf_counter()
-        run = await wf.start_async(mode="async_parallel", max_concurrency=n)
-        assert run.status.value == "COMPLETED"
-        return time.perf_counter() - t0
-
-    return asyncio.run(main())
-
-
-def loop_per_step(n: int, threads: int) -> float:
-    """The same steps under the sync engine: one asyncio.run per step, 32 threads at a time."""
-    wf = Workflow(f"loops-{time.perf_counter_ns()}")
-    for i in range(n):
-        wf.add(nap, name=f"nap{i}", group=f"g{i}")
-    t0 = time.perf_counter()
-    run = wf.start(mode="sequential_group", max_workers=threads)
-    assert run.status.value == "COMPLETED"
-    return time.perf_counter() - t0
-
-
-def resume_per_step(n: int) -> float:
-    """Starting a workflow whose n steps are all checkpointed: the cost per restored step."""
-    step = action(noop)
-    store = MemoryStore()
-
-    def build() -> Workflow:
-        wf = Workflow("resume-bench", store=store)
-        for i in range(n):
-            wf.add(step, name=f"s{i}")
-        return wf
-
-    build().start()
-    wf = build()
-    t0 = time.perf_counter()
-    run = wf.start()
-    elapsed = time.perf_counter() - t0
-    assert all(s.restored for s in run.steps)
-    return elapsed / n
-
-
-def s3_round_trips(endpoint: str, n: int) -> tuple[float, float]:
-    """A step's S3 commit (create-only PUT of its document) against a plain PUT."""
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
-        region_name="us-east-1",
+    out = subprocess.run(
+        [sys.executable, CASES, "once", case, str(n), folder],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
-    client.create_bucket(Bucket="bench")
-    store = S3Store("bench", "ckpt", client=client)
-    doc = step_document("bench", 1, "load", 1, time.time(), time.time(), {"rows": [1, 2, 3]})
-    raw, commit = [], []
-    for i in range(n):
-        t0 = time.perf_counter()
-        client.put_object(Bucket="bench", Key=f"raw/{i}", Body=doc)
-        raw.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        store.put(f"wf/steps/{i:05d}.json", doc, if_none_match=True)
-        commit.append(time.perf_counter() - t0)
-    return statistics.median(commit), statistics.median(raw)
+    walls[case].append(time.perf_counter() - t0)
+    return float(json.loads(out.stdout.splitlines()[-1])["seconds"])
 
 
-def overhead_curve(sizes: list[int], out: Path) -> list[tuple[int, float]]:
-    """Per-step time as the number of steps grows, as a PNG chart."""
-    import matplotlib
+def _callgrind_total(path: Path) -> int:
+    match = re.search(r"^(?:summary|totals):\s*(\d+)", path.read_text(), re.MULTILINE)
+    if not match:
+        raise RuntimeError(f"no instruction total in {path}")
+    return int(match.group(1))
 
+
+def _chart(points: list[tuple[int, float, float | None]], fixed: float, out: Path) -> None:
+    """Per-step time by workflow size, as a PNG (skipped without matplotlib)."""
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"matplotlib is not installed: {out} not redrawn", file=sys.stderr)
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    per_step = {n: best_of(3 if n < 100_000 else 1, lambda n=n: engine_step(n)) for n in sizes}
-    # a run's fixed start-up (lease, manifest, heartbeat thread) is paid once, not per step:
-    # a one-step run, less one step at the large-workflow rate
-    fixed = max(0.0, best_of(20, lambda: engine_step(1)) - per_step[sizes[-1]])
-    points = [(n, max(0.0, per_step[n] - fixed / n)) for n in sizes]
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([n for n, _ in points], [t * 1e6 for _, t in points], marker="o")
-    ax.set_xscale("log")
-    ax.set_ylim(bottom=0, top=max(t for _, t in points) * 1e6 * 1.5)
-    ax.set_xlabel("steps in the workflow")
-    ax.set_ylabel("time per no-op step (µs)")
-    ax.set_title(
-        f"dotflow-providers: per-step cost by workflow size (MemoryStore)\n"
-        f"plus {fixed * 1e6:.0f} µs once per run (lease, manifest, heartbeat)"
+    marginal = [(n, m) for n, _, m in points if m is not None]
+    ax.plot(
+        [n for n, _ in marginal],
+        [m * 1e6 for _, m in marginal],
+        marker="o",
+        label="per added step: (t(n) - t(1)) / (n - 1)",
     )
+    ax.plot(
+        [n for n, p, m in points if m is not None],
+        [p * 1e6 for _, p, m in points if m is not None],
+        marker="x",
+        linestyle="--",
+        label="run time / n",
+    )
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0, top=max(m for _, m in marginal) * 1e6 * 1.6)
+    ax.set_xlabel("steps in the workflow")
+    ax.set_ylabel("time per no-op step (µs), median")
+    ax.set_title(
+        "dotflow-providers: per-step cost by workflow size (MemoryStore, lease on)\n"
+        f"plus t(1) = {fixed * 1e6:.0f} µs once per run (lease, manifest, one step)"
+    )
+    ax.legend()
     ax.grid(True, alpha=0.3)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110, bbox_inches="tight")
-    return [(0, fixed), *points]
 
 
-def raw_atomic_write(directory: str, data: bytes, n: int, tag: str) -> float:
-    """The same bytes written crash-safely by hand, each to a new name, as commits are."""
-    t0 = time.perf_counter()
-    for i in range(n):
-        fd, tmp = tempfile.mkstemp(dir=directory)
-        os.write(fd, data)
-        os.fsync(fd)
-        os.close(fd)
-        os.replace(tmp, os.path.join(directory, f"{tag}-{i:05d}.json"))
-        dfd = os.open(directory, os.O_RDONLY)
-        os.fsync(dfd)
-        os.close(dfd)
-    return (time.perf_counter() - t0) / n
+def machine(dotflow_python: str | None) -> str:
+    """The machine, Python and every peer's version, as a Markdown list."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    peers = ["dotflow-providers", "tenacity", "stamina", "orjson", "dbos", "boto3", "moto"]
+    versions = [f"{p} {version(p)}" for p in peers]
+    if dotflow_python:
+        versions.append(f"dotflow {DOTFLOW_VERSION} (own venv)")
+    return "\n".join([
+        f"- CPU: {cpu}, {os.cpu_count()} logical cores ({platform.machine()}), "
+        f"{platform.system()} {platform.release()}",
+        f"- Python {platform.python_version()} ({platform.python_implementation()})",
+        f"- versions: {', '.join(versions)}",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+    ])  # fmt: skip
 
 
-def store_commit(store: FileStore, data: bytes, n: int, tag: str) -> float:
-    t0 = time.perf_counter()
-    for i in range(n):
-        store.put(f"wf/steps/{tag}-{i:05d}.json", data, if_none_match=True)
-    return (time.perf_counter() - t0) / n
+METHOD = """\
+- **Instructions** (the headline; other work on a shared machine does not move them): each
+  candidate runs in `valgrind --tool=callgrind` with collection on only inside the measured call
+  (`sys.call_tracing` marks it), after a warm-up; per step = (I(N) - I(0)) / N, for two N.
+- **Times**: every candidate runs in a worker process of its own; the candidates of a group take
+  turns (A, B, C, A, B, C, ...) after one warm-up round, and each table gives the median of the
+  rounds and the interquartile range (IQR). Medians, not minimums: a minimum reports the luckiest
+  round, the median a typical one.
+- **Peers**: tenacity and stamina wrap the same no-op function (3 attempts); dotflow 1.0.1 runs
+  in its own venv (its log level raised to WARNING); DBOS uses its defaults on a SQLite file.
+- Reproduce: `python bench/run.py` (or `--quick`); `--only GROUP` runs some groups only."""
+
+
+def dotflow_venv(path: Path) -> str | None:
+    """dotflow 1.0.1's own venv (made on first use): its Python, or None if it cannot be made."""
+    python = path / "bin" / "python"
+    if not python.exists():
+        print(f"making {path} with dotflow=={DOTFLOW_VERSION} ...", file=sys.stderr)
+        try:
+            if shutil.which("uv"):
+                subprocess.run(["uv", "venv", "-q", "-p", sys.executable, str(path)], check=True)
+                subprocess.run(
+                    [
+                        "uv",
+                        "pip",
+                        "install",
+                        "-q",
+                        "--python",
+                        str(python),
+                        f"dotflow=={DOTFLOW_VERSION}",
+                    ],
+                    check=True,
+                )
+            else:
+                subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+                subprocess.run(
+                    [str(python), "-m", "pip", "install", "-q", f"dotflow=={DOTFLOW_VERSION}"],
+                    check=True,
+                )
+        except (OSError, subprocess.CalledProcessError) as exc:
+            print(f"dotflow {DOTFLOW_VERSION} left out: {exc}", file=sys.stderr)
+            shutil.rmtree(path, ignore_errors=True)
+            return None
+    return str(python)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=5000)
-    parser.add_argument("--writes", type=int, default=200)
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--fan-out", type=int, default=5000)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller N")
     parser.add_argument(
-        "--chart", type=Path, default=Path(__file__).parent / "results" / "overhead.png"
+        "--only", default=",".join(GROUPS), help=f"comma-separated groups among {', '.join(GROUPS)}"
     )
-    parser.add_argument("--quick", action="store_true", help="skip the 100,000-step point")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="Markdown results (default bench/RESULTS.md, on a full run only)",
+    )
+    parser.add_argument("--chart", type=Path, default=BENCH / "results" / "overhead.png")
+    parser.add_argument("--dotflow-venv", type=Path, default=BENCH / ".venv-dotflow")
     args = parser.parse_args()
-    console = Console()
+    groups = [g.strip() for g in args.only.split(",") if g.strip()]
+    if unknown := set(groups) - set(GROUPS):
+        parser.error(f"unknown groups {sorted(unknown)}: choose among {', '.join(GROUPS)}")
+    out = args.out or (BENCH / "RESULTS.md" if set(groups) == set(GROUPS) else None)
 
-    bare = best_of(args.repeat, lambda: bare_call(args.steps))
-    engine = best_of(args.repeat, lambda: engine_step(args.steps))
-    wrapped = best_of(args.repeat, lambda: tenacity_call(args.steps))
-
-    doc = step_document("bench", 1, "load", 1, time.time(), time.time(), {"rows": list(range(50))})
-    raws, commits = [], []
-    with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
-        store = FileStore(Path(tmp) / "store")
-        raw_dir = Path(tmp) / "raw" / "steps"
-        raw_dir.mkdir(parents=True)
-        for rep in range(args.repeat):  # interleaved, so both see the same disk conditions
-            raws.append(raw_atomic_write(str(raw_dir), doc, args.writes, f"r{rep}"))
-            commits.append(store_commit(store, doc, args.writes, f"r{rep}"))
-    raw, commit = statistics.median(raws), statistics.median(commits)
-    fan = best_of(3, lambda: async_fan_out(args.fan_out))
-    loops = loop_per_step(args.fan_out, 32)
-    restored = best_of(args.repeat, lambda: resume_per_step(args.steps))
-    sys.path.insert(0, str(Path(__file__).parents[1]))
-    from tests.servers import s3_server  # the same moto server the tests start
-
-    with s3_server() as endpoint:
-        s3_commit, s3_raw = s3_round_trips(endpoint, 200)
-    sizes = [1, 10, 100, 1_000, 10_000] + ([] if args.quick else [100_000])
-    curve = overhead_curve(sizes, args.chart)
-
-    table = Table(
-        title=f"dotflow-providers benchmarks ({platform.machine()}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()})"
-    )
-    for column in ("case", "per call", "baseline", "ratio"):
-        table.add_column(column, justify="right" if column != "case" else "left")
-    us = 1e6
-    table.add_row(
-        "engine per no-op step (MemoryStore)",
-        f"{engine * us:.2f} µs",
-        f"bare call {bare * us:.3f} µs",
-        f"{engine / bare:.0f}x",
-    )
-    table.add_row(
-        "engine overhead per step",
-        f"{(engine - bare) * us:.2f} µs",
-        "target 5 µs",
-        f"{(engine - bare) / 5e-6:.2f} of target",
-    )
-    table.add_row(
-        "tenacity-wrapped no-op call",
-        f"{wrapped * us:.2f} µs",
-        f"engine step {engine * us:.2f} µs",
-        f"{wrapped / engine:.2f}x the engine",
-    )
-    table.add_row(
-        f"FileStore durable commit ({len(doc)} B)",
-        f"{commit * us:.0f} µs",
-        f"raw fsync'd atomic write {raw * us:.0f} µs",
-        f"{commit / raw:.2f}x",
-    )
-    table.add_row(
-        f"async fan-out: {args.fan_out} steps x sleep(10 ms), one loop",
-        f"{fan:.3f} s",
-        "ideal 0.010 s",
-        f"{fan / 0.01:.1f}x ideal (target < 0.5 s)",
-    )
-    table.add_row(
-        "same steps, one event loop per step (32 threads)",
-        f"{loops:.3f} s",
-        f"one loop {fan:.3f} s",
-        f"{loops / fan:.1f}x slower",
-    )
-    table.add_row(
-        "resume: start with all steps checkpointed",
-        f"{restored * us:.2f} µs",
-        f"per restored step ({args.steps} steps)",
-        "",
-    )
-    table.add_row(
-        "S3 commit (create-only PUT) vs plain PUT, moto server",
-        f"{s3_commit * 1e3:.2f} ms",
-        f"plain PUT {s3_raw * 1e3:.2f} ms",
-        f"{s3_commit / s3_raw:.2f}x",
-    )
-    console.print(table)
-    (_, fixed), *points = curve
-    console.print(
-        f"per-step time by workflow size, plus {fixed * us:.0f} µs once per run: "
-        + ", ".join(f"{n:,} steps {t * us:.2f} µs" for n, t in points)
-        + f"  (chart: {args.chart})"
-    )
+    started = time.perf_counter()
+    needs_dotflow = {"instructions", "noop"} & set(groups)
+    dotflow_python = dotflow_venv(args.dotflow_venv) if needs_dotflow else None
+    # on the checkout's disk: /tmp may be a tmpfs, where fsync costs nothing
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=BENCH))
+    bench = Bench(QUICK if args.quick else Sizes(), dotflow_python, tmp)
+    header = "## Machine\n\n" + machine(dotflow_python) + "\n\n## Method\n\n" + METHOD + "\n"
+    print(header)
+    try:
+        steps: dict[str, Callable[[], object]] = {
+            "instructions": bench.instructions,
+            "noop": bench.noop,
+            "durable": bench.durable,
+            "resume": bench.resume,
+            "curve": lambda: bench.curve(args.chart),
+            "fanout": bench.fanout,
+            "s3": bench.s3,
+        }
+        for group in GROUPS:
+            if group in groups:
+                steps[group]()
+                for w in bench.workers:  # a group's workers (and DBOS's threads) stop here
+                    w.close()
+                bench.workers.clear()
+    finally:
+        bench.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    elapsed = time.perf_counter() - started
+    footer = f"_Whole run: {elapsed:.0f} s{' (--quick)' if args.quick else ''}._\n"
+    print(footer)
+    if out:
+        text = "# Benchmark results\n\n" + header + "\n## Results\n\n"
+        out.write_text(text + "\n".join(bench.sections) + "\n" + footer)
+        print(f"written to {out}")
 
 
 if __name__ == "__main__":
