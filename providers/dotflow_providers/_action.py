@@ -139,7 +139,7 @@ def make_action(
 ) -> Action[P, R]:
     if not callable(func):
         raise InvalidStep(f"@action needs a function or method, got {type(func).__name__}")
-    if timeout is not None and (isinstance(timeout, bool) or timeout <= 0):
+    if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):  # NaN too
         raise InvalidStep(f"timeout must be a positive number of seconds, got {timeout!r}")
     if timeout_mode not in ("thread", "process"):
         raise InvalidStep(f"timeout_mode must be 'thread' or 'process', got {timeout_mode!r}")

@@ -231,7 +231,11 @@ class StepLifecycle:
         )
         if step.guard is not None:
             step.guard.after_attempt(error)
-        delay = retry_delay(step.policy, record.attempts, error, time.perf_counter() - self._t0)
+        delay = (
+            None  # no retry can fix it (an output that cannot come back, a bad argument)
+            if isinstance(error, PERMANENT_ERRORS)
+            else retry_delay(step.policy, record.attempts, error, time.perf_counter() - self._t0)
+        )
         if delay is not None:
             logger.warning(
                 "step %s attempt %d failed (%s: %s); retrying in %.3fs",

@@ -111,7 +111,11 @@ class Journal:
             token = uuid.uuid4().hex[:16]
             for identity in identities[rerun_from:]:
                 salts[identity.name] = token
-        self.identities = [dataclasses.replace(i, salt=salts.get(i.name, "")) for i in identities]
+        self.identities = (
+            [dataclasses.replace(i, salt=salts.get(i.name, "")) for i in identities]
+            if salts
+            else identities
+        )
         self._keys = [self.layout.step(i.name) for i in identities]
         docs, versions = self._read_steps()
         decided = plan(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
 import itertools
 import logging
@@ -73,6 +72,24 @@ def upstreams(specs: Sequence[StepSpec], mode: str) -> list[int | None]:
     return found
 
 
+class _CancelHook:
+    """Registers a step's cancel hook with its run for the duration of a `with` block (a class,
+    not a generator: it runs around every step)."""
+
+    __slots__ = ("hook", "run")
+
+    def __init__(self, run: Run, hook: Callable[[], None] | None) -> None:
+        self.run, self.hook = run, hook
+
+    def __enter__(self) -> None:
+        if self.hook is not None:
+            self.run.on_cancel(self.hook)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.hook is not None:
+            self.run.forget_cancel(self.hook)
+
+
 @dataclasses.dataclass
 class Execution:
     """Everything one run needs; `run_step` is the only way a mode executes a step."""
@@ -124,18 +141,9 @@ class Execution:
         except DotflowError as exc:  # e.g. LockLost: this runner must not write any more
             logger.warning("could not record the failure of step %s: %s", record.name, exc)
 
-    @contextlib.contextmanager
-    def cancel_hook(self, index: int) -> Iterator[None]:
+    def cancel_hook(self, index: int) -> _CancelHook:
         """While step `index` runs, a cancel of the run reaches its own cancel hook."""
-        hook = self.specs[index].step.on_cancel
-        if hook is None:
-            yield
-            return
-        self.run.on_cancel(hook)
-        try:
-            yield
-        finally:
-            self.run.forget_cancel(hook)
+        return _CancelHook(self.run, self.specs[index].step.on_cancel)
 
     def run_step(self, index: int, previous: Any, runner: AttemptRunner | None = None) -> bool:
         """Run step `index` through the engine; True when it completed."""

@@ -10,11 +10,16 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ._errors import InvalidStep, StepTimeout
+from ._errors import CheckpointError, InvalidStep, StepTimeout
 
 
 class RemoteStepError(Exception):
     """A step failed in a child process with an error that could not be sent back as is."""
+
+
+class UnpicklableOutput(CheckpointError):
+    """A step in a child process returned a value that cannot come back to the runner; no
+    retry can change that, so the step fails for good."""
 
 
 def in_thread(func: Callable[..., Any], kwargs: dict[str, Any], timeout: float, name: str) -> Any:
@@ -57,7 +62,11 @@ def _child(conn: Connection, func: Callable[..., Any], kwargs: dict[str, Any]) -
     except Exception:
         ok, value = result
         if ok:
-            err = RemoteStepError(f"step output of type {type(value).__name__} cannot be pickled")
+            err: Exception = UnpicklableOutput(
+                f"the step returned a {type(value).__module__}.{type(value).__qualname__}, "
+                "which cannot be pickled back from its process; return JSON data, a pydantic "
+                "model, a dataclass or a standard type"
+            )
         else:
             err = RemoteStepError(
                 f"{type(value).__name__}: {value}\n" + "".join(traceback.format_exception(value))

@@ -200,6 +200,11 @@ class Workflow:
         checkpoints are raised here, before any step runs.
         """
         strategy = _choose(STRATEGIES, mode)
+        if any(spec.step.is_async for spec in self._specs) and _loop_running():
+            raise ConfigurationError(
+                "this workflow has async steps and start() was called inside a running event "
+                "loop, where they cannot run; use `await workflow.start_async()`"
+            )
         execution = self._prepare(
             mode, keep_going, initial_context, max_workers, compensate, strict_recovery, rerun_from
         )
@@ -255,9 +260,13 @@ class Workflow:
         manifest)."""
         ups = upstreams(self._specs, mode)
         inputs: dict[int, str] = {}
+        versions: dict[int, str] = {}  # by step object: the same @action added many times
         identities = []
         for index, spec in enumerate(self._specs):
             step = spec.step
+            version = versions.get(id(step))
+            if version is None:
+                version = versions[id(step)] = code_version(step.code or step.func, step.version)
             if "initial_context" in step.accepts:
                 context = initial[index]
                 found = inputs.get(id(context))
@@ -271,7 +280,7 @@ class Workflow:
                 StepIdentity(
                     index=index,
                     name=spec.name,
-                    version=code_version(step.code or step.func, step.version),
+                    version=version,
                     input=found,
                     salt="",
                     upstream=ups[index],
@@ -437,6 +446,14 @@ def cancel(workflow_id: str, store: CheckpointStore, *, block: bool = False) -> 
             "cancel; to refuse its future starts instead, cancel with block=True (`--block`)"
         )
     request_cancel(store, layout, held.owner)
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _choose(strategies: dict[str, Any], mode: str) -> Any:

@@ -14,8 +14,10 @@ traceback), 3 cancelled.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -37,7 +39,7 @@ from ._lease import LeaseConfig
 from ._loader import load_workflow
 from ._run import Run
 from ._status import Status
-from ._workflow import cancel, clean_older_than, reset_checkpoints
+from ._workflow import Workflow, cancel, clean_older_than, reset_checkpoints
 from .storage import store_from_url
 from .tracing import Tracer
 
@@ -121,7 +123,12 @@ def _run(args: argparse.Namespace, out: Console) -> int:
         options["store"] = store_from_url(args.store)
     if args.on_change:
         options["on_change"] = args.on_change
-    workflow = base.copy(**options)
+    if args.lease_ttl is not None or args.lease_wait is not None:
+        options["lock"] = LeaseConfig(
+            ttl=LeaseConfig.ttl if args.lease_ttl is None else args.lease_ttl,
+            wait=LeaseConfig.wait if args.lease_wait is None else args.lease_wait,
+        )
+    workflow: Workflow = base.copy(**options)
     start: dict[str, Any] = {
         "mode": args.mode,
         "keep_going": args.keep_going,
@@ -129,13 +136,20 @@ def _run(args: argparse.Namespace, out: Console) -> int:
         "rerun_from": args.rerun_from,
     }
     title = f"dotflow {workflow.workflow_id_for(context)}"
+
+    def execute() -> Run:
+        if args.mode.startswith("async_"):
+            options = {**start, "max_concurrency": start.pop("max_workers", None)}
+            return asyncio.run(workflow.start_async(**options))
+        return workflow.start(**start)
+
     if out.is_terminal:
         with Live(console=out, refresh_per_second=8) as live:
             workflow.tracer = LiveProgress(live, title)
-            run = workflow.start(**start)
+            run = execute()
     else:
         workflow.tracer = LogLines(out)
-        run = workflow.start(**start)
+        run = execute()
     out.print(f"{run.workflow_id}: {run.status.value} in {run.duration or 0:.3f}s")
     if run.status is Status.COMPLETED:
         return EXIT_OK
@@ -233,7 +247,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workflow-id")
     run.add_argument("--store", help="memory://, file:///path, s3://bucket/prefix, gs://...")
     run.add_argument(
-        "--mode", default="sequential", choices=["sequential", "sequential_group", "parallel"]
+        "--mode",
+        default="sequential",
+        choices=[
+            "sequential",
+            "sequential_group",
+            "parallel",
+            "async_sequential",
+            "async_parallel",
+        ],
+    )
+    run.add_argument("--lease-ttl", type=float, metavar="SECONDS", help="lease time to live")
+    run.add_argument(
+        "--lease-wait", type=float, metavar="SECONDS", help="wait this long for a held lease"
     )
     run.add_argument("--context", help="initial context as JSON")
     run.add_argument("--keep-going", action="store_true")
@@ -272,6 +298,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _not_a_retry(record: logging.LogRecord) -> bool:
+    return not hasattr(record, "delay")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     out = Console()
@@ -280,9 +310,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_a_retry)  # the table or the step lines show retries already
     try:
         code: int = args.handler(args, out)
         return code
+    except BrokenPipeError:  # `inspect --json | head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except WorkflowCancelled as exc:
         err.print(f"[yellow]cancelled:[/] {exc}", soft_wrap=True)
         return EXIT_CANCELLED

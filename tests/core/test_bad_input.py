@@ -12,6 +12,7 @@ import pytest
 
 from dotflow_providers import (
     CheckpointError,
+    ConfigurationError,
     Context,
     CorruptCheckpoint,
     DotflowError,
@@ -146,3 +147,40 @@ def test_huge_outputs_round_trip(tmp_path: Path) -> None:
 def test_unknown_or_incomplete_store_urls(url: str) -> None:
     with pytest.raises(UnknownStoreURL):
         store_from_url(url)
+
+
+@pytest.mark.parametrize("value", [float("nan"), 0, -1])
+def test_timeouts_must_be_positive_numbers(value: float) -> None:
+    from dotflow_providers import InvalidStep, action
+
+    with pytest.raises(InvalidStep, match="timeout"):
+        action(timeout=value)(lambda: None)
+
+
+def test_async_steps_under_start_in_a_running_loop_are_refused_up_front() -> None:
+    import asyncio
+
+    async def fetch() -> int:
+        return 1
+
+    async def inside_a_loop() -> None:
+        Workflow().add(fetch, name="fetch").start()
+
+    with pytest.raises(ConfigurationError, match="start_async"):
+        asyncio.run(inside_a_loop())
+
+
+def returns_a_lock() -> Any:
+    return threading.Lock()
+
+
+def test_an_unpicklable_process_mode_output_fails_for_good_without_retries() -> None:
+    from dotflow_providers import action
+
+    step = action(retry=3, timeout=30, timeout_mode="process")(returns_a_lock)
+    run = Workflow().add(step, name="lock").start()
+    record = run.steps[0]
+    assert record.status.value == "FAILED"
+    assert record.attempts == 1  # no retry can make it picklable
+    assert record.retryable is False
+    assert "cannot be pickled" in (record.error or "")

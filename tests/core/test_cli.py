@@ -172,3 +172,62 @@ def test_console_script_is_installed() -> None:
 
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
     assert scripts["dotflow-providers"] == "dotflow_providers.cli:main"
+
+
+def test_inspect_into_a_closed_pipe_prints_no_traceback(tmp_path: Path) -> None:
+    store = f"file://{tmp_path}"
+    assert cli("run", TARGET, "--store", store, "--context", '{"n": 1}').returncode == 0
+    command = f"{sys.executable} -m dotflow_providers inspect cli-demo --store {store} --json"
+    piped = subprocess.run(
+        f"{command} | head -c 5",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert piped.stdout == '{\n  "'
+    assert "Traceback" not in piped.stderr
+    assert "BrokenPipe" not in piped.stderr
+
+
+def test_each_retry_is_printed_once(tmp_path: Path) -> None:
+    flag = tmp_path / "down"
+    flag.touch()
+    failed = cli(
+        "run",
+        TARGET,
+        "--store",
+        f"file://{tmp_path / 'ckpt'}",
+        "--context",
+        '{"n": 3}',
+        env={"DOTFLOW_CLI_FAIL": str(flag)},
+    )
+    assert failed.returncode == 1
+    printed = failed.stdout + failed.stderr
+    assert printed.count("warehouse down (in ") == 1  # the step line, not also a log line
+
+
+def test_async_modes_and_lease_settings(tmp_path: Path) -> None:
+    store = f"file://{tmp_path}"
+    done = cli(
+        "run", TARGET, "--store", store, "--context", '{"n": 2}', "--mode", "async_sequential"
+    )
+    assert done.returncode == 0, done.stderr
+    bad = cli("run", TARGET, "--store", store, "--lease-ttl", "0")
+    assert bad.returncode == 2
+    assert "ttl" in bad.stderr
+    waited = cli(
+        "run",
+        TARGET,
+        "--store",
+        store,
+        "--context",
+        '{"n": 2}',
+        "--lease-ttl",
+        "30",
+        "--lease-wait",
+        "1",
+    )
+    assert waited.returncode == 0, waited.stderr
