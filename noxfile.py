@@ -80,7 +80,8 @@ def airflow(session: nox.Session) -> None:
     """The Airflow provider against Airflow 3.3 (own environment: its FastAPI pin)."""
     session.install("-e", ".[airflow,s3,cli]", *CORE_TEST_DEPS, *TYPING_DEPS, "jsonschema")
     session.run("mypy", "airflow_plugin/dotflow_airflow")
-    session.run("pytest", "tests/airflow", *session.posargs)
+    # the store contract suite again, now with Airflow's task state store among the backends
+    session.run("pytest", "tests/airflow", "tests/core/test_store_contract.py", *session.posargs)
 
 
 @nox.session

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -71,3 +74,55 @@ def gcs_bucket(gcs_client: Any) -> str:
     name = f"dotflow-{os.getpid()}-{next(_names)}"
     gcs_client.create_bucket(name)
     return name
+
+
+# --- the one store fixture: every backend, against real servers ------------------------------
+
+#: Airflow's task state store joins the contract suite where Airflow is installed (the airflow
+#: session); its accessor is the small get/set API Airflow hands a running task.
+AIRFLOW = importlib.util.find_spec("airflow") is not None
+BACKENDS = ["memory", "file", "s3", "gcs"]
+
+
+class TaskStateAccessor:
+    """The task state store's get/set, over JSON values in a dict (one task instance's)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return json.loads(self.values[key]) if key in self.values else default
+
+    def set(self, key: str, value: Any) -> None:
+        self.values[key] = json.dumps(value)
+
+
+def make_store(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    from dotflow_providers import FileStore, MemoryStore
+    from dotflow_providers.storage import GCSStore, S3Store
+
+    if name == "memory":
+        return MemoryStore()
+    if name == "file":
+        return FileStore(tmp_path / "ckpt")
+    if name == "s3":
+        client = request.getfixturevalue("s3_client")
+        return S3Store(request.getfixturevalue("s3_bucket"), "team/prefix", client=client)
+    if name == "gcs":
+        client = request.getfixturevalue("gcs_client")
+        return GCSStore(request.getfixturevalue("gcs_bucket"), "team/prefix", client=client)
+    from dotflow_airflow.state_store import TaskStateCheckpoints
+
+    return TaskStateCheckpoints(TaskStateAccessor(), limit=0)
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """Every backend that many runners may share; S3 and GCS are real HTTP servers."""
+    return make_store(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=[*BACKENDS, *(["airflow-task-state"] if AIRFLOW else [])])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """`store`, plus Airflow's task state store (one try at a time: no concurrent writers)."""
+    return make_store(request.param, request, tmp_path)

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,29 +16,12 @@ from dotflow_providers import (
     LeaseConfig,
     LockHeld,
     LockLost,
-    MemoryStore,
     Status,
     Workflow,
 )
 from dotflow_providers._format import Layout
 from dotflow_providers._lease import Lease
-from dotflow_providers.storage import CheckpointStore, GCSStore, S3Store
-
-
-@pytest.fixture(params=["memory", "file", "s3", "gcs"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CheckpointStore]:
-    if request.param == "memory":
-        yield MemoryStore()
-    elif request.param == "file":
-        yield FileStore(tmp_path)
-    elif request.param == "s3":
-        yield S3Store(
-            request.getfixturevalue("s3_bucket"), client=request.getfixturevalue("s3_client")
-        )
-    else:
-        yield GCSStore(
-            request.getfixturevalue("gcs_bucket"), client=request.getfixturevalue("gcs_client")
-        )
+from dotflow_providers.storage import CheckpointStore
 
 
 class Clock:

@@ -5,41 +5,27 @@ from __future__ import annotations
 import concurrent.futures
 import sys
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from dotflow_providers import FileStore, MemoryStore, PreconditionFailed
-from dotflow_providers.storage import CheckpointStore, GCSStore, S3Store
+from dotflow_providers import MemoryStore, PreconditionFailed
+from dotflow_providers.storage import CheckpointStore
 
 
-@pytest.fixture(params=["memory", "file", "s3", "gcs"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CheckpointStore]:
-    """Every backend; S3 and GCS are real HTTP servers (GCS preconditions: see gcs_semantics)."""
-    if request.param == "memory":
-        yield MemoryStore()
-    elif request.param == "file":
-        yield FileStore(tmp_path / "ckpt")
-    elif request.param == "s3":
-        client = request.getfixturevalue("s3_client")
-        yield S3Store(request.getfixturevalue("s3_bucket"), "team/prefix", client=client)
-    else:
-        client = request.getfixturevalue("gcs_client")
-        yield GCSStore(request.getfixturevalue("gcs_bucket"), "team/prefix", client=client)
-
-
-def test_round_trip(store: CheckpointStore) -> None:
+def test_round_trip(any_store: CheckpointStore) -> None:
+    store = any_store
     store.put("wf/a.json", b'{"x": 1}')
     assert store.get("wf/a.json") == b'{"x": 1}'
 
 
-def test_missing_key_reads_none(store: CheckpointStore) -> None:
+def test_missing_key_reads_none(any_store: CheckpointStore) -> None:
+    store = any_store
     assert store.get("wf/nothing") is None
     assert store.get_versioned("wf/nothing") is None
 
 
-def test_overwrite_replaces_and_changes_version(store: CheckpointStore) -> None:
+def test_overwrite_replaces_and_changes_version(any_store: CheckpointStore) -> None:
+    store = any_store
     first = store.put("k", b"one")
     second = store.put("k", b"two")
     assert store.get("k") == b"two"
@@ -47,7 +33,8 @@ def test_overwrite_replaces_and_changes_version(store: CheckpointStore) -> None:
     assert store.get_versioned("k") == (b"two", second)
 
 
-def test_prefix_listing_is_sorted_and_exact(store: CheckpointStore) -> None:
+def test_prefix_listing_is_sorted_and_exact(any_store: CheckpointStore) -> None:
+    store = any_store
     for key in ["wf/steps/00002-b.json", "wf/steps/00001-a.json", "wf/manifest.json", "wf2/x"]:
         store.put(key, b"{}")
     assert list(store.list("wf/steps/")) == ["wf/steps/00001-a.json", "wf/steps/00002-b.json"]
@@ -65,14 +52,16 @@ def test_prefix_listing_is_sorted_and_exact(store: CheckpointStore) -> None:
     assert list(store.list("nope/")) == []
 
 
-def test_create_only_refuses_an_existing_key(store: CheckpointStore) -> None:
+def test_create_only_refuses_an_existing_key(any_store: CheckpointStore) -> None:
+    store = any_store
     store.put("k", b"first", if_none_match=True)
     with pytest.raises(PreconditionFailed):
         store.put("k", b"second", if_none_match=True)
     assert store.get("k") == b"first"
 
 
-def test_compare_and_swap(store: CheckpointStore) -> None:
+def test_compare_and_swap(any_store: CheckpointStore) -> None:
+    store = any_store
     version = store.put("k", b"v1")
     newer = store.put("k", b"v2", if_match=version)
     with pytest.raises(PreconditionFailed):
@@ -83,7 +72,8 @@ def test_compare_and_swap(store: CheckpointStore) -> None:
     assert store.get("absent") is None
 
 
-def test_delete_is_idempotent_and_conditional(store: CheckpointStore) -> None:
+def test_delete_is_idempotent_and_conditional(any_store: CheckpointStore) -> None:
+    store = any_store
     version = store.put("k", b"v1")
     store.put("k", b"v2")
     with pytest.raises(PreconditionFailed):
@@ -94,7 +84,8 @@ def test_delete_is_idempotent_and_conditional(store: CheckpointStore) -> None:
     assert store.get("k") is None
 
 
-def test_large_values(store: CheckpointStore) -> None:
+def test_large_values(any_store: CheckpointStore) -> None:
+    store = any_store
     big = bytes(range(256)) * (2 * 1024 * 4)  # 2 MiB, every byte value
     store.put("big", big)
     assert store.get("big") == big
@@ -109,7 +100,8 @@ def test_large_values(store: CheckpointStore) -> None:
         "wf/run:2026-11-22T06:00",
     ],
 )
-def test_keys_with_unusual_characters(store: CheckpointStore, key: str) -> None:
+def test_keys_with_unusual_characters(any_store: CheckpointStore, key: str) -> None:
+    store = any_store
     store.put(key, b"data")
     assert store.get(key) == b"data"
     assert list(store.list("wf/")) == [key]
