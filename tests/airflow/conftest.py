@@ -1,4 +1,4 @@
-"""Airflow 3.3 for real: a throwaway AIRFLOW_HOME, `airflow db migrate` on SQLite, dag.test();
+"""Airflow 3.3 for real: a throwaway AIRFLOW_HOME, migrated on SQLite once per session, dag.test();
 and, for the live tests, api-server, scheduler and dag-processor on a home of their own."""
 
 from __future__ import annotations
@@ -30,12 +30,17 @@ os.environ.update(
     }
 )
 sys.path.insert(0, str(DAGS))
-subprocess.run(
-    [sys.executable, "-m", "airflow", "db", "migrate"],
-    check=True,
-    stdout=subprocess.DEVNULL,
-    stderr=subprocess.DEVNULL,
-)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def airflow_database() -> None:
+    """`airflow db migrate` on the throwaway home, once, before the first Airflow test."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ import requests
 from ..servers import free_port
 
 LIVE_DAGS = Path(__file__).parent / "live_dags"
-TIMEOUT = 120.0
+TIMEOUT = 300.0  # generous: a loaded 2-core machine starts components slowly
 USERS = "admin:admin,viewer:viewer"
 
 
