@@ -11,13 +11,26 @@ from pathlib import Path
 import pytest
 
 from dotflow_providers import FileStore, MemoryStore, PreconditionFailed
-from dotflow_providers.storage import CheckpointStore, GCSStore, S3Store
+from dotflow_providers.storage import CheckpointStore, EncryptedStore, GCSStore, S3Store
 
 
-@pytest.fixture(params=["memory", "file", "s3", "gcs"])
+@pytest.fixture(params=["memory", "file", "s3", "gcs", "encrypted-file", "encrypted-s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CheckpointStore]:
-    """Every backend; S3 and GCS are real HTTP servers (GCS preconditions: see gcs_semantics)."""
-    if request.param == "memory":
+    """Every backend; S3 and GCS are real HTTP servers (GCS preconditions: see gcs_semantics).
+
+    `EncryptedStore` keeps the same contract over any store: it is run over a FileStore and
+    over S3, with two keys so that writes use the newer one.
+    """
+    if request.param.startswith("encrypted-"):
+        inner = "file" if request.param == "encrypted-file" else "s3"
+        keys = [("old", EncryptedStore.new_key()), ("new", EncryptedStore.new_key())]
+        if inner == "file":
+            yield EncryptedStore(FileStore(tmp_path / "ckpt"), keys)
+        else:
+            client = request.getfixturevalue("s3_client")
+            bucket = request.getfixturevalue("s3_bucket")
+            yield EncryptedStore(S3Store(bucket, "team/prefix", client=client), keys)
+    elif request.param == "memory":
         yield MemoryStore()
     elif request.param == "file":
         yield FileStore(tmp_path / "ckpt")

@@ -55,16 +55,17 @@ def _shown(url: object) -> str:
 
 
 def _options(url: urllib.parse.SplitResult, shown: str) -> dict[str, str]:
-    known = _PARAMETERS[url.scheme] + _COMMON
+    known = _PARAMETERS[url.scheme]
     options: dict[str, str] = {}
     # Blank values are kept so that `?durable=` is refused rather than silently dropped.
     for name, value in urllib.parse.parse_qsl(url.query, keep_blank_values=True):
-        if name not in known:
+        if name not in known + _COMMON:
             # The parameter is not quoted back: it may be a secret pasted in the wrong place.
             raise ConfigurationError(
                 f"{shown} has a query parameter {url.scheme}:// URLs do not take; they take "
                 + (", ".join(known) if known else "none")
-                + "; pass credentials and other settings as keyword arguments"
+                + f"; every store URL also takes {', '.join(_COMMON)}; pass credentials, keys "
+                "and other settings as keyword arguments"
             )
         if name in options:
             raise ConfigurationError(f"{shown} gives {name!r} twice; give it once")

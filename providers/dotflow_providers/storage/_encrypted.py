@@ -32,13 +32,49 @@ def _key_id_error(key_id: object) -> ConfigurationError:
     )
 
 
+def _ciphers(pairs: list[tuple[str, bytes]]) -> dict[str, AESGCM]:
+    """One cipher per key id, after checking ids and keys; errors never quote a key."""
+    ciphers: dict[str, AESGCM] = {}
+    for pair in pairs:
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise ConfigurationError(
+                "EncryptedStore keys must be a mapping of key id to key, or a list of "
+                "(key id, key) pairs, oldest first"
+            )
+        key_id, key = pair
+        if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
+            raise _key_id_error(key_id)
+        if key_id in ciphers:
+            raise ConfigurationError(f"encryption key id {key_id!r} is given twice; keep one")
+        if not isinstance(key, bytes | bytearray) or len(key) != _KEY_BYTES:
+            # Its length or type, never its value: the value is a secret.
+            size = f"{len(key)} bytes" if isinstance(key, bytes | bytearray) else "not bytes"
+            raise ConfigurationError(
+                f"encryption key {key_id!r} must be {_KEY_BYTES} bytes (AES-256), got {size}; "
+                "make one with EncryptedStore.new_key()"
+            )
+        ciphers[key_id] = AESGCM(bytes(key))
+    if not ciphers:
+        raise ConfigurationError(
+            "EncryptedStore needs at least one key; make one with EncryptedStore.new_key()"
+        )
+    return ciphers
+
+
+def _associated(header: bytes, key: str) -> bytes:
+    """What a ciphertext is bound to: its header (format, key id, nonce) and its name. The
+    header has a fixed layout, so the two cannot run into each other ambiguously."""
+    return header + key.encode()
+
+
 class EncryptedStore:
     """Wraps a store so that every document it holds is encrypted and authenticated.
 
     `keys` is an ordered mapping (or a list of pairs) from key id to a 32-byte key, oldest
     first: new writes use the last (newest) key, and every key still decrypts the documents
     written with it, so keys rotate by appending a new one and dropping an old one only once
-    no document written with it remains. Make a key with `EncryptedStore.new_key()`.
+    no document written with it remains. Make a key with `EncryptedStore.new_key()`; read a
+    key list from the environment with `EncryptedStore.keys_from_env(name)`.
 
     Each document is `DFE` + a format byte + the key id (a length byte, then the id) + a random
     96-bit nonce + the AES-256-GCM ciphertext and its 16-byte tag. The header and the document's
@@ -58,34 +94,10 @@ class EncryptedStore:
         self, store: CheckpointStore, keys: Mapping[str, bytes] | Iterable[tuple[str, bytes]]
     ) -> None:
         pairs = list(keys.items()) if isinstance(keys, Mapping) else list(keys)
-        ciphers: dict[str, AESGCM] = {}
-        for pair in pairs:
-            if not (isinstance(pair, tuple) and len(pair) == 2):
-                raise ConfigurationError(
-                    "EncryptedStore keys must be a mapping of key id to key, or a list of "
-                    "(key id, key) pairs, oldest first"
-                )
-            key_id, key = pair
-            if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
-                raise _key_id_error(key_id)
-            if key_id in ciphers:
-                raise ConfigurationError(f"encryption key id {key_id!r} is given twice; keep one")
-            if not isinstance(key, bytes | bytearray) or len(key) != _KEY_BYTES:
-                # Its length or type, never its value: the value is a secret.
-                size = f"{len(key)} bytes" if isinstance(key, bytes | bytearray) else "not bytes"
-                raise ConfigurationError(
-                    f"encryption key {key_id!r} must be {_KEY_BYTES} bytes (AES-256), got {size}; "
-                    "make one with EncryptedStore.new_key()"
-                )
-            ciphers[key_id] = AESGCM(bytes(key))
-        if not ciphers:
-            raise ConfigurationError(
-                "EncryptedStore needs at least one key; make one with EncryptedStore.new_key()"
-            )
+        self._ciphers = _ciphers(pairs)
         self.store = store
         self.url = store.url
         self.blocking = store.blocking
-        self._ciphers = ciphers
         self._current = pairs[-1][0]
 
     @staticmethod
@@ -116,6 +128,7 @@ class EncryptedStore:
                     "EncryptedStore.new_key() with base64.b64encode"
                 ) from None
             pairs.append((key_id, key))
+        _ciphers(pairs)  # refuse a bad list now, before any store is built
         return pairs
 
     @staticmethod
@@ -141,7 +154,7 @@ class EncryptedStore:
         key_id = self._current.encode()
         header = _MARKER + bytes((_VERSION, len(key_id))) + key_id + os.urandom(_NONCE_BYTES)
         nonce = header[-_NONCE_BYTES:]
-        return header + self._ciphers[self._current].encrypt(nonce, data, header + key.encode())
+        return header + self._ciphers[self._current].encrypt(nonce, data, _associated(header, key))
 
     def _open(self, key: str, document: bytes) -> bytes:
         where = f"document {key!r} in {self.url}"
@@ -181,7 +194,7 @@ class EncryptedStore:
         header = document[:header_end]
         try:
             return cipher.decrypt(
-                header[-_NONCE_BYTES:], document[header_end:], header + key.encode()
+                header[-_NONCE_BYTES:], document[header_end:], _associated(header, key)
             )
         except InvalidTag:
             raise StoreError(
