@@ -27,7 +27,8 @@ from dotflow_providers import (
 )
 from dotflow_providers.storage import EncryptedStore, S3Store
 
-from ..servers import ACCESS_KEY, SECRET_KEY
+from ..flaky_proxy import flaky_proxy
+from ..servers import ACCESS_KEY, REGION, SECRET_KEY
 from .procs import ROOT, wait_for
 
 KEY_IDS = st.from_regex(r"[A-Za-z0-9._-]{1,64}", fullmatch=True)
@@ -264,6 +265,27 @@ def test_encrypted_over_s3_keeps_the_plaintext_out_of_the_bucket(
         assert SECRET.encode() not in body, key
 
 
+def test_an_encrypted_write_whose_answer_was_lost_succeeds(
+    s3_endpoint: str, s3_bucket: str
+) -> None:
+    """The document is sealed once per put, so botocore's retry resends the same ciphertext and
+    the store's read-back recognises its own write."""
+    with flaky_proxy(s3_endpoint) as (endpoint, proxy):
+        inner = S3Store(
+            s3_bucket,
+            "ambiguous",
+            endpoint_url=endpoint,
+            region_name=REGION,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+        )
+        store = EncryptedStore(inner, {"k1": EncryptedStore.new_key()})
+        proxy.fail_after_landing(1, "PUT")
+        version = store.put("lease", b"mine", if_none_match=True)
+        assert [status for method, status in proxy.seen if method == "PUT"] == [500, 412]
+        assert store.get_versioned("lease") == (b"mine", version)
+
+
 # --- the URL option ---
 
 
@@ -408,3 +430,41 @@ def test_a_killed_workflow_resumes_through_an_encrypted_store_in_a_new_process(
     for data in files.values():
         assert f"@{first.pid}".encode() not in data
         assert f"@{second.pid}".encode() not in data
+
+
+# --- the optional dependency ---
+
+WITHOUT_CRYPTOGRAPHY = """
+import sys
+sys.modules["cryptography"] = None  # as if the extra were not installed
+import dotflow_providers
+from dotflow_providers import store_from_url
+store_from_url("memory://")  # the core works without it
+for attempt in (
+    lambda: __import__("dotflow_providers.storage", fromlist=["EncryptedStore"]).EncryptedStore,
+    lambda: store_from_url("memory://?encryption_keys_env=DOTFLOW_KEYS"),
+):
+    try:
+        attempt()
+    except ImportError as exc:
+        print(exc)
+"""
+
+
+def test_without_cryptography_the_error_names_the_extra() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_CRYPTOGRAPHY],
+        check=False,
+        cwd=ROOT,
+        env={**os.environ, "DOTFLOW_KEYS": env_value([("k1", b"\x04" * 32)])},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        assert line.startswith(
+            "EncryptedStore needs cryptography: pip install 'dotflow-providers[encryption]'"
+        )
