@@ -82,6 +82,9 @@ def gcs_bucket(gcs_client: Any) -> str:
 #: session); its accessor is the small get/set API Airflow hands a running task.
 AIRFLOW = importlib.util.find_spec("airflow") is not None
 BACKENDS = ["memory", "file", "s3", "gcs"]
+#: EncryptedStore keeps the same contract over any store: run over a FileStore and over S3, with
+#: two keys so that writes use the newer one (only where `cryptography` is installed).
+ENCRYPTED = ["encrypted-file", "encrypted-s3"] if importlib.util.find_spec("cryptography") else []
 
 
 class TaskStateAccessor:
@@ -111,18 +114,23 @@ def make_store(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Any
     if name == "gcs":
         client = request.getfixturevalue("gcs_client")
         return GCSStore(request.getfixturevalue("gcs_bucket"), "team/prefix", client=client)
+    if name.startswith("encrypted-"):
+        from dotflow_providers.storage import EncryptedStore
+
+        keys = [("old", EncryptedStore.new_key()), ("new", EncryptedStore.new_key())]
+        return EncryptedStore(make_store(name.removeprefix("encrypted-"), request, tmp_path), keys)
     from dotflow_airflow.state_store import TaskStateCheckpoints
 
     return TaskStateCheckpoints(TaskStateAccessor(), limit=0)
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=[*BACKENDS, *ENCRYPTED])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     """Every backend that many runners may share; S3 and GCS are real HTTP servers."""
     return make_store(request.param, request, tmp_path)
 
 
-@pytest.fixture(params=[*BACKENDS, *(["airflow-task-state"] if AIRFLOW else [])])
+@pytest.fixture(params=[*BACKENDS, *ENCRYPTED, *(["airflow-task-state"] if AIRFLOW else [])])
 def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     """`store`, plus Airflow's task state store (one try at a time: no concurrent writers)."""
     return make_store(request.param, request, tmp_path)

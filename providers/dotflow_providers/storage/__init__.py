@@ -13,11 +13,13 @@ from ._file import FileStore
 from ._memory import MemoryStore
 
 if TYPE_CHECKING:
+    from ._encrypted import EncryptedStore
     from ._gcs import GCSStore
     from ._s3 import S3Store
 
 __all__ = [
     "CheckpointStore",
+    "EncryptedStore",
     "FileStore",
     "GCSStore",
     "MemoryStore",
@@ -37,6 +39,8 @@ _PARAMETERS: dict[str, tuple[str, ...]] = {
     "s3": ("endpoint_url", "region"),
     "gs": ("endpoint_url", "project"),
 }
+#: query parameters every scheme takes: they wrap the store, they do not configure it
+_COMMON = ("encryption_keys_env",)
 
 
 def _shown(url: object) -> str:
@@ -55,12 +59,13 @@ def _options(url: urllib.parse.SplitResult, shown: str) -> dict[str, str]:
     options: dict[str, str] = {}
     # Blank values are kept so that `?durable=` is refused rather than silently dropped.
     for name, value in urllib.parse.parse_qsl(url.query, keep_blank_values=True):
-        if name not in known:
+        if name not in known + _COMMON:
             # The parameter is not quoted back: it may be a secret pasted in the wrong place.
             raise ConfigurationError(
                 f"{shown} has a query parameter {url.scheme}:// URLs do not take; they take "
                 + (", ".join(known) if known else "none")
-                + "; pass credentials and other settings as keyword arguments"
+                + f"; every store URL also takes {', '.join(_COMMON)}; pass credentials, keys "
+                "and other settings as keyword arguments"
             )
         if name in options:
             raise ConfigurationError(f"{shown} gives {name!r} twice; give it once")
@@ -96,6 +101,7 @@ def _file(url: urllib.parse.SplitResult, options: dict[str, str], **_: Any) -> C
 _OPTIONAL = {
     "S3Store": ("._s3", "s3", "boto3"),
     "GCSStore": ("._gcs", "gcs", "google-cloud-storage"),
+    "EncryptedStore": ("._encrypted", "encryption", "cryptography"),
 }
 
 
@@ -151,7 +157,10 @@ def store_from_url(url: str, **kwargs: Any) -> CheckpointStore:
 
     `memory://`; `file:///path` (percent-encoded; `?durable=false` skips fsync);
     `s3://bucket/prefix` (`?endpoint_url=...&region=...` for S3-compatible servers);
-    `gs://bucket/prefix` (`?endpoint_url=...&project=...`). Other query parameters are refused.
+    `gs://bucket/prefix` (`?endpoint_url=...&project=...`). Any of them takes
+    `?encryption_keys_env=VARIABLE`: the store is wrapped in an `EncryptedStore` whose keys are
+    read from that environment variable (`id1:base64key1,id2:base64key2`, newest last); the
+    keys themselves never go in a URL. Other query parameters are refused.
     Keyword arguments go to the store (credentials, `client`, `endpoint_url`, ...): secrets
     belong there, never in the URL, and errors never quote a URL's query or userinfo.
     """
@@ -175,4 +184,17 @@ def store_from_url(url: str, **kwargs: Any) -> CheckpointStore:
         )
     if parts.fragment:
         raise ConfigurationError(f"{shown} has a '#' fragment; percent-encode '#' as %23")
-    return factory(parts, _options(parts, shown), **kwargs)
+    options = _options(parts, shown)
+    variable = options.pop("encryption_keys_env", None)
+    if variable is not None and not variable.strip():
+        raise ConfigurationError(
+            f"{shown}: encryption_keys_env names no environment variable; give the name of "
+            "one holding id1:base64key1,id2:base64key2"
+        )
+    if variable is None:
+        return factory(parts, options, **kwargs)
+    # The keys are read first, so a missing variable leaves no folder or client behind.
+    encrypted_store = __getattr__("EncryptedStore")
+    keys = encrypted_store.keys_from_env(variable)
+    encrypted: CheckpointStore = encrypted_store(factory(parts, options, **kwargs), keys)
+    return encrypted
