@@ -29,7 +29,7 @@ CORE_TEST_DEPS = [
 def lint(session: nox.Session) -> None:
     """ruff (lint and format) and mypy --strict on the core (the adapters are type-checked in
     their own sessions, where Airflow or Prefect is installed)."""
-    session.install("-e", ".[s3,gcs,otel,cli]", "ruff>=0.8", *TYPING_DEPS)
+    session.install("-e", ".[s3,gcs,otel,cli,encryption]", "ruff>=0.8", *TYPING_DEPS)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
@@ -54,7 +54,14 @@ def core_bare(session: nox.Session) -> None:
     boto3, google-cloud-storage, OpenTelemetry or rich."""
     session.install("-e", ".", "pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "requests")
     session.run(
-        "python", "-c", _NOT_INSTALLED, "boto3", "google.cloud.storage", "opentelemetry", "rich"
+        "python",
+        "-c",
+        _NOT_INSTALLED,
+        "boto3",
+        "google.cloud.storage",
+        "opentelemetry",
+        "rich",
+        "cryptography",
     )
     session.run(
         "pytest",
@@ -71,7 +78,7 @@ def core_bare(session: nox.Session) -> None:
 @nox.session
 def core(session: nox.Session) -> None:
     """The core engine and stores, against real processes and S3/GCS servers on loopback."""
-    session.install("-e", ".[s3,gcs,otel,cli]", *CORE_TEST_DEPS)
+    session.install("-e", ".[s3,gcs,otel,cli,encryption]", *CORE_TEST_DEPS)
     session.run("pytest", "tests/core", *session.posargs)
 
 

@@ -91,6 +91,11 @@ class PreconditionFailed(StoreError):
         super().__init__(f"conditional write to {key!r} failed{': ' + detail if detail else ''}")
 
 
+class UnreadableDocument(StoreError, CheckpointError):
+    """A stored document cannot be decrypted: its key is missing, or it was altered. No retry
+    can fix that; the message says which key is needed."""
+
+
 class LockHeld(DotflowError):
     """Another runner holds the lease on this workflow id."""
 

@@ -17,7 +17,7 @@ PACKAGE = "dotflow_providers"
 SOURCE = ROOT / "providers" / PACKAGE
 
 #: optional dependencies, each behind an extra: the core must never import them by itself
-HEAVY = ("boto3", "botocore", "google.cloud", "opentelemetry", "rich")
+HEAVY = ("boto3", "botocore", "google.cloud", "opentelemetry", "rich", "cryptography")
 
 
 def module_names() -> dict[str, Path]:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .._errors import ConfigurationError, StoreError
+from .._errors import ConfigurationError, UnreadableDocument
 from ._base import CheckpointStore
 
 #: the first bytes of every encrypted document: a marker, then the format version
@@ -80,7 +80,8 @@ class EncryptedStore:
     96-bit nonce + the AES-256-GCM ciphertext and its 16-byte tag. The header and the document's
     name in the store are the associated data, so a document altered, truncated, swapped for
     another, moved to another name or relabelled with another key id fails to decrypt. Such a
-    document, a key id this store does not have and a plaintext document all raise `StoreError`
+    document, a key id this store does not have and a plaintext document all raise
+    `UnreadableDocument` (a `StoreError` no retry can fix)
     naming the document and what to do; errors never contain key material.
 
     Only document contents are encrypted. Names (workflow ids, step names), sizes, versions
@@ -159,34 +160,34 @@ class EncryptedStore:
     def _open(self, key: str, document: bytes) -> bytes:
         where = f"document {key!r} in {self.url}"
         if not document.startswith(_MARKER):
-            raise StoreError(
+            raise UnreadableDocument(
                 f"{where} is not encrypted; it was written without EncryptedStore (or by "
                 "something else): delete it, or clear the workflow (`dotflow-providers clean "
                 "ID --store URL`) and run it again through the EncryptedStore"
             )
         if len(document) < len(_MARKER) + 2:
-            raise StoreError(f"{where} is truncated; delete it or restore it from a backup")
+            raise UnreadableDocument(f"{where} is truncated; delete it or restore it from a backup")
         version, length = document[len(_MARKER)], document[len(_MARKER) + 1]
         if version != _VERSION:
-            raise StoreError(
+            raise UnreadableDocument(
                 f"{where} uses encryption format {version}, which this dotflow-providers does "
                 f"not know (it reads format {_VERSION}); upgrade dotflow-providers, or delete it"
             )
         start = len(_MARKER) + 2
         header_end = start + length + _NONCE_BYTES
         if len(document) < header_end + _TAG_BYTES:
-            raise StoreError(f"{where} is truncated; delete it or restore it from a backup")
+            raise UnreadableDocument(f"{where} is truncated; delete it or restore it from a backup")
         try:
             key_id = document[start : start + length].decode("ascii")
         except UnicodeDecodeError:
             key_id = ""
         if not _KEY_ID.fullmatch(key_id):
-            raise StoreError(
+            raise UnreadableDocument(
                 f"{where} has a damaged encryption header; delete it or restore it from a backup"
             )
         cipher = self._ciphers.get(key_id)
         if cipher is None:
-            raise StoreError(
+            raise UnreadableDocument(
                 f"{where} was encrypted with key id {key_id!r}, which this EncryptedStore does "
                 f"not have (it has {', '.join(map(repr, self._ciphers))}); add that key back "
                 "(keep old keys until no document written with them remains)"
@@ -197,7 +198,7 @@ class EncryptedStore:
                 header[-_NONCE_BYTES:], document[header_end:], _associated(header, key)
             )
         except InvalidTag:
-            raise StoreError(
+            raise UnreadableDocument(
                 f"{where} fails authentication under key {key_id!r}: it was altered, truncated "
                 f"or moved from another name, or key id {key_id!r} now holds a different key; "
                 "restore it from a backup or delete it, and check the key set"
