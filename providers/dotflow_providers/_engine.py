@@ -215,8 +215,10 @@ class StepLifecycle:
     def _start_attempt(self) -> None:
         if self.cancel is not None and self.cancel.requested:
             raise WorkflowCancelled(f"the run was cancelled before step {self.record.name!r}")
-        self.record.attempts += 1
-        self._attempt_at = time.time()
+        record = self.record
+        record.attempts += 1
+        # the first attempt starts with the step; later ones read the clock (for the history)
+        self._attempt_at = time.time() if record.attempts > 1 else (record.started_at or 0.0)
 
     def _admit(self) -> None:
         """Let a guard (circuit breaker) refuse the attempt; counts as a failed attempt."""

@@ -112,7 +112,7 @@ class Journal:
             for identity in identities[rerun_from:]:
                 salts[identity.name] = token
         self.identities = (
-            [dataclasses.replace(i, salt=salts.get(i.name, "")) for i in identities]
+            [i._replace(salt=salts.get(i.name, "")) for i in identities]
             if salts
             else identities
         )
@@ -137,7 +137,7 @@ class Journal:
                     f"the manifest of workflow {self.workflow_id!r} changed while this runner "
                     "started it (another runner without the lease?); start again"
                 ) from None
-        index_of = {i.name: i.index for i in identities}
+        index_of = {i.name: i.position for i in identities}
         self._stale = {
             index_of[name]: versions[name]
             for name in docs
@@ -228,7 +228,7 @@ class Journal:
                 old[legacy.index] = legacy
         tokens: dict[int, str] = {}
         for identity in identities:
-            step = old.get(identity.index)
+            step = old.get(identity.position)
             if not trusted or step is None or step.name != identity.name:
                 continue
             if identity.upstream is None:
@@ -242,7 +242,7 @@ class Journal:
             document = step_document(
                 self.workflow_id,
                 step.name,
-                identity.index,
+                identity.position,
                 (fingerprint(identity, token), identity.version, identity.input, "", token),
                 step.attempts,
                 step.started_at,
@@ -252,7 +252,7 @@ class Journal:
                 digest,
             )
             self.store.put(self.layout.step(step.name), document)
-            tokens[identity.index] = digest
+            tokens[identity.position] = digest
         self._create_manifest_after_migration(identities)
         for key in [*v1_keys, self.layout.v1_manifest]:
             self.store.delete(key)

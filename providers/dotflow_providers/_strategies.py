@@ -10,7 +10,7 @@ import multiprocessing
 import os
 import pickle
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._action import AnyAction, Context
 from ._engine import AttemptRunner, CancelToken, TaskEngine, call_step
@@ -26,9 +26,8 @@ if TYPE_CHECKING:
     from ._run import Run
 
 
-@dataclasses.dataclass(frozen=True)
-class StepSpec:
-    """A step as added to a workflow."""
+class StepSpec(NamedTuple):
+    """A step as added to a workflow (a tuple: one is built per `add()`)."""
 
     step: AnyAction
     name: str

@@ -88,6 +88,9 @@ class Workflow:
     ) -> Workflow:
         """Append a step: a function, an `@action`, a `Stage`, or a class/object with `@action`
         methods. Step names are unique within a workflow (they key its checkpoints)."""
+        if type(step) is Action:  # the common case first: an @action added by name
+            self._append(StepSpec(step, name or step.name, initial_context, group))
+            return self
         if isinstance(step, Stage):
             if name is not None:
                 raise InvalidStep("a stage is named by its own `name` field")
@@ -107,7 +110,7 @@ class Workflow:
 
     def _append(self, spec: StepSpec) -> None:
         name = spec.name
-        if not isinstance(name, str) or not name:
+        if type(name) is not str or not name:
             raise InvalidStep(f"step names must be non-empty strings, got {name!r}")
         if name in self._names:
             raise InvalidStep(
@@ -278,7 +281,7 @@ class Workflow:
                 found = _NO_INPUT
             identities.append(
                 StepIdentity(
-                    index=index,
+                    position=index,
                     name=spec.name,
                     version=version,
                     input=found,
