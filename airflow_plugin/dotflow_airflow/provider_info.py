@@ -69,4 +69,7 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["dotflow_airflow.links.DotflowCheckpointLink"],
+        "task-decorators": [
+            {"name": "dotflow", "path": "dotflow_airflow.decorators.dotflow.dotflow_task"}
+        ],
     }
