@@ -75,3 +75,24 @@ def test_a_function_returning_something_else_says_what_to_return() -> None:
 
     with pytest.raises(ConfigurationError, match="must return a Workflow or a non-empty list"):
         as_workflow("extract")
+
+
+def test_a_task_dotflow_task_resumes_on_retry_under_a_real_scheduler(
+    live_airflow: Any, tmp_path: Path
+) -> None:
+    from .test_live import started
+
+    dag_id = "dotflow_live_decorated"
+    live_airflow.wait(
+        lambda: live_airflow.get(f"/dags/{dag_id}", check=False) is not None,
+        f"{dag_id} to be parsed",
+    )
+    (tmp_path / "fail-d2").touch()
+    run_id = live_airflow.trigger(dag_id, {"dir": str(tmp_path)})
+    live_airflow.wait_for_task(dag_id, run_id, "etl", "success", try_number=2)
+    # try 1 ran d1 and failed at d2; try 2 restored d1 and ran d2 and d3
+    assert started(tmp_path) == ["d1", "d2", "d2", "d3"]
+    entry = live_airflow.get(
+        f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/etl/xcomEntries/return_value"
+    )
+    assert [s["restored"] for s in entry["value"]["steps"]] == [True, False, False]
