@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .decorators.dotflow import dotflow_task
     from .hooks.dotflow import DotflowHook
     from .operators.dotflow import DotflowOperator
 
-__all__ = ["DotflowHook", "DotflowOperator"]
+__all__ = ["DotflowHook", "DotflowOperator", "dotflow_task"]
 
 
 def __getattr__(name: str) -> Any:
@@ -24,4 +25,8 @@ def __getattr__(name: str) -> Any:
         from .hooks.dotflow import DotflowHook
 
         return DotflowHook
+    if name == "dotflow_task":
+        from .decorators.dotflow import dotflow_task
+
+        return dotflow_task
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -69,4 +69,8 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["dotflow_airflow.links.DotflowCheckpointLink"],
+        # Airflow 3.3 reads "class-name" (its schema documents "path" but accepts either)
+        "task-decorators": [
+            {"name": "dotflow", "class-name": "dotflow_airflow.decorators.dotflow.dotflow_task"}
+        ],
     }

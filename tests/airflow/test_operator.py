@@ -152,15 +152,16 @@ def test_templated_workflow_id_and_initial_context(work: Path) -> None:
 
 
 def test_a_checkpoint_too_large_for_the_task_state_store_says_what_to_do(
-    work: Path, caplog: pytest.LogCaptureFixture
+    work: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     from dotflow_dags import too_large
 
     dag_run = too_large.test()
     assert dag_run.state == "failed"
     assert task_instance(dag_run).try_number == 1  # retrying cannot make it fit
-    assert "max_value_storage_bytes" in caplog.text
-    assert "store_conn_id" in caplog.text
+    task_log = capfd.readouterr().out  # the step's failure line in the task log
+    assert "max_value_storage_bytes" in task_log
+    assert "store_conn_id" in task_log
 
 
 def test_on_kill_cancels_the_running_workflow_between_attempts() -> None:
@@ -192,3 +193,57 @@ def test_on_kill_cancels_the_running_workflow_between_attempts() -> None:
     assert len(calls) == 1  # no second attempt ran: the wait was cut short, not waited out
     assert run.steps[0].attempts == 1
     assert [s.status for s in run.steps] == [Status.CANCELLED, Status.CANCELLED]
+
+
+def test_every_try_records_its_workflow_and_store_for_the_checkpoints_tab(work: Path) -> None:
+    from dotflow_dags import permanent, resume
+
+    dag_run = resume.test()
+    assert xcom(dag_run, "dotflow_checkpoints") == {
+        "workflow_id": f"dotflow_resume/{dag_run.run_id}/etl",
+        "store": {"kind": "task_state"},
+    }
+    failed = permanent.test()  # a failed try records it too
+    assert failed.state == "failed"
+    assert xcom(failed, "dotflow_checkpoints")["store"] == {"kind": "task_state"}
+
+
+def test_a_store_url_is_recorded_without_credentials_or_query() -> None:
+    from dotflow_airflow.operators._logs import public_url
+
+    assert public_url("s3://key:secret@bucket/prefix?endpoint=x#y") == "s3://bucket/prefix"
+    assert public_url("file:///tmp/ckpt") == "file:///tmp/ckpt"
+    assert public_url("airflow-task-state://") == "airflow-task-state://"
+
+
+def test_a_rerun_request_from_the_tab_is_applied_once_by_the_next_try(
+    work: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import uuid
+
+    from dotflow_dags import requests_dag
+
+    from dotflow_providers import FileStore
+    from dotflow_providers.integration import request_next_start, take_next_start
+
+    key = uuid.uuid4().hex[:8]
+    workflow_id = f"requests-{key}"
+    store = FileStore(os.environ["DOTFLOW_CHECKPOINT_DIR"])
+    first = requests_dag.test(run_conf={"key": key})
+    assert xcom(first, "dotflow_checkpoints") == {
+        "workflow_id": workflow_id,
+        "store": {"kind": "url", "url": f"file://{os.environ['DOTFLOW_CHECKPOINT_DIR']}"},
+    }
+    request_next_start(workflow_id, store, rerun_from="transform", requested_by="admin")
+    requests_dag.test(run_conf={"key": key})
+    assert steps_ran(work) == ["extract", "transform", "load", "transform", "load"]
+    assert take_next_start(workflow_id, store) is None  # taken by the try that applied it
+    assert "running again from step transform, as asked from the Checkpoints tab by admin" in (
+        capfd.readouterr().out
+    )
+    request_next_start(workflow_id, store, start_over=True)
+    requests_dag.test(run_conf={"key": key})
+    assert steps_ran(work)[5:] == ["extract", "transform", "load"]
+    assert "starting over, as asked from the Checkpoints tab" in capfd.readouterr().out
+    requests_dag.test(run_conf={"key": key})  # no request: everything restored
+    assert len(steps_ran(work)) == 8

@@ -3,26 +3,37 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from dotflow_providers import (
     CheckpointStore,
+    CircuitBreaker,
     ConfigurationError,
     Run,
     Status,
     Tracer,
+    Tracers,
     Workflow,
     load_workflow,
     store_from_url,
 )
-from dotflow_providers.integration import PERMANENT_ERRORS, task_tracer, workflow_id_from
+from dotflow_providers.integration import PERMANENT_ERRORS, take_next_start, workflow_id_from
+from dotflow_providers.retry import BreakerState, RetryPolicy
 
 from ..compatibility import AirflowFailException, BaseOperator, Context, first_try_after_clear
 from ..hooks.dotflow import DotflowHook
 from ..links import DotflowCheckpointLink
 from ..state_store import TaskStateCheckpoints
+from ._logs import TaskLog, TaskLogTracer, TryLog, engine_warnings_to, public_url
+from ._retry import DEADLINES, Verdict, WorkflowTryFailed, deadline_anchor, decide
+from ._retry import with_engine_policy as _with_engine_policy
+
+#: XCom key of the run-time record the Checkpoints tab reads: workflow id and store
+CHECKPOINTS_XCOM = "dotflow_checkpoints"
 
 
 def default_workflow_id(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
@@ -36,6 +47,19 @@ def _json_native(value: Any) -> bool:
         return bool(json.loads(json.dumps(value)) == value)
     except (TypeError, ValueError):
         return False
+
+
+def _step_policy(workflow: Workflow, index: int) -> RetryPolicy | None:
+    """The retry policy of step `index`.
+
+    The core has no public accessor for a step's policy yet (asked of the lead), so this reads
+    the workflow's step specs; None when they are not there.
+    """
+    specs = getattr(workflow, "_specs", None)
+    if not specs or index >= len(specs):
+        return None
+    policy = getattr(specs[index].step, "policy", None)
+    return policy if isinstance(policy, RetryPolicy) else None
 
 
 def _check_mode(mode: str) -> None:
@@ -87,11 +111,17 @@ class DotflowOperator(BaseOperator):
     to `store` (a store or URL), to the `dotflow` connection `store_conn_id`, or by default to
     Airflow's own task state store.
 
-    A step that fails with an error its policy never retries fails the task with
-    `AirflowFailException` (no Airflow retry); a step that used up its retries raises an
-    ordinary error, so the task's `retries` apply. Marking the running task failed (or its
-    `execution_timeout`) cancels the run: the running step's cancel hook is called, no further
-    step or attempt starts and nothing more is committed. Returns a JSON summary (no step
+    A step that fails with an error its policy never retries, or whose policy `deadline`
+    would pass before Airflow's next try, fails the task with `AirflowFailException` (no
+    Airflow retry); a step whose circuit breaker is open is retried by Airflow no earlier than
+    the breaker's `reset_after` (the task's `retry_policy`, Airflow 3.3); a step that used up
+    its retries leaves the task's `retries` and `retry_delay` to apply. At the start of a try a
+    request recorded by the Checkpoints tab (rerun from a step, start over) is applied; at its
+    end the `dotflow_checkpoints` XCom records the workflow id and store it used.
+
+    Marking the running task failed (or its `execution_timeout`) cancels the run: the running
+    step's cancel hook is called, no further step or attempt starts and nothing more is
+    committed. Returns a JSON summary (no step
     outputs but the last, and only when it is JSON data) as the `return_value` XCom.
     """
 
@@ -122,6 +152,7 @@ class DotflowOperator(BaseOperator):
         keep_checkpoints_on_clear: bool = False,
         **kwargs: Any,
     ) -> None:
+        kwargs["retry_policy"] = _with_engine_policy(kwargs.get("retry_policy"))
         super().__init__(**kwargs)
         if store is not None and store_conn_id is not None:
             raise ConfigurationError("give DotflowOperator either store or store_conn_id, not both")
@@ -148,6 +179,19 @@ class DotflowOperator(BaseOperator):
         # Airflow runs one try of a task instance at a time: no lease needed on its own store.
         return TaskStateCheckpoints(context["task_state_store"]), False
 
+    def _load_workflow(self, context: Context) -> Workflow:
+        """The workflow to run (`@task.dotflow` builds it from the decorated function)."""
+        workflow: Workflow = load_workflow(self.workflow)
+        return workflow
+
+    def _store_record(self, store: CheckpointStore) -> dict[str, Any]:
+        """Where this try keeps its checkpoints, for the Checkpoints tab (never a secret)."""
+        if self.store_conn_id:
+            return {"kind": "connection", "conn_id": self.store_conn_id}
+        if isinstance(store, TaskStateCheckpoints):
+            return {"kind": "task_state"}
+        return {"kind": "url", "url": public_url(store.url)}
+
     def execute(self, context: Context) -> dict[str, Any]:
         handle = self._handle = _RunHandle()
         ti = context["ti"]
@@ -156,47 +200,117 @@ class DotflowOperator(BaseOperator):
             ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1)
         )
         store, lock = self._checkpoint_store(context)
-        base = load_workflow(self.workflow)
+        try_log = TryLog(TaskLog(self.log))
+        base = self._load_workflow(context)
         workflow: Workflow = base.copy(
             workflow_id=workflow_id,
             store=store,
             on_change=self.on_change,
             lock=lock,
-            tracer=task_tracer(self.log, handle, base.tracer),
-        )
-        cleared = first_try_after_clear(ti.try_number, ti.max_tries, self.retries or 0)
-        self.log.info(
-            "dotflow: running %s (%d steps) in %s mode, try %s%s, checkpoints in %s",
-            workflow_id,
-            len(workflow.steps),
-            self.mode,
-            ti.try_number,
-            " (first after a clear)" if cleared else "",
-            store.url,
+            tracer=Tracers(
+                handle,
+                base.tracer,
+                TaskLogTracer(try_log, public_url(store.url), ti.try_number, self.mode),
+            ),
         )
         ti.xcom_push(key="dotflow_workflow_id", value=workflow_id)
         try:
-            if cleared and not self.keep_checkpoints_on_clear:
-                self.log.info("dotflow: the task instance was cleared: starting over")
-                workflow.reset(self.initial_context)
-            run = workflow.start(
-                mode=self.mode, keep_going=self.keep_going, initial_context=self.initial_context
-            )
+            with engine_warnings_to(try_log):
+                run = self._start(workflow, context, try_log)
         except PERMANENT_ERRORS as exc:
             raise AirflowFailException(f"dotflow: {exc}") from exc
+        finally:
+            try_log.flush()
+            record = {"workflow_id": workflow_id, "store": self._store_record(store)}
+            ti.xcom_push(key=CHECKPOINTS_XCOM, value=record)
         summary = run.summary()
         if run.status is Status.COMPLETED:
             if _json_native(run.output):
                 summary["output"] = run.output
             return summary
         failed = run.failed_step
-        if failed is not None and not failed.retryable:
-            raise AirflowFailException(
-                f"dotflow: step {failed.name!r} failed with an error its policy never retries "
-                f"({failed.error}); not retrying the task"
+        if failed is None:  # cancelled
+            run.raise_for_status()
+            return summary
+        verdict = self._verdict(workflow, failed, context)
+        # the step's error and traceback are on the line above: one line per failure
+        if verdict.fail:
+            raise AirflowFailException(f"dotflow: {verdict.reason}; not retrying the task")
+        raise WorkflowTryFailed(
+            f"dotflow: workflow {workflow_id!r} stopped at step {failed.name!r} (its error is "
+            f"logged above); {verdict.reason}",
+            retry_after=verdict.delay,
+            reason=verdict.reason,
+        )
+
+    def _start(self, workflow: Workflow, context: Context, try_log: TryLog) -> Run:
+        """Apply a Checkpoints-tab request or a clear, then run the workflow."""
+        ti = context["ti"]
+        workflow_id = workflow.workflow_id
+        request = take_next_start(workflow_id, workflow.store)
+        rerun_from: str | None = None
+        if request is not None:
+            by = f" by {request.requested_by}" if request.requested_by else ""
+            if request.start_over:
+                try_log.note(
+                    logging.INFO, "dotflow: starting over, as asked from the Checkpoints tab%s", by
+                )
+                self._start_over(workflow, context)
+            else:
+                rerun_from = request.rerun_from
+                try_log.note(
+                    logging.INFO,
+                    "dotflow: running again from step %s, as asked from the Checkpoints tab%s",
+                    rerun_from,
+                    by,
+                )
+        elif first_try_after_clear(ti.try_number, ti.max_tries, self.retries or 0):
+            if self.keep_checkpoints_on_clear:
+                try_log.note(
+                    logging.INFO,
+                    "dotflow: the task instance was cleared; keeping its checkpoints "
+                    "(keep_checkpoints_on_clear=True)",
+                )
+            else:
+                try_log.note(logging.INFO, "dotflow: the task instance was cleared: starting over")
+                self._start_over(workflow, context)
+        return workflow.start(
+            mode=self.mode,
+            keep_going=self.keep_going,
+            initial_context=self.initial_context,
+            rerun_from=rerun_from,
+        )
+
+    def _start_over(self, workflow: Workflow, context: Context) -> None:
+        workflow.reset(self.initial_context)
+        state = context.get("task_state_store")
+        if state is not None:
+            state.delete(DEADLINES)
+
+    def _verdict(self, workflow: Workflow, failed: Any, context: Context) -> Verdict:
+        """What the engine knows about retrying the try that `failed` stopped."""
+        policy = _step_policy(workflow, failed.index)
+        breaker = policy if isinstance(policy, CircuitBreaker) else None
+        deadline = policy.deadline if policy is not None else None
+        first_attempt: float | None = None
+        state = context.get("task_state_store")
+        if deadline is not None and failed.history and state is not None:
+            first_attempt, anchors = deadline_anchor(
+                state.get(DEADLINES), failed.name, failed.history[0][0]
             )
-        run.raise_for_status()
-        return summary
+            state.set(DEADLINES, anchors)
+        delay = self.retry_delay.total_seconds() if self.retry_delay is not None else 0.0
+        return decide(
+            step=failed.name,
+            retryable=failed.retryable,
+            airflow_delay=delay,
+            now=time.time(),
+            # the breaker's state lives in this process: its open circuit is what it knows now
+            breaker_open=breaker is not None and breaker.state is BreakerState.OPEN,
+            reset_after=breaker.reset_after if breaker is not None else 0.0,
+            deadline=deadline,
+            first_attempt=first_attempt,
+        )
 
     @property
     def _run(self) -> Run | None:

@@ -147,3 +147,117 @@ with DAG(
         task_id="by_url", workflow=etl(), store="{{ params.store }}", mode="{{ params.mode }}"
     )
     DotflowOperator(task_id="by_conn", workflow=etl(), store_conn_id="{{ params.conn_id }}")
+
+
+# --- @task.dotflow ---------------------------------------------------------------------------
+
+from airflow.sdk import task  # noqa: E402
+
+with DAG("dotflow_decorated", schedule=None, start_date=START, catchup=False) as decorated:
+
+    @task.dotflow(**FAST_RETRY)
+    def etl_steps() -> list[Any]:
+        return [extract, transform, load]
+
+    etl_steps()
+
+
+@action
+def scaled(initial_context: Context) -> int:
+    ran(f"scaled-{initial_context.storage}")
+    return int(initial_context.storage) * 10
+
+
+with DAG("dotflow_decorated_expand", schedule=None, start_date=START, catchup=False) as expanded:
+
+    @task.dotflow
+    def per_value(value: int) -> Workflow:
+        return Workflow().add(scaled, initial_context=value)
+
+    per_value.expand(value=[1, 2, 3])
+
+
+# --- what the engine tells Airflow about retries ---------------------------------------------
+
+from dotflow_providers import CircuitBreaker  # noqa: E402
+
+#: opens on one failure; Airflow's next try must wait for its reset (3 s, in this process)
+BREAKER = CircuitBreaker(threshold=1, reset_after=3.0)
+
+
+@action(retry=BREAKER)
+def guarded() -> str:
+    ran("guarded")
+    maybe_fail("guarded")
+    return "through"
+
+
+with DAG("dotflow_breaker", schedule=None, start_date=START, catchup=False) as breaker:
+    DotflowOperator(task_id="etl", workflow=Workflow().add(extract).add(guarded), **FAST_RETRY)
+
+
+@action(retry=FixedRetry(max_attempts=1, deadline=60.0))
+def hurried() -> None:
+    ran("hurried")
+    raise ConnectionError("still down")
+
+
+with DAG("dotflow_deadline", schedule=None, start_date=START, catchup=False) as deadline:
+    # Airflow's next try would start 5 minutes later, after the step's 60 s deadline
+    DotflowOperator(
+        task_id="etl",
+        workflow=Workflow().add(extract).add(hurried),
+        retries=2,
+        retry_delay=timedelta(minutes=5),
+    )
+
+
+# --- Checkpoints-tab requests and lease takeovers (a file store the test also reads) ----------
+
+CHECKPOINT_URL = f"file://{os.environ.get('DOTFLOW_CHECKPOINT_DIR', '/tmp/dotflow-ckpt')}"
+
+with DAG(
+    "dotflow_requests",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    params={"key": "default"},
+) as requests_dag:
+    DotflowOperator(
+        task_id="etl",
+        workflow=etl(),
+        workflow_id="requests-{{ params.key }}",
+        store=CHECKPOINT_URL,
+    )
+
+
+@action
+def hang() -> str:
+    """Hangs while $DOTFLOW_TEST_DIR/hang exists (the runner that will be killed)."""
+    ran("hang")
+    folder = Path(os.environ["DOTFLOW_TEST_DIR"])
+    if (folder / "hang").exists():
+        (folder / "hanging").touch()
+        import time
+
+        time.sleep(600)
+    return "done"
+
+
+def takeover_workflow() -> Workflow:
+    return Workflow().add(extract).add(hang)
+
+
+with DAG(
+    "dotflow_takeover",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    params={"key": "default"},
+) as takeover:
+    DotflowOperator(
+        task_id="etl",
+        workflow=takeover_workflow(),
+        workflow_id="takeover-{{ params.key }}",
+        store=CHECKPOINT_URL,
+    )
