@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, Context
+
+# The Task SDK's TaskFlow machinery, as Airflow's own @task.bash uses it (for @task.dotflow)
+from airflow.sdk.bases.decorator import (
+    DecoratedOperator,
+    TaskDecorator,
+    determine_kwargs,
+    task_decorator_factory,
+)
 from airflow.sdk.configuration import conf
+from airflow.sdk.definitions.context import context_merge
 from airflow.sdk.exceptions import AirflowFailException
 
 try:  # the plugin base class moved into the Task SDK; older 3.x keep it in core
     from airflow.sdk.plugins_manager import AirflowPlugin
 except ImportError:  # pragma: no cover - depends on the Airflow version
     from airflow.plugins_manager import AirflowPlugin  # type: ignore[assignment,no-redef,unused-ignore]
+
+
+try:  # AIP-105 retry policies (a task asks Airflow to retry later): Airflow 3.3 and later
+    from airflow.sdk import RetryDecision, RetryPolicy
+except ImportError:  # pragma: no cover - depends on the Airflow version
+    RetryPolicy = None  # type: ignore[assignment,misc]
+    RetryDecision = None  # type: ignore[assignment,misc]
 
 
 def state_store_limit() -> int:
@@ -35,6 +51,13 @@ def first_try_after_clear(try_number: int, max_tries: int, retries: int) -> bool
 
 __all__ = [
     "AirflowFailException",
+    "DecoratedOperator",
+    "RetryDecision",
+    "RetryPolicy",
+    "TaskDecorator",
+    "context_merge",
+    "determine_kwargs",
+    "task_decorator_factory",
     "AirflowPlugin",
     "BaseHook",
     "BaseOperator",

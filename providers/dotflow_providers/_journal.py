@@ -112,9 +112,7 @@ class Journal:
             for identity in identities[rerun_from:]:
                 salts[identity.name] = token
         self.identities = (
-            [i._replace(salt=salts.get(i.name, "")) for i in identities]
-            if salts
-            else identities
+            [i._replace(salt=salts.get(i.name, "")) for i in identities] if salts else identities
         )
         self._keys = [self.layout.step(i.name) for i in identities]
         docs, versions = self._read_steps()

@@ -27,6 +27,7 @@ from ._run import Run
 from ._stages import Stage
 from ._status import Status
 from ._strategies import STRATEGIES, Execution, StepSpec, upstreams
+from .retry import RetryPolicy
 from .storage import CheckpointStore, MemoryStore, store_from_url
 from .tracing import LoggingTracer, Tracer, Tracers
 
@@ -148,6 +149,13 @@ class Workflow:
     @property
     def steps(self) -> list[str]:
         return [spec.name for spec in self._specs]
+
+    def policy_of(self, name: str) -> RetryPolicy:
+        """The retry policy of step `name` (orchestrators read deadlines and breakers)."""
+        for spec in self._specs:
+            if spec.name == name:
+                return spec.step.policy
+        raise ConfigurationError(f"no step is named {name!r}; the steps are {self.steps}")
 
     def _initial(self, default: Any) -> list[Any]:
         return [default if s.initial_context is None else s.initial_context for s in self._specs]

@@ -8,20 +8,20 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
-# The Task SDK's TaskFlow machinery, as @task.bash uses it (move to compatibility.py)
-from airflow.sdk.bases.decorator import (
+from dotflow_providers import ConfigurationError, Workflow
+
+from ..compatibility import (
+    Context,
     DecoratedOperator,
     TaskDecorator,
+    context_merge,
     determine_kwargs,
     task_decorator_factory,
 )
-from airflow.sdk.definitions._internal.types import SET_DURING_EXECUTION
-from airflow.sdk.definitions.context import context_merge
-
-from dotflow_providers import ConfigurationError, Workflow
-
-from ..compatibility import Context
 from ..operators.dotflow import DotflowOperator
+
+#: What `workflow` holds until the decorated function returns the real one at run time.
+_FROM_THE_FUNCTION = "(the workflow the @task.dotflow function returns)"
 
 
 def as_workflow(value: object) -> Workflow:
@@ -65,7 +65,7 @@ class _DotflowDecoratedOperator(DecoratedOperator, DotflowOperator):
             python_callable=python_callable,
             op_args=op_args,
             op_kwargs=op_kwargs,
-            workflow=SET_DURING_EXECUTION,
+            workflow=_FROM_THE_FUNCTION,
             **kwargs,
         )
 

@@ -20,11 +20,7 @@ from typing import Any
 
 from dotflow_providers import WorkflowFailed
 
-try:  # AIP-105 retry policies exist from Airflow 3.3 (move to compatibility.py)
-    from airflow.sdk import RetryDecision, RetryPolicy
-except ImportError:  # pragma: no cover - depends on the Airflow version
-    RetryPolicy = None  # type: ignore[assignment,misc]
-    RetryDecision = None  # type: ignore[assignment,misc]
+from ..compatibility import RetryDecision, RetryPolicy
 
 #: task state store key of the deadline anchors: step name -> first attempt (unix time)
 DEADLINES = "dotflow-deadlines"

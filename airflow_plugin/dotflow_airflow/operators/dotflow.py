@@ -22,7 +22,7 @@ from dotflow_providers import (
     store_from_url,
 )
 from dotflow_providers.integration import PERMANENT_ERRORS, take_next_start, workflow_id_from
-from dotflow_providers.retry import BreakerState, RetryPolicy
+from dotflow_providers.retry import BreakerState
 
 from ..compatibility import AirflowFailException, BaseOperator, Context, first_try_after_clear
 from ..hooks.dotflow import DotflowHook
@@ -47,19 +47,6 @@ def _json_native(value: Any) -> bool:
         return bool(json.loads(json.dumps(value)) == value)
     except (TypeError, ValueError):
         return False
-
-
-def _step_policy(workflow: Workflow, index: int) -> RetryPolicy | None:
-    """The retry policy of step `index`.
-
-    The core has no public accessor for a step's policy yet (asked of the lead), so this reads
-    the workflow's step specs; None when they are not there.
-    """
-    specs = getattr(workflow, "_specs", None)
-    if not specs or index >= len(specs):
-        return None
-    policy = getattr(specs[index].step, "policy", None)
-    return policy if isinstance(policy, RetryPolicy) else None
 
 
 def _check_mode(mode: str) -> None:
@@ -289,7 +276,7 @@ class DotflowOperator(BaseOperator):
 
     def _verdict(self, workflow: Workflow, failed: Any, context: Context) -> Verdict:
         """What the engine knows about retrying the try that `failed` stopped."""
-        policy = _step_policy(workflow, failed.index)
+        policy = workflow.policy_of(failed.name)
         breaker = policy if isinstance(policy, CircuitBreaker) else None
         deadline = policy.deadline if policy is not None else None
         first_attempt: float | None = None
