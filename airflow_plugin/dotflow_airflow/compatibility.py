@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, Context
 from airflow.sdk.configuration import conf
@@ -58,13 +58,13 @@ def get_user_dependency() -> Callable[..., Any]:
     return get_user
 
 
-def dag_access_dependency(method: str) -> Callable[..., None]:
+def dag_access_dependency(method: Literal["GET", "PUT"]) -> Callable[..., None]:
     """Airflow's own access rule for a task instance of the DAG in the path: `GET` to read,
     `PUT` to edit (what the UI's task-instance pages and actions require)."""
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
     from airflow.api_fastapi.core_api.security import requires_access_dag
 
-    rule: Callable[..., None] = requires_access_dag(method, DagAccessEntity.TASK_INSTANCE)  # type: ignore[arg-type,unused-ignore]
+    rule: Callable[..., None] = requires_access_dag(method, DagAccessEntity.TASK_INSTANCE)
     return rule
 
 
@@ -83,7 +83,7 @@ def may_edit_task_instances(user: SignedInUser, dag_id: str) -> bool:
             method="PUT",
             access_entity=DagAccessEntity.TASK_INSTANCE,
             details=DagDetails(id=dag_id, team_name=DagModel.get_team_name(dag_id)),
-            user=user,  # type: ignore[arg-type]
+            user=user,
         )
     )
 
@@ -113,7 +113,7 @@ def task_instance_xcom(dag_id: str, run_id: str, task_id: str, map_index: int, k
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        row = session.scalars(
+        row: Any = session.scalars(
             XComModel.get_many(
                 run_id=run_id,
                 key=key,

@@ -118,7 +118,8 @@ td.step { font-weight: 500; }
   font-weight: 600; color: #fff; }
 """
     + "".join(
-        f".s-{s} {{ background: {light}; }} :root.dark .s-{s} {{ background: {dark}; color: #111827; }}\n"
+        f".s-{s} {{ background: {light}; }}\n"
+        f":root.dark .s-{s} {{ background: {dark}; color: #111827; }}\n"
         for s, (light, dark) in STATUS_COLOURS.items()
     )
     + """
@@ -130,7 +131,8 @@ ol.history { margin: 4px 0 0; padding-left: 18px; color: var(--muted); }
 summary { cursor: pointer; }
 .toolbar { display: flex; gap: 12px; align-items: center; margin: 0 0 12px; }
 button.action { font: inherit; font-size: 12px; padding: 3px 10px; border-radius: 6px;
-  border: 1px solid var(--border); background: var(--head); color: var(--fg); cursor: pointer; }
+  border: 1px solid var(--border); background: var(--head); color: var(--fg); cursor: pointer;
+  white-space: nowrap; }
 button.action:hover { border-color: var(--accent); color: var(--accent); }
 #notice { color: var(--accent); }
 """
@@ -188,7 +190,8 @@ def render_page(view: Mapping[str, Any]) -> str:
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         f"<title>Checkpoints of {_e(state['workflow_id'])}</title><style>{_CSS}</style></head>"
-        f"<body data-next-start='{_e(view.get('next_start_url', ''))}'><h1>Checkpoints</h1><p class=meta>Workflow <code>{_e(state['workflow_id'])}"
+        f"<body data-next-start='{_e(view.get('next_start_url', ''))}'>"
+        f"<h1>Checkpoints</h1><p class=meta>Workflow <code>{_e(state['workflow_id'])}"
         f"</code> in {_e(view['store'])}: {summary}</p>{toolbar}"
         "<table><thead><tr><th>#</th><th>Step</th><th>Status</th><th>Attempts</th>"
         f"<th>Duration</th><th>Failure</th><th></th></tr></thead><tbody>{rows}</tbody></table>"

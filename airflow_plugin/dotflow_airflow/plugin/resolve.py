@@ -93,7 +93,9 @@ def recorded(ti: TaskInstanceRef) -> Recorded:
     try:
         return parse_record(value)
     except ValueError as exc:
-        raise NotFound(f"the {XCOM_KEY!r} XCom of {ti} is not a DotflowOperator record: {exc}")
+        raise NotFound(
+            f"the {XCOM_KEY!r} XCom of {ti} is not a DotflowOperator record: {exc}"
+        ) from None
 
 
 def open_store(ti: TaskInstanceRef, record: Recorded) -> CheckpointStore:

@@ -3,8 +3,9 @@
 Three DotflowOperator tasks, one per kind of store the tab resolves: a `file://` URL (`store=`),
 a `dotflow` connection (`store_conn_id="dotflow_ui"`, defined by the test's environment) and
 Airflow's task state store; `by_missing_conn` names a connection nobody defined and `plain` is
-no DotflowOperator (both: nothing to show). Each workflow's second step fails its first attempt (so the tab has
-an attempt history); `by_state`'s last step always fails (so it has a failure record).
+no DotflowOperator (both: nothing to show). Each workflow's second step fails its first attempt
+(so the tab has an attempt history); `by_state`'s last step always fails (so it has a failure
+record).
 """
 
 from __future__ import annotations
