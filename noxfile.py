@@ -6,6 +6,8 @@ its own environment; uv builds them quickly.
 
 from __future__ import annotations
 
+import shutil
+
 import nox
 
 nox.options.default_venv_backend = "uv"
@@ -85,7 +87,12 @@ def core(session: nox.Session) -> None:
 @nox.session
 def airflow(session: nox.Session) -> None:
     """The Airflow provider against Airflow 3.3 (own environment: its FastAPI pin)."""
-    session.install("-e", ".[airflow,s3,cli]", *CORE_TEST_DEPS, *TYPING_DEPS, "jsonschema")
+    session.install(
+        "-e", ".[airflow,s3,cli]", *CORE_TEST_DEPS, *TYPING_DEPS, "jsonschema", "playwright"
+    )
+    if shutil.which("chromium") is None:  # the UI tests drive Debian's Chromium (CI is root)
+        session.run("apt-get", "update", "-qq", external=True)
+        session.run("apt-get", "install", "-y", "-qq", "chromium", external=True)
     session.run("mypy", "airflow_plugin/dotflow_airflow")
     # the store contract suite again, now with Airflow's task state store among the backends
     session.run("pytest", "tests/airflow", "tests/core/test_store_contract.py", *session.posargs)

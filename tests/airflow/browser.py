@@ -27,13 +27,14 @@ ARGS = [
 
 
 def require_browser() -> None:
-    """Skip with the install steps when the browser or the driver is missing."""
+    """Fail with the install steps when the browser or the driver is missing (the airflow nox
+    session installs both)."""
     if shutil.which(CHROMIUM) is None:
-        pytest.skip(f"no {CHROMIUM}: apt-get install -y chromium")
+        pytest.fail(f"no {CHROMIUM}: apt-get install -y chromium")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        pytest.skip("no playwright in this venv: pip install playwright")
+        pytest.fail("no playwright in this venv: pip install playwright")
 
 
 @contextlib.contextmanager

@@ -11,14 +11,12 @@ record).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Param
 
 from dotflow_airflow import DotflowOperator
-from dotflow_airflow.operators.dotflow import default_workflow_id
 from dotflow_providers import Context, Workflow, action
 
 
@@ -53,26 +51,7 @@ def broken(initial_context: Context) -> int:
     raise ValueError("bad row 42 (on purpose)")
 
 
-def record_checkpoints(context: Any) -> None:
-    """Test stand-in: push the `dotflow_checkpoints` XCom the operator records at run time.
-
-    The operator's own record (another change) has the same shape; pushing it here too only
-    overwrites it with the same value.
-    """
-    task = context["task"]
-    ti = context["ti"]
-    workflow_id = task.workflow_id or default_workflow_id(ti.dag_id, ti.run_id, ti.task_id)
-    if task.store_conn_id:
-        store: dict[str, str] = {"kind": "connection", "conn_id": task.store_conn_id}
-    elif task.store:
-        store = {"kind": "url", "url": str(task.store).split("?", 1)[0]}
-    else:
-        store = {"kind": "task_state"}
-    ti.xcom_push(key="dotflow_checkpoints", value={"workflow_id": workflow_id, "store": store})
-
-
 START = pendulum.datetime(2026, 11, 1, tz="UTC")
-RECORD = {"on_execute_callback": record_checkpoints}
 TASK_DIR = "{{ params.dir }}/{{ task.task_id }}"
 
 with DAG(
@@ -87,26 +66,22 @@ with DAG(
         workflow=Workflow().add(extract).add(flaky).add(load),
         store="file://{{ params.dir }}/url-store",
         initial_context=TASK_DIR,
-        **RECORD,
     )
     DotflowOperator(
         task_id="by_conn",
         workflow=Workflow().add(extract).add(flaky).add(load),
         store_conn_id="dotflow_ui",
         initial_context=TASK_DIR,
-        **RECORD,
     )
     DotflowOperator(
         task_id="by_state",
         workflow=Workflow().add(extract).add(flaky).add(broken),
         initial_context=TASK_DIR,
-        **RECORD,
     )
     DotflowOperator(
         task_id="by_missing_conn",
         workflow=Workflow().add(extract),
         store_conn_id="dotflow_missing",
         initial_context=TASK_DIR,
-        **RECORD,
     )
     EmptyOperator(task_id="plain")
