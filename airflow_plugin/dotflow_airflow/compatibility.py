@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
+from airflow.listeners import hookimpl  # the listener's hooks (pluggy markers)
 from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, Context
 
 # The Task SDK's TaskFlow machinery, as Airflow's own @task.bash uses it (for @task.dotflow)
@@ -179,6 +180,7 @@ __all__ = [
     "TaskDecorator",
     "context_merge",
     "determine_kwargs",
+    "hookimpl",
     "task_decorator_factory",
     "AirflowPlugin",
     "BaseHook",

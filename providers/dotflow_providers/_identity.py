@@ -140,6 +140,14 @@ class StepIdentity(NamedTuple):
     upstream: int | None
 
 
+def upstream_token(identity: StepIdentity, restored: Mapping[int, str]) -> str | None:
+    """What a step receives, given the checksums of the restored steps by position: none, its
+    upstream's checksum, or None when its upstream is not restored (then it runs too)."""
+    if identity.upstream is None:
+        return NO_UPSTREAM
+    return restored.get(identity.upstream)
+
+
 def fingerprint(identity: StepIdentity, upstream_token: str) -> str:
     return _hash(identity.name, identity.version, identity.input, identity.salt, upstream_token)
 
@@ -237,18 +245,14 @@ def plan(
             "start with on_change='rerun' to run it (and what depends on it) again, "
             "on_change='reuse' to keep the old checkpoints, or reset the workflow"
         )
-    restored: set[int] = set()
     reused: list[str] = []
-    tokens: dict[int, str] = {}
+    tokens: dict[int, str] = {}  # restored steps: position -> checksum of their output
     for identity in identities:
         doc = stored.get(identity.name)
         if doc is None:
             continue
-        if identity.upstream is None:
-            token = NO_UPSTREAM
-        elif identity.upstream in restored:
-            token = tokens[identity.upstream]
-        else:
+        token = upstream_token(identity, tokens)
+        if token is None:
             continue  # its upstream runs again, so must it
         expected = identity
         if on_change == "reuse" and (doc.version, doc.input) != (identity.version, identity.input):
@@ -256,6 +260,5 @@ def plan(
             if fingerprint(expected, token) == doc.fingerprint:
                 reused.append(identity.name)
         if fingerprint(expected, token) == doc.fingerprint:
-            restored.add(identity.position)
             tokens[identity.position] = doc.checksum
-    return Plan(frozenset(restored), changes, tuple(reused))
+    return Plan(frozenset(tokens), changes, tuple(reused))

@@ -45,6 +45,7 @@ from ._identity import (
     StepIdentity,
     fingerprint,
     plan,
+    upstream_token,
 )
 from .storage import CheckpointStore
 
@@ -229,11 +230,8 @@ class Journal:
             step = old.get(identity.position)
             if not trusted or step is None or step.name != identity.name:
                 continue
-            if identity.upstream is None:
-                token = NO_UPSTREAM
-            elif identity.upstream in tokens:
-                token = tokens[identity.upstream]
-            else:
+            token = upstream_token(identity, tokens)
+            if token is None:
                 continue
             payload = encode_value(step.output, f"the output of step {step.name!r}")
             digest = checksum(payload)

@@ -182,7 +182,7 @@ def test_on_kill_cancels_the_running_workflow_between_attempts() -> None:
 
     operator = DotflowOperator(task_id="killable", workflow=Workflow().add(upstream))
     run = Workflow().add(upstream).add(lambda: "never", name="after").start(mode="background")
-    operator._run = run  # what execute() holds while the workflow runs
+    operator.dotflow_run = run  # what execute() holds while the workflow runs
     assert failed_once.wait(10)
     killed_at = time.monotonic()
     operator.on_kill()

@@ -300,13 +300,13 @@ class DotflowOperator(BaseOperator):
         )
 
     @property
-    def _run(self) -> Run | None:
+    def dotflow_run(self) -> Run | None:
         """The run being executed, from before its first step (None before execute())."""
         return None if self._handle is None else self._handle.run
 
-    @_run.setter
-    def _run(self, run: Run) -> None:
-        # tests hand the operator a run started elsewhere, as execute() would hold it
+    @dotflow_run.setter
+    def dotflow_run(self, run: Run) -> None:
+        # a run started elsewhere, held as execute() would hold it (on_kill then cancels it)
         self._handle = _RunHandle()
         self._handle.workflow_started(run)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from airflow.listeners import hookimpl
+from ..compatibility import hookimpl
 
 log = logging.getLogger("dotflow_airflow")
 
@@ -14,7 +14,7 @@ def _summarise(task_instance: Any) -> None:
     from ..operators.dotflow import DotflowOperator
 
     task = getattr(task_instance, "task", None)
-    run = getattr(task, "_run", None) if isinstance(task, DotflowOperator) else None
+    run = task.dotflow_run if isinstance(task, DotflowOperator) else None
     if run is None:
         return
     steps = ", ".join(
