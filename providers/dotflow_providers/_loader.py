@@ -6,9 +6,12 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ._workflow import Workflow
 
 
 def load_object(target: str) -> Any:
@@ -41,9 +44,9 @@ def load_object(target: str) -> Any:
     return obj
 
 
-def load_workflow(target: Any) -> Any:
+def load_workflow(target: object) -> Workflow:
     """A `Workflow` from itself, an import string, or a function returning one."""
-    from ._workflow import Workflow
+    from ._workflow import Workflow  # at call time: the workflow module may import this one
 
     obj = load_object(target) if isinstance(target, str) else target
     if callable(obj) and not isinstance(obj, Workflow):

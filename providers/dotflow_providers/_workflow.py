@@ -81,7 +81,7 @@ class Workflow:
 
     def add(
         self,
-        step: Any,
+        step: object,
         *,
         name: str | None = None,
         initial_context: Any = None,
