@@ -176,6 +176,8 @@ class Plan:
     changes: tuple[Change, ...]
     #: steps restored although their code or input changed (`on_change="reuse"`)
     reused: tuple[str, ...] = ()
+    #: the document each restored step is restored from (by index)
+    chosen: Mapping[int, Any] = dataclasses.field(default_factory=dict)
 
 
 def find_changes(
@@ -220,8 +222,14 @@ def plan(
     previous_steps: Sequence[str] = (),
     on_change: OnChange = "rerun",
     workflow_id: str = "",
+    alternatives: Mapping[str, Sequence[StoredStep]] | None = None,
 ) -> Plan:
     """Decide which steps to restore. Identities are in index order; upstreams come first.
+
+    `stored` holds each step's newest document; `alternatives` its older ones, newest first
+    (group commits leave several: a batch is never rewritten). A step is restored from the
+    newest document valid for it now; an entry superseded by `rerun_from` (another salt) or
+    by a change never is, though its batch stays.
 
     `on_change="raise"` raises `WorkflowDefinitionChanged` (steps or code) or `InputChanged`
     (inputs) for the first change; `"reuse"` restores checkpoints whose code or input changed
@@ -239,9 +247,10 @@ def plan(
     restored: set[int] = set()
     reused: list[str] = []
     tokens: dict[int, str] = {}
+    chosen: dict[int, StoredStep] = {}
     for identity in identities:
-        doc = stored.get(identity.name)
-        if doc is None:
+        newest = stored.get(identity.name)
+        if newest is None:
             continue
         if identity.upstream is None:
             token = NO_UPSTREAM
@@ -249,12 +258,17 @@ def plan(
             token = tokens[identity.upstream]
         else:
             continue  # its upstream runs again, so must it
-        expected = identity
-        if on_change == "reuse" and (doc.version, doc.input) != (identity.version, identity.input):
-            expected = dataclasses.replace(identity, version=doc.version, input=doc.input)
+        older = alternatives.get(identity.name, ()) if alternatives else ()
+        for doc in (newest, *older):
+            expected = identity
+            changed = (doc.version, doc.input) != (identity.version, identity.input)
+            if on_change == "reuse" and changed:
+                expected = dataclasses.replace(identity, version=doc.version, input=doc.input)
             if fingerprint(expected, token) == doc.fingerprint:
-                reused.append(identity.name)
-        if fingerprint(expected, token) == doc.fingerprint:
-            restored.add(identity.index)
-            tokens[identity.index] = doc.checksum
-    return Plan(frozenset(restored), changes, tuple(reused))
+                if on_change == "reuse" and changed:
+                    reused.append(identity.name)
+                restored.add(identity.index)
+                tokens[identity.index] = doc.checksum
+                chosen[identity.index] = doc
+                break
+    return Plan(frozenset(restored), changes, tuple(reused), chosen)
