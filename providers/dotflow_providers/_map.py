@@ -20,6 +20,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import hashlib
+import itertools
 import logging
 import math
 import threading
@@ -156,6 +157,11 @@ def map_step(
         code=action.code or action.func,
     )
     return StepSpec(wrapper, name or action.name, initial_context, group, map=spec)
+
+
+def call_attempt(step: AnyAction, kwargs: dict[str, Any], attempt: int) -> Any:
+    """One attempt of an item on an executor; `attempt` only makes each submission unique."""
+    return call_step(step, kwargs)
 
 
 def _run_map(map_run: tuple[Execution, int], initial_context: Any = None) -> list[Any]:
@@ -330,9 +336,9 @@ class MapRun:
             raise WorkflowCancelled(f"the run was cancelled while map step {name!r} ran")
         if failed:
             first = min(failed, key=lambda r: r.index)
+            stopped = " (fail_fast: stopped at the first)" if self.spec.fail_fast else ""
             raise MapFailed(
-                f"{len(failed)} of {len(items)} items of map step {name!r} failed "
-                f"{'(stopped at the first: fail_fast)' if self.spec.fail_fast else ''}; "
+                f"{len(failed)} of {len(items)} items of map step {name!r} failed{stopped}; "
                 f"item {first.index}: {first.error}. Committed items are kept: the next start "
                 "runs only the failed and unfinished ones"
             )
@@ -386,8 +392,12 @@ class MapRun:
     def _executor_runner(
         self, executor: concurrent.futures.Executor
     ) -> Callable[[AnyAction, dict[str, Any]], Any]:
+        attempts = itertools.count()
+
         def run_attempt(step: AnyAction, kwargs: dict[str, Any]) -> Any:
-            future = executor.submit(call_step, step, kwargs)
+            # a distinct argument per attempt: executors that cache by arguments (Dask's
+            # `pure` tasks) would otherwise hand a retry the failed attempt's result
+            future = executor.submit(call_attempt, step, kwargs, next(attempts))
             try:
                 return future.result(timeout=step.timeout)
             except concurrent.futures.TimeoutError:
