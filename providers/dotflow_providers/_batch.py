@@ -99,13 +99,13 @@ def read_steps(store: CheckpointStore, layout: Layout) -> StoredSteps:
             candidates.setdefault(doc.name, []).append((doc.finished_at, seq, doc))
     newest: dict[str, StepDocument] = {}
     older: dict[str, list[StepDocument]] = {}
-    for name, found in candidates.items():
-        if not found:
+    for name, kept in candidates.items():
+        if not kept:
             continue
-        found.sort(key=lambda c: (c[0], c[1]), reverse=True)
-        newest[name] = found[0][2]
-        if len(found) > 1:
-            older[name] = [c[2] for c in found[1:]]
+        kept.sort(key=lambda c: (c[0], c[1]), reverse=True)
+        newest[name] = kept[0][2]
+        if len(kept) > 1:
+            older[name] = [c[2] for c in kept[1:]]
     return StoredSteps(newest, older, versions, next_seq, len(batch_keys))
 
 

@@ -383,7 +383,9 @@ def _unframe(key: str, data: bytes, member: bytes, kind: str) -> tuple[dict[str,
     return raw, entries
 
 
-def batch_document(workflow_id: str, seq: int, committed_at: float, entries: Sequence[bytes]) -> bytes:
+def batch_document(
+    workflow_id: str, seq: int, committed_at: float, entries: Sequence[bytes]
+) -> bytes:
     """The bytes of one group commit: `entries` are step documents or discard entries."""
     header = {
         "format": FORMAT_VERSION,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ._batch import read_steps
 from ._format import (
     Layout,
     load_failure,
@@ -16,7 +17,6 @@ from ._format import (
     load_manifest,
     workflow_id_of,
 )
-from ._batch import read_steps
 from .storage import CheckpointStore
 
 

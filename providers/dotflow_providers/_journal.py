@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._batch import GroupCommit, read_steps
 from ._errors import CheckpointError, CorruptCheckpoint, PreconditionFailed, WorkflowCancelled
 from ._format import (
     CancelRequest,
@@ -45,7 +46,6 @@ from ._identity import (
     fingerprint,
     plan,
 )
-from ._batch import GroupCommit, read_steps
 from .storage import CheckpointStore
 
 if TYPE_CHECKING:

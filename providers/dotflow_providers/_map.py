@@ -138,7 +138,8 @@ def map_step(
         )
     check_commit_options(commit_every, None)
     if max_concurrency is not None and (
-        isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
+        isinstance(max_concurrency, bool)
+        or not isinstance(max_concurrency, int)
         or max_concurrency < 1
     ):
         raise ConfigurationError(f"max_concurrency must be at least 1, got {max_concurrency!r}")
@@ -186,19 +187,32 @@ class _Batcher:
         if not self.rows and not self.failures:
             self.first_at = time.monotonic()
         if record.status is Status.COMPLETED:
-            payload = encode_value(record.output, f"the output of item {record.index} of map "
-                                   f"step {run.name!r}")
+            payload = encode_value(
+                record.output, f"the output of item {record.index} of map step {run.name!r}"
+            )
             history = record.history if len(record.history) > 1 else None
             started = record.started_at or 0.0
             self.rows.append(
-                (record.index, digest, record.attempts, started, record.finished_at or started,
-                 history)
+                (
+                    record.index,
+                    digest,
+                    record.attempts,
+                    started,
+                    record.finished_at or started,
+                    history,
+                )
             )
             self.outputs.append(payload)
         else:
             self.failures.append(
-                ItemFailure(record.index, digest, record.attempts, record.error,
-                            record.error_type, list(record.history))
+                ItemFailure(
+                    record.index,
+                    digest,
+                    record.attempts,
+                    record.error,
+                    record.error_type,
+                    list(record.history),
+                )
             )
         pending = len(self.rows) + len(self.failures)
         interval = run.interval
@@ -216,8 +230,14 @@ class _Batcher:
             journal.lease.check()  # fenced per batch
         key = journal.layout.item_batch(run.name, self.seq)
         data = item_batch_document(
-            journal.workflow_id, run.name, self.seq, run.base, time.time(), self.rows,
-            self.outputs, self.failures,
+            journal.workflow_id,
+            run.name,
+            self.seq,
+            run.base,
+            time.time(),
+            self.rows,
+            self.outputs,
+            self.failures,
         )
         try:
             journal.store.put(key, data, if_none_match=True)
@@ -292,8 +312,9 @@ class MapRun:
 
     def run(self) -> list[Any]:
         items, name = self.items, self.name
-        digests = [digest_value(item, f"item {i} of map step {name!r}") for i, item in
-                   enumerate(items)]
+        digests = [
+            digest_value(item, f"item {i} of map step {name!r}") for i, item in enumerate(items)
+        ]
         done = self._committed(digests)
         outputs: list[Any] = [None] * len(items)
         key = self.execution.journal.layout.items(name)
@@ -308,7 +329,10 @@ class MapRun:
         if done:
             logger.info(
                 "map step %s: %d of %d items restored, %d to run",
-                name, len(done), len(items), len(pending),
+                name,
+                len(done),
+                len(items),
+                len(pending),
                 extra={"workflow_id": self.execution.journal.workflow_id, "step": name},
             )
         batcher = _Batcher(self, self.first_seq)

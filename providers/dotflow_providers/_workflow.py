@@ -23,8 +23,8 @@ from ._errors import (
 from ._format import Layout, check_workflow_id
 from ._identity import ON_CHANGE, OnChange, StepIdentity, code_version, digest_value
 from ._journal import Journal, request_cancel
-from ._map import Items, check_commit_options, map_step
 from ._lease import Lease, LeaseConfig, read_lease
+from ._map import Items, check_commit_options, map_step
 from ._run import Run
 from ._stages import Stage
 from ._status import Status

@@ -59,7 +59,8 @@ def test_k_completed_steps_are_one_write_and_a_resume_restores_them() -> None:
     assert [k for k in store.list("g/.dotflow/steps/") if k not in keys] == []  # no singles
     ran: list[str] = []
     again = chain(Workflow("g", store=store, commit_every=4), 10, ran).start()
-    assert ran == [] and all(s.restored for s in again.steps)
+    assert ran == []
+    assert all(s.restored for s in again.steps)
     assert again.output == sum(range(10))
 
 
@@ -82,6 +83,7 @@ def start_target(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str
             str(tmp_path / "log"),
             *extra,
         ],
+        check=False,
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -132,7 +134,8 @@ def test_completed_steps_are_committed_before_a_final_failure_is_recorded() -> N
     ran: list[str] = []
     fixed = chain(Workflow("fails", store=store, commit_every=10), 3, ran)
     fixed.add(lambda previous_context: previous_context.storage * 10, name="broken")
-    assert fixed.start().output == 30 and ran == []
+    assert fixed.start().output == 30
+    assert ran == []
 
 
 def test_a_cancelled_run_commits_the_steps_that_completed() -> None:
@@ -176,9 +179,8 @@ def test_commit_interval_writes_a_batch_while_a_long_step_runs() -> None:
     run = wf.start()
     assert run.status is Status.COMPLETED
     first, last = (load_batch(k, store.get(k)) for k in batch_keys(store, "timed"))
-    assert [d.name for d in first.steps] == ["s0", "s1"] and [d.name for d in last.steps] == [
-        "long"
-    ]
+    assert [d.name for d in first.steps] == ["s0", "s1"]
+    assert [d.name for d in last.steps] == ["long"]
     # recorded times: not written before the interval had passed since the first entry
     assert first.committed_at >= first.steps[0].finished_at + interval
     assert first.committed_at <= seen[0] <= last.committed_at
@@ -214,7 +216,8 @@ def test_switching_commit_every_between_runs_resumes_from_both_layouts() -> None
     assert [s.restored for s in run.steps] == [True] * 3 + [False] * 3
     ran: list[str] = []
     again = chain(Workflow("mixed", store=store), 6, ran).start()
-    assert ran == [] and again.output == sum(range(6))
+    assert ran == []
+    assert again.output == sum(range(6))
 
 
 def test_compensated_steps_inside_a_batch_run_again() -> None:
@@ -262,7 +265,8 @@ def test_s3_ten_batches_of_100_are_ten_puts(s3_client: Any, s3_bucket: str) -> N
     seen.sent.clear()
     resumed = build().start()
     assert all(s.restored for s in resumed.steps)
-    assert seen.lists() == 1 and seen.gets("/steps/.batch/") == 10
+    assert seen.lists() == 1
+    assert seen.gets("/steps/.batch/") == 10
     assert seen.count("PUT", "/steps/") == 0
 
     seen.sent.clear()
@@ -340,9 +344,28 @@ def test_sigkill_harness_over_batches_and_maps(
                     extra = ["--kill-at", str(rng.randint(1, n))]
             started = len(log.read_text().split()) // 3 if log.exists() else 0
             proc = subprocess.run(
-                [sys.executable, "-m", "tests.core.batch_target", "--store", url, "--log",
-                 str(log), "--kind", kind, "--n", str(n), "--commit-every", str(k), *extra],
-                cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.core.batch_target",
+                    "--store",
+                    url,
+                    "--log",
+                    str(log),
+                    "--kind",
+                    kind,
+                    "--n",
+                    str(n),
+                    "--commit-every",
+                    str(k),
+                    *extra,
+                ],
+                check=False,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=env,
             )
             lines = log.read_text().split() if log.exists() else []
             executed = [int(lines[i + 1]) for i in range(started * 3, len(lines), 3)]
@@ -351,9 +374,7 @@ def test_sigkill_harness_over_batches_and_maps(
             partial += seen_partial
             lost += len(before - after)
             if proc.returncode == 0:
-                expected = (
-                    [i * i for i in range(n)] if kind == "map" else sum(range(n))
-                )
+                expected = [i * i for i in range(n)] if kind == "map" else sum(range(n))
                 assert json.loads(proc.stdout)["output"] == expected
                 break
             assert proc.returncode == -9, proc.stderr

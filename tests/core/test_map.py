@@ -80,12 +80,16 @@ def test_failed_items_leave_failure_records_and_the_map_fails_after_the_others()
         return item
 
     store = MemoryStore()
-    wf = Workflow("failing", store=store).map(sometimes, range(10), name="sometimes", commit_every=4)
+    wf = Workflow("failing", store=store).map(
+        sometimes, range(10), name="sometimes", commit_every=4
+    )
     run = wf.start()
     assert run.status is Status.FAILED
     assert ran == list(range(10))
     error = run.steps[0].exception
-    assert isinstance(error, MapFailed) and "2 of 10 items" in str(error) and "item 3" in str(error)
+    assert isinstance(error, MapFailed)
+    assert "2 of 10 items" in str(error)
+    assert "item 3" in str(error)
     facts = run.steps[0].summary()
     assert (facts["items_done"], facts["items_failed"]) == (8, 2)
     failures = [f for b in item_batches(store, "failing", "sometimes") for f in b.failures]
@@ -94,7 +98,8 @@ def test_failed_items_leave_failure_records_and_the_map_fails_after_the_others()
     broken.clear()
     ran.clear()
     again = wf.start()
-    assert again.status is Status.COMPLETED and ran == [3, 7]
+    assert again.status is Status.COMPLETED
+    assert ran == [3, 7]
     assert again.output == list(range(10))
 
 
@@ -111,9 +116,11 @@ def test_fail_fast_stops_at_the_first_failed_item() -> None:
     store = MemoryStore()
     wf = Workflow("fast", store=store).map(stops, range(10), name="stops", fail_fast=True)
     run = wf.start()
-    assert run.status is Status.FAILED and ran == [0, 1, 2, 3, 4]
+    assert run.status is Status.FAILED
+    assert ran == [0, 1, 2, 3, 4]
     (batch,) = item_batches(store, "fast", "stops")  # flushed before failing
-    assert [r[0] for r in batch.rows] == [0, 1, 2, 3] and batch.failures[0].index == 4
+    assert [r[0] for r in batch.rows] == [0, 1, 2, 3]
+    assert batch.failures[0].index == 4
 
 
 def test_an_async_step_runs_at_most_max_concurrency_items_at_once() -> None:
@@ -161,14 +168,21 @@ def test_a_changed_item_runs_again_and_unchanged_ones_do_not() -> None:
     assert ran == [1, 2, 3, 4]
     ran.clear()
     source[2] = 30
-    run = Workflow("changes", store=store).map(
-        track, lambda: list(source), initial_context=100
-    ).start()
-    assert ran == [30] and run.output == [101, 102, 130, 104]
+    run = (
+        Workflow("changes", store=store)
+        .map(track, lambda: list(source), initial_context=100)
+        .start()
+    )
+    assert ran == [30]
+    assert run.output == [101, 102, 130, 104]
     ran.clear()
-    assert Workflow("changes", store=store).map(
-        track, lambda: list(source), initial_context=100
-    ).start().steps[0].restored
+    assert (
+        Workflow("changes", store=store)
+        .map(track, lambda: list(source), initial_context=100)
+        .start()
+        .steps[0]
+        .restored
+    )
     assert ran == []
 
 
@@ -183,7 +197,8 @@ def test_a_thread_pool_executor_runs_the_items() -> None:
     with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="user-pool") as pool:
         run = Workflow("pool").map(where, range(8), executor=pool, max_concurrency=2).start()
     assert run.output == list(range(8))
-    assert names and all(n.startswith("user-pool") for n in names)
+    assert names
+    assert all(n.startswith("user-pool") for n in names)
 
 
 def test_each_batch_logs_items_done(caplog: pytest.LogCaptureFixture) -> None:
@@ -213,13 +228,27 @@ def test_bad_map_definitions_are_refused_with_the_fix() -> None:
 
 def test_map_resumes_after_sigkill_in_a_second_process(tmp_path: Path) -> None:
     args = [
-        sys.executable, "-m", "tests.core.batch_target", "--store",
-        f"file://{tmp_path / 'store'}", "--log", str(tmp_path / "log"), "--kind", "map",
-        "--n", "40", "--commit-every", "10",
+        sys.executable,
+        "-m",
+        "tests.core.batch_target",
+        "--store",
+        f"file://{tmp_path / 'store'}",
+        "--log",
+        str(tmp_path / "log"),
+        "--kind",
+        "map",
+        "--n",
+        "40",
+        "--commit-every",
+        "10",
     ]
-    killed = subprocess.run([*args, "--kill-at", "26"], cwd=ROOT, capture_output=True, timeout=120)
+    killed = subprocess.run(
+        [*args, "--kill-at", "26"], check=False, cwd=ROOT, capture_output=True, timeout=120
+    )
     assert killed.returncode == -9
-    finished = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    finished = subprocess.run(
+        args, check=False, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert finished.returncode == 0, finished.stderr
     lines = (tmp_path / "log").read_text().split()
     executed = [(int(lines[i + 1]), lines[i + 2]) for i in range(0, len(lines), 3)]
@@ -278,9 +307,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_map(
     assert snapshot.taken is not None
     crashed = MemoryStore()
     crashed._data = dict(snapshot.taken)
-    committed = {
-        r[0] for b in item_batches(crashed, "prop", "echo") for r in b.rows
-    }
+    committed = {r[0] for b in item_batches(crashed, "prop", "echo") for r in b.rows}
     assert len(committed) == crash // commit_every * commit_every  # whole batches only
     ran_before = len(calls)
     rerun: list[int] = []
@@ -291,9 +318,11 @@ def test_resume_after_a_crash_equals_an_uninterrupted_map(
         rerun.append(1)
         return [item, "out"]
 
-    resumed = Workflow("prop", store=crashed, lock=False).map(
-        echo_again, list(items), name="echo", commit_every=commit_every
-    ).start()
+    resumed = (
+        Workflow("prop", store=crashed, lock=False)
+        .map(echo_again, list(items), name="echo", commit_every=commit_every)
+        .start()
+    )
     assert resumed.output == uninterrupted
     assert len(rerun) == len(items) - len(committed)
     assert ran_before == len(items)
