@@ -14,7 +14,7 @@ from ._identity import default_step_name
 from .retry import AttemptGuard, RetryPolicy, as_policy
 
 TimeoutMode = Literal["thread", "process"]
-_CONTEXT_PARAMS = ("initial_context", "previous_context", "checkpoint")
+_CONTEXT_PARAMS = ("initial_context", "previous_context", "checkpoint", "item")
 
 
 class Context:

@@ -158,5 +158,8 @@ async def execute_async(execution: Execution, strategy: AsyncStrategy) -> None:
     execution.open()
     try:
         await strategy(execution)
+        await _io(execution, execution.journal.flush)  # group commit: the last batch
     finally:
+        if execution.journal.group is not None:
+            await _io(execution, execution.flush_quietly)
         await _io(execution, execution.close)

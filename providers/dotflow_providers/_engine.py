@@ -58,6 +58,8 @@ class StepRecord:
     #: every attempt: (started_at, finished_at, error type, error message); the error fields
     #: are None for the attempt that succeeded
     history: list[Attempt] = dataclasses.field(default_factory=list)
+    #: a map step's progress: items_done, items_failed, items_total (None for other steps)
+    items: dict[str, int] | None = None
     exception: BaseException | None = dataclasses.field(default=None, repr=False)
 
     def set_status(self, status: Status) -> None:
@@ -67,7 +69,7 @@ class StepRecord:
 
     def summary(self) -> dict[str, Any]:
         """JSON-safe facts about the step (no output), for logs, XComs and tables."""
-        return {
+        facts = {
             "index": self.index,
             "name": self.name,
             "status": self.status.value,
@@ -81,6 +83,9 @@ class StepRecord:
             "compensated": self.compensated,
             "history": [list(attempt) for attempt in self.history],
         }
+        if self.items is not None:
+            facts.update(self.items)
+        return facts
 
 
 class CancelToken:

@@ -5,6 +5,8 @@ segment may start with `.`, so no workflow's keys can be a prefix of, or collide
 
     <id>/.dotflow/manifest.json          created_at, step names, rerun salts (CAS-updated)
     <id>/.dotflow/steps/<step>.json      one document per completed step (its fingerprint)
+    <id>/.dotflow/steps/.batch/<seq>.json  a group commit: several step documents, create-only
+    <id>/.dotflow/items/<step>/<seq>.json  a batch of a map step's item outputs, create-only
     <id>/.dotflow/failures/<step>.json   the last final failure of a step (and its rollback)
     <id>/.dotflow/progress/<step>.json   a running step's own progress record
     <id>/.dotflow/lock                   the lease of the runner that owns the workflow
@@ -119,6 +121,20 @@ class Layout:
 
     def step(self, name: str) -> str:
         return f"{self.base}steps/{step_key_name(name)}.json"
+
+    @property
+    def batches(self) -> str:
+        # under `steps/`, so the one LIST a start makes finds single documents and batches
+        return f"{self.base}steps/.batch/"
+
+    def batch(self, seq: int) -> str:
+        return f"{self.base}steps/.batch/{seq:012d}.json"
+
+    def items(self, name: str) -> str:
+        return f"{self.base}items/{step_key_name(name)}/"
+
+    def item_batch(self, name: str, seq: int) -> str:
+        return f"{self.base}items/{step_key_name(name)}/{seq:012d}.json"
 
     def failure(self, name: str) -> str:
         return f"{self.base}failures/{step_key_name(name)}.json"
@@ -314,6 +330,207 @@ def load_step(key: str, data: bytes) -> StepDocument:
         history=_history(key, raw.get("history")),
         checksum=stored,
         payload=payload,
+    )
+
+
+# --- batches (group commit) ---------------------------------------------------------------------
+#
+# A batch is one create-only object holding several entries, each exactly the bytes of a
+# single document (a step document, or a discard entry that hides earlier entries of a step).
+# Its header lists the entries' sizes, so they are sliced out without parsing any output, and
+# a checksum over all entries, so a damaged batch is refused as a whole: a reader sees every
+# entry of a batch or none.
+
+_ENTRIES = b',"entries":['
+
+
+def batch_seq(layout: Layout, key: str) -> int | None:
+    """The sequence number of a batch key, else None (a single step document)."""
+    if not key.startswith(layout.batches) or not key.endswith(".json"):
+        return None
+    digits = key[len(layout.batches) : -5]
+    return int(digits) if digits.isdigit() else None
+
+
+def _framed(header: dict[str, Any], entries: Sequence[bytes], member: bytes) -> bytes:
+    body = b",".join(entries)
+    header["sizes"] = [len(e) for e in entries]
+    header["checksum"] = checksum(body)
+    head = orjson.dumps(header)
+    return b"".join((head[:-1], member, body, b"]}"))
+
+
+def _unframe(key: str, data: bytes, member: bytes, kind: str) -> tuple[dict[str, Any], list[bytes]]:
+    at = data.find(member)
+    if at < 0 or not data.endswith(b"]}"):
+        _load_object(key, data)
+        raise CorruptCheckpoint(key, f"not a {kind}")
+    raw = _load_object(key, data[:at] + b"}")
+    if raw.get("kind") != kind:
+        raise CorruptCheckpoint(key, f"not a {kind}")
+    body = data[at + len(member) : -2]
+    sizes = raw.get("sizes")
+    if not isinstance(sizes, list) or raw.get("checksum") != checksum(body):
+        raise CorruptCheckpoint(key, f"this {kind} does not match its checksum (damaged)")
+    entries, pos = [], 0
+    for size in sizes:
+        if not isinstance(size, int) or size < 0 or pos + size > len(body):
+            raise CorruptCheckpoint(key, f"bad entry sizes in this {kind}")
+        entries.append(body[pos : pos + size])
+        pos += size + 1  # the comma between entries
+    if pos != len(body) + 1 and (sizes or body):
+        raise CorruptCheckpoint(key, f"bad entry sizes in this {kind}")
+    return raw, entries
+
+
+def batch_document(
+    workflow_id: str, seq: int, committed_at: float, entries: Sequence[bytes]
+) -> bytes:
+    """The bytes of one group commit: `entries` are step documents or discard entries."""
+    header = {
+        "format": FORMAT_VERSION,
+        "kind": "batch",
+        "workflow_id": workflow_id,
+        "seq": seq,
+        "committed_at": committed_at,
+    }
+    return _framed(header, entries, _ENTRIES)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Batch:
+    """A group commit as read back: its step documents, and the steps it discarded."""
+
+    key: str
+    workflow_id: str
+    seq: int
+    committed_at: float
+    steps: list[StepDocument]
+    #: names whose earlier documents (single or in earlier batches) are forgotten
+    discarded: list[str]
+
+
+def discard_entry(name: str) -> bytes:
+    """A batch entry saying that step `name` was compensated: earlier documents do not count."""
+    return orjson.dumps({"format": FORMAT_VERSION, "kind": "discard", "name": name})
+
+
+def load_batch(key: str, data: bytes) -> Batch:
+    """Parse a batch and verify it; every step entry is checked like a single document."""
+    raw, entries = _unframe(key, data, _ENTRIES, "batch")
+    steps: list[StepDocument] = []
+    discarded: list[str] = []
+    for number, entry in enumerate(entries):
+        where = f"{key}#{number}"
+        if entry.startswith(b'{"format":2,"kind":"discard"'):
+            name = _load_object(where, entry).get("name")
+            if not isinstance(name, str):
+                raise CorruptCheckpoint(where, "a discard entry without a step name")
+            discarded.append(name)
+        else:
+            steps.append(load_step(where, entry))
+    return Batch(
+        key=key,
+        workflow_id=_field(key, raw, "workflow_id", str),
+        seq=_field(key, raw, "seq", int),
+        committed_at=float(_field(key, raw, "committed_at", (int, float))),
+        steps=steps,
+        discarded=discarded,
+    )
+
+
+# --- map items ----------------------------------------------------------------------------------
+#
+# A map step commits its items' outputs in batches, one create-only object each. Rows say which
+# item an output belongs to: its index and the digest of its value, under the map's `base` (its
+# name, code version, input and salt), so a resume re-runs exactly the items that are not there.
+
+_OUTPUTS = b',"outputs":['
+
+#: One committed item: (index, item digest, attempts, started_at, finished_at, history or None)
+ItemRow = tuple[int, str, int, float, float, list[Attempt] | None]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ItemFailure:
+    """An item that failed for good (kept for inspection; the item runs again on resume)."""
+
+    index: int
+    digest: str
+    attempts: int
+    error: str | None
+    error_type: str | None
+    history: list[Attempt]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ItemBatch:
+    """One committed batch of a map step's items."""
+
+    key: str
+    seq: int
+    base: str
+    committed_at: float
+    rows: list[ItemRow]
+    failures: list[ItemFailure]
+    #: the encoded output of each row, in row order
+    outputs: list[bytes]
+
+
+def item_batch_document(
+    workflow_id: str,
+    step: str,
+    seq: int,
+    base: str,
+    committed_at: float,
+    rows: Sequence[ItemRow],
+    outputs: Sequence[bytes],
+    failures: Sequence[ItemFailure] = (),
+) -> bytes:
+    header = {
+        "format": FORMAT_VERSION,
+        "kind": "items",
+        "workflow_id": workflow_id,
+        "step": step,
+        "seq": seq,
+        "base": base,
+        "committed_at": committed_at,
+        "rows": rows,
+        "failures": [dataclasses.asdict(f) for f in failures],
+    }
+    return _framed(header, outputs, _OUTPUTS)
+
+
+def load_item_batch(key: str, data: bytes) -> ItemBatch:
+    raw, outputs = _unframe(key, data, _OUTPUTS, "items")
+    rows_raw, failures_raw = raw.get("rows"), raw.get("failures")
+    if not isinstance(rows_raw, list) or len(rows_raw) != len(outputs):
+        raise CorruptCheckpoint(key, "its rows do not match its outputs")
+    try:
+        rows: list[ItemRow] = [
+            (int(r[0]), str(r[1]), int(r[2]), float(r[3]), float(r[4]), r[5]) for r in rows_raw
+        ]
+        failures = [
+            ItemFailure(
+                index=int(f["index"]),
+                digest=str(f["digest"]),
+                attempts=int(f["attempts"]),
+                error=f.get("error"),
+                error_type=f.get("error_type"),
+                history=_history(key, f.get("history", [])),
+            )
+            for f in (failures_raw or [])
+        ]
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        raise CorruptCheckpoint(key, f"bad item rows: {exc}") from exc
+    return ItemBatch(
+        key=key,
+        seq=_field(key, raw, "seq", int),
+        base=_field(key, raw, "base", str),
+        committed_at=float(_field(key, raw, "committed_at", (int, float))),
+        rows=rows,
+        failures=failures,
+        outputs=outputs,
     )
 
 

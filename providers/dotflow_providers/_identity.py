@@ -185,6 +185,8 @@ class Plan:
     changes: tuple[Change, ...]
     #: steps restored although their code or input changed (`on_change="reuse"`)
     reused: tuple[str, ...] = ()
+    #: the document each restored step is restored from (by index)
+    chosen: Mapping[int, Any] = dataclasses.field(default_factory=dict)
 
 
 def find_changes(
@@ -229,8 +231,14 @@ def plan(
     previous_steps: Sequence[str] = (),
     on_change: OnChange = "rerun",
     workflow_id: str = "",
+    alternatives: Mapping[str, Sequence[StoredStep]] | None = None,
 ) -> Plan:
     """Decide which steps to restore. Identities are in index order; upstreams come first.
+
+    `stored` holds each step's newest document; `alternatives` its older ones, newest first
+    (group commits leave several: a batch is never rewritten). A step is restored from the
+    newest document valid for it now; an entry superseded by `rerun_from` (another salt) or
+    by a change never is, though its batch stays.
 
     `on_change="raise"` raises `WorkflowDefinitionChanged` (steps or code) or `InputChanged`
     (inputs) for the first change; `"reuse"` restores checkpoints whose code or input changed
@@ -247,18 +255,24 @@ def plan(
         )
     reused: list[str] = []
     tokens: dict[int, str] = {}  # restored steps: position -> checksum of their output
+    chosen: dict[int, StoredStep] = {}
     for identity in identities:
-        doc = stored.get(identity.name)
-        if doc is None:
+        newest = stored.get(identity.name)
+        if newest is None:
             continue
         token = upstream_token(identity, tokens)
         if token is None:
             continue  # its upstream runs again, so must it
-        expected = identity
-        if on_change == "reuse" and (doc.version, doc.input) != (identity.version, identity.input):
-            expected = identity._replace(version=doc.version, input=doc.input)
+        older = alternatives.get(identity.name, ()) if alternatives else ()
+        for doc in (newest, *older):
+            expected = identity
+            changed = (doc.version, doc.input) != (identity.version, identity.input)
+            if on_change == "reuse" and changed:
+                expected = identity._replace(version=doc.version, input=doc.input)
             if fingerprint(expected, token) == doc.fingerprint:
-                reused.append(identity.name)
-        if fingerprint(expected, token) == doc.fingerprint:
-            tokens[identity.position] = doc.checksum
-    return Plan(frozenset(tokens), changes, tuple(reused))
+                if on_change == "reuse" and changed:
+                    reused.append(identity.name)
+                tokens[identity.position] = doc.checksum
+                chosen[identity.position] = doc
+                break
+    return Plan(frozenset(tokens), changes, tuple(reused), chosen)

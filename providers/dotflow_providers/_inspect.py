@@ -9,12 +9,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ._batch import read_steps
 from ._format import (
     Layout,
     load_failure,
     load_lease,
     load_manifest,
-    load_step,
     workflow_id_of,
 )
 from .storage import CheckpointStore
@@ -33,11 +33,7 @@ def inspect_workflow(workflow_id: str, store: CheckpointStore) -> dict[str, Any]
         return {"workflow_id": workflow_id, "found": False, "steps": [], "lease": None}
     manifest = load_manifest(layout.manifest, data)
     done: dict[str, dict[str, Any]] = {}
-    for key in store.list(layout.steps):
-        raw = store.get(key)
-        if raw is None:
-            continue
-        doc = load_step(key, raw)
+    for doc in read_steps(store, layout).newest.values():  # single documents and batches
         done[doc.name] = {
             "status": "COMPLETED",
             "attempts": doc.attempts,

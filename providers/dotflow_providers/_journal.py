@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._batch import GroupCommit, read_steps
 from ._errors import CheckpointError, CorruptCheckpoint, PreconditionFailed, WorkflowCancelled
 from ._format import (
     CancelRequest,
@@ -29,7 +30,6 @@ from ._format import (
     load_cancel,
     load_manifest,
     load_progress,
-    load_step,
     load_v1_step,
     manifest_document,
     progress_document,
@@ -67,7 +67,15 @@ class Opened:
 class Journal:
     """Reads and writes the checkpoint documents of one workflow id."""
 
-    def __init__(self, store: CheckpointStore, layout: Layout, lease: Lease | None = None) -> None:
+    def __init__(
+        self,
+        store: CheckpointStore,
+        layout: Layout,
+        lease: Lease | None = None,
+        *,
+        commit_every: int = 1,
+        commit_interval: float | None = None,
+    ) -> None:
         self.store = store
         self.layout = layout
         self.workflow_id = layout.workflow_id
@@ -80,6 +88,11 @@ class Journal:
         #: versions of stale step documents, replaced by compare-and-swap when the step commits
         self._stale: dict[int, str] = {}
         self._progress: set[int] = set()
+        self.commit_every = commit_every
+        self.commit_interval = commit_interval
+        #: with `commit_every` > 1, the pending documents of this run (see `_batch`)
+        self.group: GroupCommit | None = None
+        self.next_item_batch: dict[str, int] = {}
 
     # --- start --------------------------------------------------------------------------------
 
@@ -116,14 +129,26 @@ class Journal:
             [i._replace(salt=salts.get(i.name, "")) for i in identities] if salts else identities
         )
         self._keys = [self.layout.step(i.name) for i in identities]
-        docs, versions = self._read_steps()
+        stored = read_steps(self.store, self.layout)
+        docs, versions = stored.newest, stored.versions
         decided = plan(
             self.identities,
             docs,
             previous_steps=manifest.steps,
             on_change=on_change,
             workflow_id=self.workflow_id,
+            alternatives=stored.older,
         )
+        if self.commit_every > 1:
+            self.group = GroupCommit(
+                self.store,
+                self.layout,
+                self.lease,
+                self.commit_every,
+                self.commit_interval,
+                stored.next_seq,
+                self._clear_progress,
+            )
         names = tuple(i.name for i in identities)
         if names != manifest.steps or salts != manifest.salts:
             updated = dataclasses.replace(
@@ -139,7 +164,7 @@ class Journal:
         index_of = {i.name: i.position for i in identities}
         self._stale = {
             index_of[name]: versions[name]
-            for name in docs
+            for name in versions
             if name in index_of and index_of[name] not in decided.restored
         }
         if decided.reused:
@@ -150,7 +175,7 @@ class Journal:
                 ", ".join(decided.reused),
                 extra={"workflow_id": self.workflow_id},
             )
-        restored = {i: docs[identities[i].name] for i in decided.restored}
+        restored = {i: decided.chosen[i] for i in decided.restored}
         return Opened(decided, restored)
 
     def _create_manifest(self, identities: list[StepIdentity]) -> tuple[bytes, str]:
@@ -175,20 +200,6 @@ class Journal:
                 ) from None
             return found
         return document, version
-
-    def _read_steps(self) -> tuple[dict[str, StepDocument], dict[str, str]]:
-        docs: dict[str, StepDocument] = {}
-        versions: dict[str, str] = {}
-        for key in self.store.list(self.layout.steps):
-            found = self.store.get_versioned(key)
-            if found is None:
-                continue
-            doc = load_step(key, found[0])
-            if doc.workflow_id != self.workflow_id or key != self.layout.step(doc.name):
-                raise CorruptCheckpoint(key, "it does not belong to this step of this workflow")
-            docs[doc.name] = doc
-            versions[doc.name] = found[1]
-        return docs, versions
 
     def _migrate_v1(
         self,
@@ -290,6 +301,11 @@ class Journal:
             payload,
             digest,
         )
+        group = self.group
+        if group is not None:  # written with the next batch (see `_batch`)
+            record.checksum = digest
+            group.add(record, document)
+            return
         lease = self.lease
         if lease is not None and (lease.lost or lease.clock() >= lease.renew_at):
             lease.check()  # fenced: a runner whose lease was taken over stops here
@@ -334,14 +350,29 @@ class Journal:
                 history=list(record.history),
             )
         )
+        if self.group is not None:
+            self.group.flush()  # the steps that completed before it are committed first
         if self.lease is not None:
             self.lease.check()
         self.store.put(self.layout.failure(record.name), document)
 
     def discard(self, record: StepRecord) -> None:
         """Forget a completed step whose effects were compensated, so it runs again."""
-        self.store.delete(self._keys[record.index])
+        if self.group is not None:
+            self.group.discard(record, self._keys[record.index])
+        else:
+            self.store.delete(self._keys[record.index])
         record.checksum = None
+
+    def flush(self) -> None:
+        """Write the pending batch of completed steps, if any (group commit)."""
+        if self.group is not None:
+            self.group.flush()
+
+    def _clear_progress(self, record: StepRecord) -> None:
+        if record.index in self._progress:
+            self._progress.discard(record.index)
+            self.store.delete(self.layout.progress(record.name))
 
     def save_progress(self, index: int, value: Any) -> None:
         if self.lease is not None:

@@ -23,6 +23,7 @@ logger = logging.getLogger("dotflow_providers")
 
 if TYPE_CHECKING:
     from ._journal import Journal
+    from ._map import MapSpec
     from ._run import Run
 
 
@@ -34,6 +35,7 @@ class StepSpec(NamedTuple):
     initial_context: Any
     group: str | None
     stage: Any = None  # the Stage behind the step, if it is one
+    map: MapSpec | None = None  # how a `workflow.map` step runs its items
 
 
 #: How each mode passes outputs on: "one" chain of every step, one chain per "group" (ungrouped
@@ -103,6 +105,8 @@ class Execution:
     compensate: bool = False
     clean_on_success: bool = False
     stop: CancelToken = dataclasses.field(default_factory=CancelToken)
+    #: this run's items of each map step, by step index
+    maps: dict[int, list[Any]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._commit = self.journal.commit  # bound once: used for every step
@@ -119,6 +123,8 @@ class Execution:
                 kwargs["previous_context"] = Context(previous)
             if "checkpoint" in accepts:
                 kwargs["checkpoint"] = Progress(self.journal, index)
+            if "map_run" in accepts:
+                kwargs["map_run"] = (self, index)
         return kwargs
 
     def settle(self, index: int) -> bool:
@@ -258,8 +264,18 @@ class Execution:
         self.open()
         try:
             strategy(self)
+            self.journal.flush()  # group commit: the last batch
         finally:
+            if self.journal.group is not None:
+                self.flush_quietly()
             self.close()
+
+    def flush_quietly(self) -> None:
+        """On cancel or an error: commit what completed; a failure here is only logged."""
+        try:
+            self.journal.flush()
+        except DotflowError as exc:
+            logger.warning("could not commit the last batch of completed steps: %s", exc)
 
 
 def sequential(ex: Execution) -> None:

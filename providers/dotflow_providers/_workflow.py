@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import logging
 import threading
@@ -23,6 +24,7 @@ from ._format import Layout, check_workflow_id
 from ._identity import ON_CHANGE, OnChange, StepIdentity, code_version, digest_value
 from ._journal import Journal, request_cancel
 from ._lease import Lease, LeaseConfig, read_lease
+from ._map import Items, check_commit_options, map_step
 from ._run import Run
 from ._stages import Stage
 from ._status import Status
@@ -50,6 +52,11 @@ class Workflow:
     that received its output; `"raise"` raises `WorkflowDefinitionChanged` or `InputChanged`;
     `"reuse"` restores the old checkpoints anyway, with a warning. `clean_on_success` deletes
     the checkpoints once a run completes.
+
+    `commit_every=k` commits up to k completed steps as one atomic write (one object, one
+    fsync'd file), or `commit_interval` seconds after the first of them, whichever comes first;
+    a crash then runs up to k-1 committed-in-memory steps again. The default (1) commits each
+    step before the next starts.
     """
 
     def __init__(
@@ -61,7 +68,10 @@ class Workflow:
         lock: LeaseConfig | bool = True,
         tracer: Tracer | None = None,
         clean_on_success: bool = False,
+        commit_every: int = 1,
+        commit_interval: float | None = None,
     ) -> None:
+        check_commit_options(commit_every, commit_interval)
         if on_change not in ON_CHANGE:
             raise ConfigurationError(
                 f"on_change must be 'rerun', 'raise' or 'reuse', got {on_change!r}"
@@ -76,6 +86,8 @@ class Workflow:
         )
         self.tracer = tracer
         self.clean_on_success = clean_on_success
+        self.commit_every = commit_every
+        self.commit_interval = commit_interval
         self._specs: list[StepSpec] = []
         self._names: set[str] = set()
 
@@ -109,8 +121,52 @@ class Workflow:
             self._append(StepSpec(act, step_name, initial_context, group))
         return self
 
+    def map(
+        self,
+        step: Any,
+        items: Items,
+        *,
+        name: str | None = None,
+        commit_every: int = 100,
+        max_concurrency: int | None = None,
+        executor: concurrent.futures.Executor | None = None,
+        fail_fast: bool = False,
+        initial_context: Any = None,
+        group: str | None = None,
+    ) -> Workflow:
+        """Append one step that calls `step` once per item and passes on the list of outputs.
+
+        `step` (an `@action`, sync or async, with its own retry policy and timeout per item)
+        takes an `item` parameter, and may take `initial_context`. `items` is a list, tuple,
+        range, or a callable returning an iterable (called again on every start). Outputs are
+        committed `commit_every` items per write; a resume runs only the items not committed
+        (by index and value). Items run here one at a time, in `max_concurrency` threads (or
+        coroutines, for an async step), or on `executor` (any `concurrent.futures.Executor`:
+        threads, processes, Dask's `Client.get_executor()`). A failing item leaves a failure
+        record; the map fails once the other items ran, or at once with `fail_fast`.
+        """
+        self._append(
+            map_step(
+                step,
+                items,
+                name=name,
+                commit_every=commit_every,
+                max_concurrency=max_concurrency,
+                executor=executor,
+                fail_fast=fail_fast,
+                initial_context=initial_context,
+                group=group,
+            )
+        )
+        return self
+
     def _append(self, spec: StepSpec) -> None:
         name = spec.name
+        if spec.map is None and "item" in spec.step.accepts:
+            raise InvalidStep(
+                f"step {name!r} takes an `item` parameter, which only a map gives: add it with "
+                "workflow.map(step, items)"
+            )
         if type(name) is not str or not name:
             raise InvalidStep(f"step names must be non-empty strings, got {name!r}")
         if name in self._names:
@@ -142,6 +198,7 @@ class Workflow:
                 self.clean_on_success if clean_on_success is None else clean_on_success
             ),
         )
+        clone.commit_every, clone.commit_interval = self.commit_every, self.commit_interval
         clone._specs = list(self._specs)
         clone._names = set(self._names)
         return clone
@@ -266,7 +323,9 @@ class Workflow:
         await execute_async(execution, strategy)
         return execution.run
 
-    def _identities(self, mode: str, initial: list[Any]) -> list[StepIdentity]:
+    def _identities(
+        self, mode: str, initial: list[Any], maps: dict[int, list[Any]] | None = None
+    ) -> list[StepIdentity]:
         """What each step's checkpoint must be valid for in this run (salts come from the
         manifest)."""
         ups = upstreams(self._specs, mode)
@@ -287,6 +346,8 @@ class Workflow:
                     )
             else:
                 found = _NO_INPUT
+            if spec.map is not None and maps is not None:
+                found = spec.map.input_digest(found, maps[index], spec.name)
             identities.append(
                 StepIdentity(
                     position=index,
@@ -324,13 +385,25 @@ class Workflow:
                 )
             rerun_index = self.steps.index(rerun_from)
         initial = self._initial(initial_context)
-        identities = self._identities(mode, initial)
+        maps = {i: s.map.materialize() for i, s in enumerate(self._specs) if s.map is not None}
+        if maps and mode == "parallel":
+            raise ConfigurationError(
+                "map steps cannot run in parallel mode (their items are run by this runner); "
+                "give the map an executor= (a ProcessPoolExecutor) and start it sequentially"
+            )
+        identities = self._identities(mode, initial, maps)
         layout = Layout(self.workflow_id_for(initial_context))
         lease = None if self.lock is None else Lease(self.store, layout.lock, self.lock)
         if lease is not None:
             lease.acquire()
         try:
-            journal = Journal(self.store, layout, lease)
+            journal = Journal(
+                self.store,
+                layout,
+                lease,
+                commit_every=self.commit_every,
+                commit_interval=self.commit_interval,
+            )
             journal.check_cancel()
             opened = journal.open(
                 identities, on_change=self.on_change, rerun_from=rerun_index, v1_inputs=initial
@@ -350,6 +423,9 @@ class Workflow:
             record.started_at, record.finished_at = doc.started_at, doc.finished_at
             record.duration, record.output = doc.finished_at - doc.started_at, doc.output()
             record.checksum, record.history = doc.checksum, doc.history
+            if index in maps and isinstance(record.output, list):
+                total = len(record.output)
+                record.items = {"items_done": total, "items_failed": 0, "items_total": total}
         if interrupted is not None:
             records[interrupted].interrupted = True
         journal.records = records
@@ -371,6 +447,7 @@ class Workflow:
             max_workers,
             compensate,
             self.clean_on_success,
+            maps=maps,
         )
 
     def _interrupted(
