@@ -80,7 +80,7 @@ def core_bare(session: nox.Session) -> None:
 @nox.session
 def core(session: nox.Session) -> None:
     """The core engine and stores, against real processes and S3/GCS servers on loopback."""
-    session.install("-e", ".[s3,gcs,otel,cli,encryption]", *CORE_TEST_DEPS)
+    session.install("-e", ".[s3,gcs,otel,cli,encryption,dask]", *CORE_TEST_DEPS)
     session.run("pytest", "tests/core", *session.posargs)
 
 

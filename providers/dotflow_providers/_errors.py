@@ -75,6 +75,10 @@ class WorkflowFailed(DotflowError):
     """Raised by `Run.raise_for_status()` when a run did not complete."""
 
 
+class MapFailed(DotflowError):
+    """Some items of a map step failed for good; the committed ones are kept."""
+
+
 class WorkflowCancelled(DotflowError):
     """The workflow was cancelled."""
 

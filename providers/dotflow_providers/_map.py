@@ -33,8 +33,8 @@ from ._engine import StepRecord, TaskEngine, call_step
 from ._errors import (
     CheckpointError,
     ConfigurationError,
-    DotflowError,
     InvalidStep,
+    MapFailed,
     PreconditionFailed,
     StepTimeout,
     WorkflowCancelled,
@@ -59,10 +59,6 @@ logger = logging.getLogger("dotflow_providers")
 
 #: What `items` may be: re-creatable on resume (never a one-shot iterator).
 Items = list[Any] | tuple[Any, ...] | range | Callable[[], Iterable[Any]]
-
-
-class MapFailed(DotflowError):
-    """Some items of a map step failed for good; the committed ones are kept."""
 
 
 def check_commit_options(every: object, interval: object, what: str = "commit_every") -> None:

@@ -186,6 +186,8 @@ class Workflow:
         lock: LeaseConfig | bool | None = None,
         tracer: Tracer | None = None,
         clean_on_success: bool | None = None,
+        commit_every: int | None = None,
+        commit_interval: float | None = None,
     ) -> Workflow:
         """The same steps under another id, store or policy (how adapters bind a workflow)."""
         clone = Workflow(
@@ -198,7 +200,10 @@ class Workflow:
                 self.clean_on_success if clean_on_success is None else clean_on_success
             ),
         )
-        clone.commit_every, clone.commit_interval = self.commit_every, self.commit_interval
+        every = self.commit_every if commit_every is None else commit_every
+        interval = self.commit_interval if commit_interval is None else commit_interval
+        check_commit_options(every, interval)
+        clone.commit_every, clone.commit_interval = every, interval
         clone._specs = list(self._specs)
         clone._names = set(self._names)
         return clone

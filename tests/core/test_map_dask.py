@@ -8,14 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import distributed  # the `dask` extra (the core session installs it)
 import pytest
 
 from dotflow_providers import FileStore, Status, Workflow
 
 from .map_steps import square_where
 from .procs import ROOT
-
-distributed = pytest.importorskip("distributed", reason="needs the `dask` extra")
 
 
 @pytest.fixture(scope="module")
