@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ..sidefx import steps_ran
 from .logs import run_logs
@@ -279,10 +281,11 @@ def test_a_lease_left_on_another_host_by_an_ended_run_is_waited_out_and_the_wait
     work: Path,
 ) -> None:
     from dotflow_prefect import dotflow_flow
+    from dotflow_prefect._identity import CallKey, arguments_digest, function_name
     from dotflow_providers import FileStore, LeaseConfig
     from dotflow_providers._format import Layout, LeaseDocument, lease_document
 
-    from .scoped_flows import pipeline
+    from .scoped_flows import extract, pipeline
 
     @dotflow_flow(store=store_url(work), resume_key="{day}", lock=LeaseConfig(clock_skew=0))
     def resumed(day: str) -> Any:
@@ -290,21 +293,22 @@ def test_a_lease_left_on_another_host_by_an_ended_run_is_waited_out_and_the_wait
 
     ended = resumed("sun", return_state=True)  # a run that completed: its process is gone
     now = time.time()
-    # what a runner SIGKILLed on another machine leaves: a lease nobody renews or releases
-    FileStore(work / "ckpt").put(
-        Layout("prefect/keyed/resumed/sun").lock,
-        lease_document(
-            LeaseDocument(
-                str(ended.state_details.flow_run_id),
-                "elsewhere",
-                os.getpid(),
-                1,
-                now,
-                now + 1.0,
-                1.0,
-            )
-        ),
+    # what a runner SIGKILLed on another machine leaves: leases nobody renews or releases, on
+    # the scope and on the call it was running
+    call = CallKey(
+        "prefect/keyed/resumed/sun",
+        function_name(extract.fn),
+        arguments_digest({"day": "sun"}, None),
+        0,
     )
+    for key, owner in (
+        (Layout("prefect/keyed/resumed/sun").lock, str(ended.state_details.flow_run_id)),
+        (Layout(call.workflow_id).lock, "a-runner"),
+    ):
+        FileStore(work / "ckpt").put(
+            key,
+            lease_document(LeaseDocument(owner, "elsewhere", os.getpid(), 1, now, now + 1.0, 1.0)),
+        )
     state = resumed("sun", return_state=True)
     assert state.result() == "total 60"
     messages = [m for _, m in run_logs(state.state_details.flow_run_id, "waiting up to")]
@@ -312,6 +316,12 @@ def test_a_lease_left_on_another_host_by_an_ended_run_is_waited_out_and_the_wait
         "still leased by flow run" in m and "elsewhere" in m and "waiting up to" in m
         for m in messages
     ), messages
+    assert any(
+        m.startswith(f"{call.workflow_id} is still leased by elsewhere pid")
+        and "an earlier runner of this checkpoint scope on another host" in m
+        for m in messages
+    ), messages
+    assert steps_ran(work) == ["extract", "transform", "load", "report"] * 2
 
 
 def test_an_unusable_resume_key_ends_the_run_without_spending_retries(work: Path) -> None:
@@ -333,3 +343,25 @@ def test_resume_keys_from_a_template_or_a_function_name_the_same_scope(key: Any)
 
     assert _resume_key(key, {"day": "2026-11-22", "n": 1}) == "2026-11-22"
     assert _resume_key(key, {"day": "a/b", "n": 1}) != _resume_key(key, {"day": "a_b", "n": 1})
+
+
+@given(
+    calls=st.lists(st.lists(st.sampled_from("abcd"), min_size=1, max_size=3), max_size=12),
+    rerun_from=st.sampled_from("abcde"),
+)
+def test_rerun_from_cuts_at_the_first_call_naming_the_step_in_call_order(
+    calls: list[list[str]], rerun_from: str
+) -> None:
+    import logging
+
+    from dotflow_prefect._scope import FlowScope
+    from dotflow_providers import MemoryStore
+
+    scope = FlowScope("prefect/x", MemoryStore(), logging.getLogger("test"), rerun_from=rerun_from)
+    keys = [scope.draw(f"f{n}", "digest", tuple(steps)) for n, steps in enumerate(calls)]
+    cut = next((n for n, steps in enumerate(calls) if rerun_from in steps), len(calls))
+    assert [key.order for key in keys] == list(range(len(calls)))
+    assert [key.rerun_from for key in keys] == [
+        None if n < cut else rerun_from if n == cut else steps[0] for n, steps in enumerate(calls)
+    ]
+    assert len({key.workflow_id for key in keys}) == len(keys)

@@ -254,7 +254,9 @@ def test_a_credentials_block_and_inline_secrets_together_are_refused() -> None:
         ).store()
     with pytest.raises(ConfigurationError, match="inline secrets; keep one"):
         DotflowGCSStore(
-            bucket="b", credentials=GcpCredentials(project="p"), service_account_info={"k": "v"}
+            bucket="b",
+            credentials=GcpCredentials.model_construct(project="p"),  # no ADC lookup here
+            service_account_info={"k": "v"},
         ).store()
 
 
