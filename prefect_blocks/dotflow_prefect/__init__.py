@@ -7,7 +7,7 @@ Registered through the `prefect.collections` entry point, so
 from dotflow_providers.integration import PERMANENT_ERRORS
 
 from ._identity import CheckpointKey, UndigestableArgument
-from ._scope import ResumeKeyInUse
+from ._scope import ResumeKeyInUse, current_scope
 from .blocks import (
     CheckpointStoreBlock,
     DotflowFileStore,
@@ -15,7 +15,7 @@ from .blocks import (
     DotflowRetryPolicy,
     DotflowS3Store,
 )
-from .flows import current_scope, dotflow_flow
+from .flows import dotflow_flow
 from .tasks import (
     DotflowTask,
     default_store,

@@ -26,12 +26,13 @@ from prefect.utilities.collections import visit_collection
 
 from dotflow_providers import ConfigurationError, LeaseConfig
 from dotflow_providers._format import Layout
-from dotflow_providers.integration import id_part
+from dotflow_providers.integration import PERMANENT_ERRORS, id_part
 from prefect import Flow, flow
 
 from ._identity import _SCOPE
-from ._scope import FlowScope, current_scope, rerun_request, scope_id, take_scope_lease
+from ._scope import FlowScope, ResumeKeyInUse, rerun_request, scope_id, take_scope_lease
 from .blocks import resolve_store
+from .tasks import _end_flow_run, default_store
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -91,6 +92,8 @@ def dotflow_flow(
             args: tuple[Any, ...], kwargs: dict[str, Any], rerun_from: str | None
         ) -> Iterator[FlowScope]:
             parameters = get_call_parameters(function, args, kwargs)
+            if own_rerun:
+                rerun_from = parameters[RERUN_FROM]
             with _opened(
                 parameters, store, resume_key, lock, rerun_from, keep_checkpoints
             ) as scope:
@@ -104,7 +107,7 @@ def dotflow_flow(
 
             @functools.wraps(function)
             async def body_async(*args: Any, **kwargs: Any) -> Any:
-                rerun_from = kwargs.get(RERUN_FROM) if own_rerun else kwargs.pop(RERUN_FROM, None)
+                rerun_from = None if own_rerun else kwargs.pop(RERUN_FROM, None)
                 with scoped(args, kwargs, rerun_from) as scope:
                     try:
                         result = await function(*args, **kwargs)
@@ -120,7 +123,7 @@ def dotflow_flow(
 
             @functools.wraps(function)
             def body_sync(*args: Any, **kwargs: Any) -> Any:
-                rerun_from = kwargs.get(RERUN_FROM) if own_rerun else kwargs.pop(RERUN_FROM, None)
+                rerun_from = None if own_rerun else kwargs.pop(RERUN_FROM, None)
                 with scoped(args, kwargs, rerun_from) as scope:
                     try:
                         result = function(*args, **kwargs)
@@ -157,8 +160,6 @@ def _opened(
     rerun_from: str | None,
     keep_checkpoints: bool,
 ) -> Iterator[FlowScope]:
-    from .tasks import _end_flow_run, default_store
-
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
         raise ConfigurationError("a dotflow_flow body runs only as a Prefect flow run")
@@ -175,10 +176,6 @@ def _opened(
                 chosen, scope_name, lock or LeaseConfig(), str(flow_run.id), logger
             )
     except Exception as error:
-        from dotflow_providers.integration import PERMANENT_ERRORS
-
-        from ._scope import ResumeKeyInUse
-
         if isinstance(error, (ResumeKeyInUse, *PERMANENT_ERRORS)):
             _end_flow_run(error)  # a retry cannot fix it: the flow run ends without retries
         raise
@@ -254,19 +251,25 @@ def _artifact_key(scope: FlowScope) -> str:
 
 
 def _report(scope: FlowScope, outcome: str) -> None:
-    create_markdown_artifact(
-        scope.markdown(_title(scope, outcome)),
-        key=_artifact_key(scope),
-        description=f"dotflow calls of {scope.scope}",
-    )
+    try:
+        create_markdown_artifact(
+            scope.markdown(_title(scope, outcome)),
+            key=_artifact_key(scope),
+            description=f"dotflow calls of {scope.scope}",
+        )
+    except Exception as error:  # a report must never change how the run ends
+        scope.logger.warning("could not write the dotflow artifact: %s", error)
 
 
 async def _report_async(scope: FlowScope, outcome: str) -> None:
-    await acreate_markdown_artifact(
-        scope.markdown(_title(scope, outcome)),
-        key=_artifact_key(scope),
-        description=f"dotflow calls of {scope.scope}",
-    )
+    try:
+        await acreate_markdown_artifact(
+            scope.markdown(_title(scope, outcome)),
+            key=_artifact_key(scope),
+            description=f"dotflow calls of {scope.scope}",
+        )
+    except Exception as error:  # a report must never change how the run ends
+        scope.logger.warning("could not write the dotflow artifact: %s", error)
 
 
-__all__ = ["ResumeKey", "current_scope", "dotflow_flow"]
+__all__ = ["ResumeKey", "dotflow_flow"]

@@ -365,3 +365,19 @@ def test_rerun_from_cuts_at_the_first_call_naming_the_step_in_call_order(
         None if n < cut else rerun_from if n == cut else steps[0] for n, steps in enumerate(calls)
     ]
     assert len({key.workflow_id for key in keys}) == len(keys)
+
+
+def test_a_flow_that_declares_rerun_from_itself_receives_it_and_it_still_applies(
+    work: Path,
+) -> None:
+    from dotflow_prefect import dotflow_flow
+
+    from .scoped_flows import pipeline
+
+    @dotflow_flow(store=store_url(work), resume_key="{day}", keep_checkpoints=True)
+    def declared(day: str, rerun_from: str | None = None) -> Any:
+        return [pipeline(day), rerun_from]
+
+    assert declared("mon") == ["total 60", None]
+    assert declared("mon", "report") == ["total 60", "report"]
+    assert steps_ran(work) == ["extract", "transform", "load", "report", "report"]
