@@ -1,4 +1,4 @@
-"""dotflow-providers for Prefect: checkpoint-store and retry-policy blocks, task helpers.
+"""dotflow-providers for Prefect: a durable flow decorator, task helpers, store and retry blocks.
 
 Registered through the `prefect.collections` entry point, so
 `prefect block register -m dotflow_prefect` registers the blocks.
@@ -7,6 +7,7 @@ Registered through the `prefect.collections` entry point, so
 from dotflow_providers.integration import PERMANENT_ERRORS
 
 from ._identity import CheckpointKey, UndigestableArgument
+from ._scope import ResumeKeyInUse, current_scope
 from .blocks import (
     CheckpointStoreBlock,
     DotflowFileStore,
@@ -14,6 +15,7 @@ from .blocks import (
     DotflowRetryPolicy,
     DotflowS3Store,
 )
+from .flows import dotflow_flow
 from .tasks import (
     DotflowTask,
     default_store,
@@ -31,8 +33,11 @@ __all__ = [
     "DotflowRetryPolicy",
     "DotflowS3Store",
     "DotflowTask",
+    "ResumeKeyInUse",
     "UndigestableArgument",
+    "current_scope",
     "default_store",
+    "dotflow_flow",
     "dotflow_task",
     "run_workflow",
     "steps_markdown",

@@ -18,7 +18,7 @@ import dataclasses
 import hashlib
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext
@@ -40,12 +40,18 @@ class UndigestableArgument(ConfigurationError):
 
 @dataclasses.dataclass(frozen=True)
 class CallKey:
-    """A call's place in the checkpoint store: `scope/name/digest/occurrence`."""
+    """A call's place in the checkpoint store: `scope/name/digest/occurrence`.
+
+    Inside a `dotflow_flow`, `order` is the call's place among all the flow's calls and
+    `rerun_from` the step it must run again from (it is at or after the flow's `rerun_from`).
+    """
 
     scope: str
     name: str
     digest: str
     occurrence: int
+    order: int = -1
+    rerun_from: str | None = None
 
     @property
     def workflow_id(self) -> str:
@@ -92,7 +98,11 @@ class _Occurrences:
             collections.OrderedDict()
         )
 
-    def next(self, name: str, digest_: str) -> CallKey:
+    def next(self, name: str, digest_: str, steps: tuple[str, ...] = ()) -> CallKey:
+        """The next call of (name, digest); `steps` are the names `rerun_from` can select."""
+        drawing = _SCOPE.get()
+        if drawing is not None:
+            return drawing.draw(name, digest_, steps)
         context = FlowRunContext.get()
         flow_run = None if context is None else context.flow_run
         scope = "prefect/local" if flow_run is None else f"prefect/{flow_run.id}"
@@ -110,7 +120,18 @@ class _Occurrences:
         return CallKey(scope, name, digest_, occurrence)
 
 
+class CallScope(Protocol):
+    """Where a `dotflow_flow` draws its calls' keys (one per flow-run attempt)."""
+
+    def draw(self, name: str, digest: str, steps: tuple[str, ...]) -> CallKey: ...
+
+
 OCCURRENCES = _Occurrences()
+# Set by `dotflow_flow` for the body of each flow-run attempt; Prefect's thread-pool runner
+# copies the context at submission, so tasks running in its threads see the same scope.
+_SCOPE: contextvars.ContextVar[CallScope | None] = contextvars.ContextVar(
+    "dotflow_prefect_scope", default=None
+)
 _CALL: contextvars.ContextVar[CallKey | None] = contextvars.ContextVar(
     "dotflow_prefect_call", default=None
 )

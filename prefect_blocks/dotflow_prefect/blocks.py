@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from abc import ABC
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from prefect.blocks.core import Block
 from prefect.types import SecretDict
@@ -14,7 +14,28 @@ from dotflow_providers import CheckpointStore, ConfigurationError, FileStore
 from dotflow_providers.integration import load_object
 from dotflow_providers.retry import CircuitBreaker, ExponentialBackoff, FixedRetry, RetryPolicy
 
+if TYPE_CHECKING:
+    from prefect_aws import AwsCredentials, MinIOCredentials
+    from prefect_gcp import GcpCredentials  # type: ignore[import-untyped]  # no py.typed
+else:
+    # prefect-aws and prefect-gcp are optional: without them these names are NoneType, so the
+    # `credentials` fields accept only None and the inline fields remain
+    try:
+        from prefect_aws import AwsCredentials, MinIOCredentials
+    except ImportError:
+        AwsCredentials = MinIOCredentials = type(None)
+    try:
+        from prefect_gcp import GcpCredentials
+    except ImportError:
+        GcpCredentials = type(None)
+
+# the project's README (pyproject's Documentation URL), at its Prefect section
 _DOCS = "https://github.com/dotflow-io/dotflow-providers#prefect"
+# the dotflow-io logo its README shows, pinned to a commit so the URL never moves
+_LOGO = (
+    "https://raw.githubusercontent.com/dotflow-io/dotflow/"
+    "9b14f9e362cb65a5aa3f6e93fdaa41a3ad296a79/docs/assets/dotflow.png"
+)
 
 
 class CheckpointStoreBlock(Block, ABC):
@@ -25,6 +46,7 @@ class CheckpointStoreBlock(Block, ABC):
     """
 
     _documentation_url = _DOCS  # type: ignore[assignment]  # Prefect turns it into a URL
+    _logo_url = _LOGO  # type: ignore[assignment]
 
     @abc.abstractmethod
     def store(self) -> CheckpointStore:
@@ -60,18 +82,27 @@ class DotflowS3Store(CheckpointStoreBlock):
     _description: ClassVar[str] = "Step checkpoints in S3, with conditional writes and a lease."
     _code_example: ClassVar[str] = """
 ```python
+from prefect_aws import AwsCredentials
+
 from dotflow_prefect import DotflowS3Store
 
-DotflowS3Store(bucket="etl", prefix="checkpoints", region_name="eu-west-1").save("etl-s3")
+DotflowS3Store(
+    bucket="etl", prefix="checkpoints", credentials=AwsCredentials.load("prod")
+).save("etl-s3")
 store = DotflowS3Store.load("etl-s3")
 ```"""
 
     bucket: str
     prefix: str = ""
+    credentials: AwsCredentials | MinIOCredentials | None = Field(
+        default=None,
+        description="A prefect-aws AwsCredentials or MinIOCredentials block (preferred); "
+        "empty for the fields below, or the worker's own credentials.",
+    )
     endpoint_url: str | None = Field(default=None, description="For S3-compatible servers.")
     region_name: str | None = None
     aws_access_key_id: SecretStr | None = Field(
-        default=None, description="Leave empty to use the worker's own credentials."
+        default=None, description="Inline key, when no credentials block is given."
     )
     aws_secret_access_key: SecretStr | None = None
     aws_session_token: SecretStr | None = Field(
@@ -81,6 +112,10 @@ store = DotflowS3Store.load("etl-s3")
     def store(self) -> CheckpointStore:
         from dotflow_providers.storage import S3Store
 
+        if self.credentials is not None:
+            _only_one("credentials", self.aws_access_key_id, self.aws_secret_access_key)
+            # prefect-aws builds the client: its endpoint, region, profile, assumed role
+            return S3Store(self.bucket, self.prefix, client=self.credentials.get_s3_client())
         return S3Store(
             self.bucket,
             self.prefix,
@@ -102,31 +137,40 @@ class DotflowGCSStore(CheckpointStoreBlock):
 ```python
 from dotflow_prefect import DotflowGCSStore
 
-DotflowGCSStore(bucket="etl", prefix="checkpoints").save("etl-gcs")
+DotflowGCSStore(bucket="etl", prefix="checkpoints", credentials=GcpCredentials.load("prod"))
 ```"""
 
     bucket: str
     prefix: str = ""
+    credentials: GcpCredentials | None = Field(
+        default=None,
+        description="A prefect-gcp GcpCredentials block (preferred); empty for the service "
+        "account below, or the worker's own credentials.",
+    )
     project: str | None = None
     endpoint_url: str | None = None
     service_account_info: SecretDict | None = Field(
-        default=None, description="Service account JSON; empty for the worker's credentials."
+        default=None, description="Inline service account JSON, when no credentials block."
     )
 
     def store(self) -> CheckpointStore:
         from dotflow_providers.storage import GCSStore
 
-        credentials = None
-        if self.service_account_info is not None:
+        credentials: Any = None
+        project = self.project
+        if self.credentials is not None:
+            _only_one("credentials", self.service_account_info)
+            credentials = self.credentials.get_credentials_from_service_account()
+            project = project or self.credentials.project
+        elif self.service_account_info is not None:
             from google.oauth2 import service_account
 
-            credentials = service_account.Credentials.from_service_account_info(
-                self.service_account_info.get_secret_value()
-            )
+            from_info = cast(Any, service_account.Credentials.from_service_account_info)
+            credentials = from_info(self.service_account_info.get_secret_value())
         return GCSStore(
             self.bucket,
             self.prefix,
-            project=self.project,
+            project=project,
             credentials=credentials,
             endpoint_url=self.endpoint_url,
         )
@@ -139,6 +183,7 @@ class DotflowRetryPolicy(Block):
     _block_type_slug: ClassVar[str] = "dotflow-retry-policy"
     _description: ClassVar[str] = "How a step is retried: attempts, waits, exceptions."
     _documentation_url = _DOCS  # type: ignore[assignment]  # Prefect turns it into a URL
+    _logo_url = _LOGO  # type: ignore[assignment]
     _code_example: ClassVar[str] = """
 ```python
 from dotflow_prefect import DotflowRetryPolicy, dotflow_task
@@ -185,6 +230,14 @@ def call_api(): ...
             return backoff
         return CircuitBreaker(
             self.threshold, self.window, self.reset_after, self.half_open_max_calls, backoff
+        )
+
+
+def _only_one(name: str, *inline: object) -> None:
+    if any(value is not None for value in inline):
+        raise ConfigurationError(
+            f"the block has both a {name} block and inline secrets; keep one (the {name} "
+            "block is preferred, the inline fields are a fallback)"
         )
 
 

@@ -13,6 +13,7 @@ import functools
 import inspect
 import logging
 import re
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,14 +58,15 @@ from ._identity import (
     function_name,
 )
 from ._logging import RunLogTracer, forward_engine_logs
+from ._scope import current_scope, start_in_scope, start_in_scope_async
 from .blocks import resolve_policy, resolve_store
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-#: Turns a call's parameters into (its name, the digest of its arguments).
-Identify = Callable[[dict[str, Any]], tuple[str, str]]
+#: Turns a call's parameters into (its name, the digest of its arguments, its step names).
+Identify = Callable[[dict[str, Any]], tuple[str, str, tuple[str, ...]]]
 
 forward_engine_logs()
 
@@ -97,8 +99,7 @@ class DotflowTask(Task[P, R]):
     _identify: Identify
 
     def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CallKey:
-        name, digest = self._identify(get_call_parameters(self.fn, args, kwargs))
-        return OCCURRENCES.next(name, digest)
+        return OCCURRENCES.next(*self._identify(get_call_parameters(self.fn, args, kwargs)))
 
     def __call__(  # type: ignore[override]
         self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any
@@ -179,8 +180,8 @@ class _KeyingRunner:
         dependencies: Any = None,
     ) -> Any:
         with _ending_the_flow_run_on_permanent_errors():
-            name, digest = self._task._identify(parameters)
-        with calling(OCCURRENCES.next(name, digest)):
+            identity = self._task._identify(parameters)
+        with calling(OCCURRENCES.next(*identity)):
             return self._runner.submit(task, parameters, wait_for, dependencies)
 
 
@@ -298,14 +299,17 @@ def dotflow_task(
         step_name = name or function.__name__
         identity = function_name(function)
 
-        def identify(parameters: dict[str, Any]) -> tuple[str, str]:
-            return identity, arguments_digest(parameters, checkpoint_key)
+        def identify(parameters: dict[str, Any]) -> tuple[str, str, tuple[str, ...]]:
+            return identity, arguments_digest(parameters, checkpoint_key), (step_name,)
 
-        def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Workflow, str]:
+        def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Workflow, str, CallKey]:
             parameters = get_call_parameters(function, args, kwargs)
             inputs = arguments_digest(parameters, checkpoint_key)
-            key = current_call(identity) or OCCURRENCES.next(identity, inputs)
+            key = current_call(identity) or OCCURRENCES.next(identity, inputs, (step_name,))
             chosen = resolve_store(store) if checkpoint else MemoryStore()
+            scope = current_scope()
+            if chosen is None and scope is not None:
+                chosen = scope.store
             step = action(retry=resolve_policy(retry), timeout=timeout, name=step_name)(
                 functools.partial(function, *args, **kwargs)
             )
@@ -318,7 +322,7 @@ def dotflow_task(
                 lock=lock,
                 tracer=RunLogTracer(_run_logger()),
             )
-            return workflow.add(step), inputs
+            return workflow.add(step), inputs, key
 
         def outcome(run: Run) -> Any:
             failed = run.failed_step
@@ -330,9 +334,19 @@ def dotflow_task(
 
             @functools.wraps(function)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
+                scope, run = current_scope(), None
                 try:
-                    workflow, inputs = bind(args, kwargs)
-                    run = await workflow.start_async(initial_context=inputs)
+                    workflow, inputs, key = bind(args, kwargs)
+                    rerun = None if scope is None else scope.rerun_step(key, workflow)
+                    try:
+                        run = await start_in_scope_async(
+                            workflow,
+                            lambda w: w.start_async(initial_context=inputs, rerun_from=rerun),
+                            _run_logger(),
+                        )
+                    finally:
+                        if scope is not None:
+                            scope.record(key, workflow.store, run, sys.exc_info()[1])
                 except PERMANENT_ERRORS as error:
                     await asyncio.to_thread(_end_flow_run, error)
                     raise
@@ -344,9 +358,19 @@ def dotflow_task(
 
         @functools.wraps(function)
         def run_sync(*args: Any, **kwargs: Any) -> Any:
+            scope, run = current_scope(), None
             with _ending_the_flow_run_on_permanent_errors():
-                workflow, inputs = bind(args, kwargs)
-                run = workflow.start(initial_context=inputs)
+                workflow, inputs, key = bind(args, kwargs)
+                rerun = None if scope is None else scope.rerun_step(key, workflow)
+                try:
+                    run = start_in_scope(
+                        workflow,
+                        lambda w: w.start(initial_context=inputs, rerun_from=rerun),
+                        _run_logger(),
+                    )
+                finally:
+                    if scope is not None:
+                        scope.record(key, workflow.store, run, sys.exc_info()[1])
             output = outcome(run)
             _forget_on_rollback(workflow, inputs)
             return output
@@ -366,10 +390,11 @@ def steps_markdown(run: Run) -> str:
     return f"### dotflow `{run.workflow_id}`: {run.status.value}\n\n{table}"
 
 
-def _workflow_identity(parameters: dict[str, Any]) -> tuple[str, str]:
+def _workflow_identity(parameters: dict[str, Any]) -> tuple[str, str, tuple[str, ...]]:
     base = load_workflow(parameters["workflow"])
     name = parameters.get("workflow_id") or base.workflow_id_for(None)
-    return id_part(name), arguments_digest({"c": parameters.get("initial_context")}, None)
+    digest = arguments_digest({"c": parameters.get("initial_context")}, None)
+    return id_part(name), digest, tuple(base.steps)
 
 
 def _run_workflow(
@@ -397,40 +422,51 @@ def _run_workflow(
     """
     with _ending_the_flow_run_on_permanent_errors():
         base = load_workflow(workflow)
-        name, submitted = _workflow_identity(
+        name, submitted, steps = _workflow_identity(
             {"workflow": base, "workflow_id": workflow_id, "initial_context": initial_context}
         )
-        key = current_call(name) or OCCURRENCES.next(name, submitted)
+        key = current_call(name) or OCCURRENCES.next(name, submitted, steps)
         resolved = arguments_digest({"c": initial_context}, None)
+        scope = current_scope()
         bound = base.copy(
             workflow_id=workflow_id or key.workflow_id,
-            store=resolve_store(store) or default_store(),
+            store=resolve_store(store) or (scope and scope.store) or default_store(),
             lock=lock,
             # a context that came from a future may differ from the one the id was drawn with
             on_change="rerun" if resolved != key.digest else None,
             tracer=Tracers(base.tracer, RunLogTracer(_run_logger())),
         )
-        run: Run | None
-        if mode.startswith("async"):
-            run = run_coro_as_sync(
-                bound.start_async(
-                    mode,
-                    keep_going,
-                    initial_context=initial_context,
-                    max_concurrency=max_workers,
-                    compensate=compensate,
-                    strict_recovery=strict_recovery,
+        rerun = None if scope is None else scope.rerun_step(key, bound)
+        run: Run | None = None
+
+        def start(workflow: Workflow) -> Run | None:
+            if mode.startswith("async"):
+                return run_coro_as_sync(
+                    workflow.start_async(
+                        mode,
+                        keep_going,
+                        initial_context=initial_context,
+                        max_concurrency=max_workers,
+                        compensate=compensate,
+                        strict_recovery=strict_recovery,
+                        rerun_from=rerun,
+                    )
                 )
-            )
-        else:
-            run = bound.start(
+            return workflow.start(
                 mode,
                 keep_going,
                 initial_context=initial_context,
                 max_workers=max_workers,
                 compensate=compensate,
                 strict_recovery=strict_recovery,
+                rerun_from=rerun,
             )
+
+        try:
+            run = start_in_scope(bound, start, _run_logger())
+        finally:
+            if scope is not None:
+                scope.record(key, bound.store, run, sys.exc_info()[1])
     assert run is not None  # run_coro_as_sync's type allows None; start_async returns a Run
     if TaskRunContext.get() is not None:
         create_markdown_artifact(

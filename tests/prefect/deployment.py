@@ -139,6 +139,17 @@ class PrefectStack:
         )
         return [log["message"] for log in response.json()]
 
+    def artifact(self, key: str) -> str:
+        """The data of the latest artifact with `key`."""
+        response = httpx.post(
+            f"{self.api}/artifacts/filter",
+            json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1},
+            timeout=10,
+        )
+        found = response.json()
+        assert found, f"no artifact {key}"
+        return str(found[0]["data"])
+
     def stop(self) -> None:
         for process in reversed(self.processes):
             if process.poll() is None:

@@ -30,7 +30,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PrefectSta
         prefect.python(
             "from prefect import flow\n"
             f"flow.from_source(source={str(source)!r}, entrypoint='resumable.py:resumable')"
-            ".deploy(name='resume', work_pool_name='dotflow-pool')\n",
+            ".deploy(name='resume', work_pool_name='dotflow-pool')\n"
+            f"flow.from_source(source={str(source)!r}, entrypoint='keyed.py:keyed')"
+            ".deploy(name='keyed', work_pool_name='dotflow-pool')\n",
             cwd=source,
         )
         yield prefect, work
@@ -93,3 +95,37 @@ def _read(path: Path) -> str | None:
         return path.read_text() or None
     except FileNotFoundError:
         return None
+
+
+def test_a_crashed_keyed_run_is_resumed_by_a_new_run_and_a_concurrent_one_is_refused(
+    stack: tuple[PrefectStack, Path],
+) -> None:
+    from dotflow_providers import FileStore, list_workflows
+
+    prefect, work = stack
+    (work / "khang-3").touch()
+    crashed_id = prefect.run_deployment("keyed/keyed", label="day1")
+    pid = int(wait_for("step 3 to start", lambda: _read(work / "kstep-3.pid"), 180))
+
+    refused_id = prefect.run_deployment("keyed/keyed", label="day1")
+    refused = prefect.wait_final(refused_id)
+    assert refused["state"]["type"] == "FAILED", refused["state"]
+    assert f"in use by flow run {crashed_id} (RUNNING)" in refused["state"]["message"]
+
+    os.kill(pid, signal.SIGKILL)
+    crashed = prefect.wait_final(crashed_id)
+    assert crashed["state"]["type"] in {"CRASHED", "FAILED"}
+    assert [kran(work, n) for n in (1, 2, 3, 4)] == [1, 1, 1, 0]
+
+    rerun_id = prefect.run_deployment("keyed/keyed", label="day1")  # a new flow run
+    rerun = prefect.wait_final(rerun_id)
+    assert rerun["state"]["type"] == "COMPLETED", rerun["state"]
+    assert [kran(work, n) for n in (1, 2, 3, 4)] == [1, 1, 2, 1]
+    table = prefect.artifact("dotflow-flow-prefect-keyed-keyed-day1")
+    assert "- **restored** (2): 0. kstep, 1. kstep" in table
+    assert "- **ran** (2): 2. kstep, 3. kstep" in table
+    assert list_workflows(FileStore(work / "keyed-checkpoints")) == []
+
+
+def kran(work: Path, step: int) -> int:
+    return len(list(work.glob(f"kran-{step}-*")))

@@ -188,3 +188,111 @@ def test_prefect_block_register_lists_the_block_types(prefect_api: str) -> None:
     # the abstract base is an interface: registering it would offer a block that cannot load
     assert "CheckpointStoreBlock" not in out.stdout
     assert "Checkpoint Store Block" not in out.stdout
+
+
+def test_the_s3_block_takes_a_prefect_aws_credentials_block_whose_secret_stays_masked(
+    work: Path, s3_endpoint: str, s3_bucket: str, s3_client: Any
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect_aws import AwsCredentials, MinIOCredentials
+
+    from dotflow_prefect import DotflowS3Store
+
+    from .flows import etl_flow
+
+    AwsCredentials(
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name=REGION,
+        aws_client_parameters={"endpoint_url": s3_endpoint},
+    ).save("test-aws", overwrite=True)
+    DotflowS3Store(
+        bucket=s3_bucket, prefix="via-credentials", credentials=AwsCredentials.load("test-aws")
+    ).save("s3-with-credentials", overwrite=True)
+    block = DotflowS3Store.load("s3-with-credentials")
+    assert isinstance(block.credentials, AwsCredentials)
+    (work / "fail-load").touch()
+    assert etl_flow(store=block) == "loaded 12 for 2026-11-22"
+    assert steps_ran(work) == ["extract", "transform", "load", "load"]
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
+    assert keys
+    assert all(k.startswith("via-credentials/") for k in keys)
+
+    async def documents() -> list[str]:
+        async with get_client() as client:
+            found = [
+                await client.read_block_document_by_name(name, slug, include_secrets=False)
+                for name, slug in (
+                    ("s3-with-credentials", "dotflow-s3-store"),
+                    ("test-aws", "aws-credentials"),
+                )
+            ]
+        return [str(document.data) for document in found]
+
+    assert all(SECRET_KEY not in data for data in asyncio.run(documents()))
+    minio = MinIOCredentials(
+        minio_root_user=ACCESS_KEY,
+        minio_root_password=SECRET_KEY,
+        region_name=REGION,
+        aws_client_parameters={"endpoint_url": s3_endpoint},
+    )
+    store = DotflowS3Store(bucket=s3_bucket, prefix="minio", credentials=minio).store()
+    store.put("probe", b"1")
+    assert store.get("probe") == b"1"
+
+
+def test_a_credentials_block_and_inline_secrets_together_are_refused() -> None:
+    from prefect_aws import AwsCredentials
+    from prefect_gcp import GcpCredentials
+
+    from dotflow_prefect import DotflowGCSStore, DotflowS3Store
+    from dotflow_providers import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="inline secrets; keep one"):
+        DotflowS3Store(
+            bucket="b", credentials=AwsCredentials(), aws_secret_access_key=SECRET_KEY
+        ).store()
+    with pytest.raises(ConfigurationError, match="inline secrets; keep one"):
+        DotflowGCSStore(
+            bucket="b",
+            credentials=GcpCredentials.model_construct(project="p"),  # no ADC lookup here
+            service_account_info={"k": "v"},
+        ).store()
+
+
+def test_registered_block_types_carry_the_logo_the_docs_and_credentials_references(
+    prefect_api: str,
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    from dotflow_prefect import DotflowGCSStore, DotflowS3Store
+
+    DotflowS3Store.register_type_and_schema()
+    DotflowGCSStore.register_type_and_schema()
+
+    async def read() -> list[Any]:
+        async with get_client() as client:
+            types = [
+                await client.read_block_type_by_slug(slug)
+                for slug in ("dotflow-s3-store", "dotflow-gcs-store")
+            ]
+            schemas = [
+                await client.get_most_recent_block_schema_for_block_type(t.id) for t in types
+            ]
+        return [*types, *schemas]
+
+    s3_type, gcs_type, s3_schema, gcs_schema = asyncio.run(read())
+    for block_type in (s3_type, gcs_type):
+        assert str(block_type.logo_url).endswith("/docs/assets/dotflow.png")
+        assert str(block_type.documentation_url).startswith(
+            "https://github.com/dotflow-io/dotflow-providers"
+        )
+    assert {"aws-credentials", "minio-credentials"} <= set(
+        s3_schema.fields["block_schema_references"]["credentials"]
+        and [
+            r["block_type_slug"] for r in s3_schema.fields["block_schema_references"]["credentials"]
+        ]
+    )
+    assert gcs_schema.fields["block_schema_references"]["credentials"]["block_type_slug"] == (
+        "gcp-credentials"
+    )
