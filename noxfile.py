@@ -101,7 +101,14 @@ def airflow(session: nox.Session) -> None:
 @nox.session
 def prefect(session: nox.Session) -> None:
     """The Prefect integration against Prefect 3.8 with FastAPI < 0.151 (own environment)."""
-    session.install("-e", ".[prefect,s3,cli]", *CORE_TEST_DEPS, *TYPING_DEPS)
+    session.install(
+        "-e",
+        ".[prefect,s3,cli]",
+        "prefect-aws>=0.7.12",  # the store blocks accept its AwsCredentials / MinIOCredentials
+        "prefect-gcp>=0.6.22",  # and its GcpCredentials
+        *CORE_TEST_DEPS,
+        *TYPING_DEPS,
+    )
     session.run("mypy", "prefect_blocks/dotflow_prefect")
     session.run("pytest", "tests/prefect", *session.posargs)
 

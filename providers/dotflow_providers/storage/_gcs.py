@@ -8,7 +8,10 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exceptions
-from google.cloud import storage
+
+# google-cloud-storage is untyped; where another package (prefect-gcp) makes `google.cloud` a
+# typed namespace, mypy calls `storage` missing instead of untyped: the ignore covers that case
+from google.cloud import storage  # type: ignore[attr-defined,unused-ignore]
 from google.cloud.storage.exceptions import InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY
 
