@@ -409,8 +409,11 @@ def _run_workflow(
     compensate: bool = False,
     strict_recovery: bool = False,
     lock: LeaseConfig | bool | None = None,
+    commit_every: int | None = None,
+    commit_interval: float | None = None,
 ) -> Any:
-    """Run a whole `Workflow` as one Prefect task, with a checkpoint per step.
+    """Run a whole `Workflow` as one Prefect task, with a checkpoint per step (or per batch
+    of `commit_every` steps).
 
     The default workflow id is made of the flow run, the workflow's id, the digest of
     `initial_context` and the call's occurrence, so a flow-run retry resumes each call (also in
@@ -432,6 +435,8 @@ def _run_workflow(
             workflow_id=workflow_id or key.workflow_id,
             store=resolve_store(store) or (scope and scope.store) or default_store(),
             lock=lock,
+            commit_every=commit_every,
+            commit_interval=commit_interval,
             # a context that came from a future may differ from the one the id was drawn with
             on_change="rerun" if resolved != key.digest else None,
             tracer=Tracers(base.tracer, RunLogTracer(_run_logger())),

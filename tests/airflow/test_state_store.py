@@ -162,3 +162,29 @@ def test_a_value_over_the_limit_names_the_setting_and_the_alternatives() -> None
     assert "store_conn_id" in str(caught.value)
     assert store.get("big") is None
     TaskStateCheckpoints(DictState(), limit=0).put("big", b"x" * 1_000_000)  # 0: no limit
+
+
+def test_group_commit_writes_one_state_store_value_per_batch() -> None:
+    """1,000 steps at commit_every=100 on the task state store: ten batch values, each under
+    the per-value limit, and the run resumes from them."""
+    from dotflow_airflow.state_store import TaskStateCheckpoints
+    from dotflow_providers import Workflow, action
+
+    @action
+    def noop() -> None:
+        return None
+
+    state = DictState()
+
+    def build() -> Workflow:
+        store = TaskStateCheckpoints(state, limit=65535)
+        wf = Workflow("batched", store=store, lock=False, commit_every=100)
+        for i in range(1000):
+            wf.add(noop, name=f"s{i}")
+        return wf
+
+    assert build().start().status.value == "COMPLETED"
+    batches = [k for k in state.values if "/.batch/" in json.loads(state.values[k]).get("key", "")]
+    assert len(batches) == 10
+    assert max(len(v) for v in state.values.values()) < 65535
+    assert all(s.restored for s in build().start().steps)

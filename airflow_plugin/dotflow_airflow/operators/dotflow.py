@@ -49,6 +49,14 @@ def _json_native(value: Any) -> bool:
         return False
 
 
+def _whole_number(name: str, value: int | str) -> int:
+    """A templated whole number (rendered templates are strings)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name} must be a whole number, got {value!r}") from None
+
+
 def _check_mode(mode: str) -> None:
     if mode == "background":
         raise ConfigurationError("mode='background' makes no sense inside an Airflow task")
@@ -118,6 +126,7 @@ class DotflowOperator(BaseOperator):
         "store",
         "store_conn_id",
         "mode",
+        "commit_every",
     )
     template_fields_renderers = {"initial_context": "json"}
     operator_extra_links = (DotflowCheckpointLink(),)
@@ -137,6 +146,8 @@ class DotflowOperator(BaseOperator):
         on_change: Literal["rerun", "raise", "reuse"] = "rerun",
         keep_going: bool = False,
         keep_checkpoints_on_clear: bool = False,
+        commit_every: int | str = 1,
+        commit_interval: float | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs["retry_policy"] = _with_engine_policy(kwargs.get("retry_policy"))
@@ -153,6 +164,8 @@ class DotflowOperator(BaseOperator):
         self.on_change = on_change
         self.keep_going = keep_going
         self.keep_checkpoints_on_clear = keep_checkpoints_on_clear
+        self.commit_every = commit_every  # templated: may render as a string
+        self.commit_interval = commit_interval
 
     def _checkpoint_store(self, context: Context) -> tuple[CheckpointStore, bool]:
         """The store to use, and whether the engine should take a lease on it."""
@@ -194,6 +207,8 @@ class DotflowOperator(BaseOperator):
             store=store,
             on_change=self.on_change,
             lock=lock,
+            commit_every=_whole_number("commit_every", self.commit_every),
+            commit_interval=self.commit_interval,
             tracer=Tracers(
                 handle,
                 base.tracer,
