@@ -55,9 +55,10 @@ class Children:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def spawn(self, args: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
-        with (self.folder / f"{name}.out").open("wb") as out, (
-            self.folder / f"{name}.err"
-        ).open("wb") as err:
+        with (
+            (self.folder / f"{name}.out").open("wb") as out,
+            (self.folder / f"{name}.err").open("wb") as err,
+        ):
             proc = subprocess.Popen(
                 [sys.executable, "-m", *args],
                 cwd=ROOT,
@@ -95,6 +96,15 @@ class Children:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signum)
 
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+        """SIGSTOP the runner's whole group and wait until every process of it has stopped:
+        `killpg` returns before the signal takes effect, and a runner keeps going until then."""
+        self.signal_group(proc, signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        while not all(state in ("T", "t") for state in group_states(proc.pid).values()):
+            assert time.monotonic() < deadline, f"group {proc.pid} did not stop"
+            time.sleep(0.001)
+
     def kill(self, proc: subprocess.Popen[bytes]) -> None:
         """SIGKILL the runner and every process of its group, and reap the runner."""
         self.signal_group(proc, signal.SIGKILL)
@@ -122,6 +132,23 @@ def read_answer(proc: subprocess.Popen[bytes], timeout: float = 60) -> str:
             raise AssertionError(f"runner {proc.pid} exited ({proc.poll()}) without answering")
         line += chunk
     return line.decode().strip()
+
+
+def group_states(pgid: int) -> dict[int, str]:
+    """The scheduler state (R, S, T, ...) of every live process in process group `pgid`."""
+    states = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after its ")"
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            states[int(entry.name)] = fields[0]
+    return states
 
 
 @contextlib.contextmanager
@@ -225,9 +252,7 @@ def last_json(text: str) -> dict[str, Any]:
     return result
 
 
-def target_args(
-    store_url: str, workflow_id: str, mode: str, steps: int, *extra: str
-) -> list[str]:
+def target_args(store_url: str, workflow_id: str, mode: str, steps: int, *extra: str) -> list[str]:
     return [
         "tests.faults.target",
         "--store",

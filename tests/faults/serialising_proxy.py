@@ -28,9 +28,7 @@ class SerialisingProxy:
     def _forward(
         self, method: str, path: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, list[tuple[str, str]], bytes]:
-        conn = http.client.HTTPConnection(
-            self.upstream.hostname, self.upstream.port, timeout=60
-        )
+        conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=60)
         try:
             conn.request(method, path, body=body, headers=headers)
             answer = conn.getresponse()

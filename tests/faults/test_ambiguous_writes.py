@@ -9,9 +9,12 @@ the lease key and the step keys, because each arming fails one write per path.
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +23,33 @@ import pytest
 from dotflow_providers._format import Layout
 from dotflow_providers.storage import S3Store
 
-from ..flaky_proxy import FlakyProxy, flaky_proxy
+from ..flaky_proxy import FlakyProxy
 from ..servers import REGION
 from .harness import FIGURES, Children, read_log, run_to_end, snapshot, step_index, target_args
 from .target import MODES, expected_outputs
 
 STEPS = 24
+
+
+@contextlib.contextmanager
+def keep_alive_flaky_proxy(upstream: str) -> Iterator[tuple[str, FlakyProxy]]:
+    """`tests.flaky_proxy.flaky_proxy`, speaking HTTP/1.1: botocore sends PUT bodies after
+    `Expect: 100-continue`, and an HTTP/1.0 server never answers 100, so every PUT would wait
+    botocore's full second first, longer than a lease renewal may take here."""
+    proxy = FlakyProxy(upstream)
+
+    class Handler(proxy.handler()):  # type: ignore[misc]
+        protocol_version = "HTTP/1.1"
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", proxy
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def keep_failing(proxy: FlakyProxy, stop: threading.Event) -> None:
@@ -54,12 +78,12 @@ def test_runs_complete_exactly_once_when_write_answers_are_lost(
 ) -> None:
     store = S3Store(s3_bucket, "ambiguous", client=s3_client)
     log = tmp_path / "steps.log"
-    env = {**s3_env, "FAULT_LOG": str(log), "FAULT_STEP_SECONDS": "0.02,0.04"}
+    env = {**s3_env, "FAULT_LOG": str(log), "FAULT_STEP_SECONDS": "0.05,0.1"}
     stop = threading.Event()
-    with flaky_proxy(s3_endpoint) as (endpoint, proxy):
+    with keep_alive_flaky_proxy(s3_endpoint) as (endpoint, proxy):
         url = f"s3://{s3_bucket}/ambiguous?endpoint_url={endpoint}&region={REGION}"
-        # a short lease: renewed every 0.4 s, so several renewals happen during the run
-        args = target_args(url, "lost-answers", mode, STEPS, "--lease-ttl", "1.2")
+        # a short lease: renewed every 0.7 s, so several renewals happen during the run
+        args = target_args(url, "lost-answers", mode, STEPS, "--lease-ttl", "2")
         arming = threading.Thread(target=keep_failing, args=(proxy, stop), daemon=True)
         proxy.fail_after_landing(1, "PUT", "/.dotflow/lock")  # the lease's creation first
         arming.start()

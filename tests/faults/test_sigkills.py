@@ -8,8 +8,11 @@ uninterrupted run at the end, must give exactly the outputs of a run that was ne
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import random
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +64,85 @@ def kill_somewhere(
         time.sleep(delay)
     killed = proc.poll() is None
     group.kill(proc)
-    mid = any(
-        line.round == round_number and line.kind == "start" for line in read_log(log)
-    )
+    mid = any(line.round == round_number and line.kind == "start" for line in read_log(log))
     return killed, killed and mid
+
+
+@dataclasses.dataclass
+class Case:
+    """One store and mode: where runners go, and what was observed so far."""
+
+    group: Children
+    store: CheckpointStore
+    url: str
+    mode: str
+    env: dict[str, str]
+    rng: random.Random
+    figures: Counter[str] = dataclasses.field(default_factory=Counter)
+    problems: list[str] = dataclasses.field(default_factory=list)
+    #: the checkpoints of the workflow being killed, as first observed
+    seen: dict[str, bytes] = dataclasses.field(default_factory=dict)
+
+    def args(self, workflow_id: str) -> list[str]:
+        return target_args(self.url, workflow_id, self.mode, STEPS)
+
+    def check_kept(self, workflow_id: str, seen: dict[str, bytes], when: str) -> None:
+        """Count corrupt documents, and checkpoints seen before that are gone or changed."""
+        state = snapshot(self.store, workflow_id)
+        self.figures["corrupt_documents"] += len(state.corrupt)
+        self.problems += [f"{workflow_id} {when}: {key} corrupt" for key in state.corrupt]
+        for key, data in seen.items():
+            if state.steps.get(key) != data:
+                self.figures["committed_lost"] += 1
+                self.problems.append(f"{workflow_id} {when}: {key} lost or changed")
+        for key, data in state.steps.items():
+            seen.setdefault(key, data)
+
+    def kill_rounds(self, workflow_id: str, log: Path) -> tuple[int, dict[str, int]]:
+        """Start and kill runners of one workflow until it is done or the kills are;
+        returns the next round and, per step key, the round after which it was first seen."""
+        seen = self.seen = {}
+        committed_in: dict[str, int] = {}
+        for round_number in range(ROUNDS_PER_WORKFLOW):
+            env = {**self.env, "FAULT_LOG": str(log), "FAULT_ROUND": str(round_number)}
+            proc = self.group.spawn(self.args(workflow_id), env, f"{workflow_id}-r{round_number}")
+            killed, mid = kill_somewhere(self.group, proc, log, round_number, self.rng)
+            self.figures["kills"] += killed
+            self.figures["kills_mid_step"] += mid
+            self.check_kept(workflow_id, seen, f"round {round_number}")
+            for key in seen.keys() - committed_in.keys():
+                committed_in[key] = round_number
+            if len(seen) == STEPS or self.figures["kills"] >= KILLS_PER_CASE:
+                break
+        return round_number + 1, committed_in
+
+    def finish(self, workflow_id: str, log: Path, final_round: int, reference: Any) -> None:
+        """Finish the workflow uninterrupted; compare it with the reference run."""
+        env = {**self.env, "FAULT_LOG": str(log), "FAULT_ROUND": str(final_round)}
+        result = run_to_end(self.group, self.args(workflow_id), env, f"{workflow_id}-final")
+        self.figures["workflows_finished"] += 1
+        if result["status"] != "COMPLETED" or result["outputs"] != reference["outputs"]:
+            self.figures["wrong_outputs"] += 1
+            self.problems.append(f"{workflow_id}: final run {result} differs from {reference}")
+        self.check_kept(workflow_id, self.seen, "final")
+        state = snapshot(self.store, workflow_id)
+        stored = {step_index(key): output for key, output in state.outputs.items()}
+        if stored != dict(enumerate(reference["outputs"])):
+            self.figures["wrong_outputs"] += 1
+            self.problems.append(f"{workflow_id}: stored outputs differ from the reference's")
+
+    def check_not_rerun(self, workflow_id: str, log: Path, committed_in: dict[str, int]) -> None:
+        """Count the steps started in a round after the one whose kill left their checkpoint."""
+        rounds = {step_index(key): round_number for key, round_number in committed_in.items()}
+        for index, starts in starts_by_step(read_log(log)).items():
+            if index in rounds:
+                again = [s for s in starts if s.round > rounds[index]]
+                self.figures["rerun_after_commit"] += len(again)
+                self.problems += [
+                    f"{workflow_id}: step {index} committed by round {rounds[index]} "
+                    f"started again: {start}"
+                    for start in again
+                ]
 
 
 def kill_campaign(
@@ -75,102 +153,38 @@ def kill_campaign(
     mode: str,
     tmp_path: Path,
     label: str,
-) -> dict[str, int]:
-    rng = case_rng("sigkills", label, mode)
-    figures = dict.fromkeys(
-        ("kills", "kills_mid_step", "workflows_finished", "committed_lost",
-         "rerun_after_commit", "corrupt_documents", "wrong_outputs"),
-        0,
-    )  # fmt: skip
-    problems: list[str] = []
-    env = {
-        **env,
-        "FAULT_LOG": str(tmp_path / "reference.log"),
-        "FAULT_STEP_SECONDS": STEP_SECONDS.get(mode, "0.003,0.015"),
-    }
-    reference = run_to_end(group, target_args(url, "reference", mode, STEPS), env, "reference")
+) -> None:
+    env = {**env, "FAULT_STEP_SECONDS": STEP_SECONDS.get(mode, "0.003,0.015")}
+    case = Case(group, store, url, mode, env, case_rng("sigkills", label, mode))
+    reference = run_to_end(
+        group, case.args("reference"), {**env, "FAULT_LOG": str(tmp_path / "ref.log")}, "ref"
+    )
     assert reference["status"] == "COMPLETED", reference
     assert reference["outputs"] == expected_outputs(mode, STEPS)
 
     workflow = 0
-    while figures["kills"] < KILLS_PER_CASE:
-        assert workflow < KILLS_PER_CASE, f"runners finished before the kills: {figures}"
+    while case.figures["kills"] < KILLS_PER_CASE:
+        assert workflow < KILLS_PER_CASE, f"runners finished before the kills: {case.figures}"
         workflow_id = f"killed-{workflow}"
         log = tmp_path / f"{workflow_id}.log"
-        env = {**env, "FAULT_LOG": str(log)}
-        seen: dict[str, bytes] = {}  # every checkpoint observed, as first observed
-        committed_in: dict[int, int] = {}  # step index -> round after which it was observed
-        round_number = 0
-        for round_number in range(ROUNDS_PER_WORKFLOW):
-            env["FAULT_ROUND"] = str(round_number)
-            name = f"{workflow_id}-r{round_number}"
-            proc = group.spawn(target_args(url, workflow_id, mode, STEPS), env, name)
-            killed, mid = kill_somewhere(group, proc, log, round_number, rng)
-            figures["kills"] += killed
-            figures["kills_mid_step"] += mid
-            state = snapshot(store, workflow_id)
-            figures["corrupt_documents"] += len(state.corrupt)
-            problems += [f"{workflow_id} round {round_number}: {k} corrupt" for k in state.corrupt]
-            for key, data in seen.items():
-                if state.steps.get(key) != data:
-                    figures["committed_lost"] += 1
-                    problems.append(f"{workflow_id} round {round_number}: {key} lost or changed")
-            for key, data in state.steps.items():
-                if key not in seen:
-                    seen[key] = data
-                    committed_in[step_index(key)] = round_number
-            if len(seen) == STEPS or figures["kills"] >= KILLS_PER_CASE:
-                break
-
-        final_round = round_number + 1
-        env["FAULT_ROUND"] = str(final_round)
-        result = run_to_end(
-            group, target_args(url, workflow_id, mode, STEPS), env, f"{workflow_id}-final"
-        )
-        figures["workflows_finished"] += 1
-        if (
-            result["status"] != "COMPLETED"
-            or result["outputs"] != reference["outputs"]
-            or result["output"] != reference["output"]
-        ):
-            figures["wrong_outputs"] += 1
-            problems.append(f"{workflow_id}: final run {result} differs from {reference}")
-        state = snapshot(store, workflow_id)
-        figures["corrupt_documents"] += len(state.corrupt)
-        for key, data in seen.items():
-            if state.steps.get(key) != data:
-                figures["committed_lost"] += 1
-                problems.append(f"{workflow_id} final: {key} lost or changed")
-        stored = {step_index(key): output for key, output in state.outputs.items()}
-        if stored != dict(enumerate(reference["outputs"])):
-            figures["wrong_outputs"] += 1
-            problems.append(f"{workflow_id}: stored outputs differ from the reference run's")
-        for index, starts in starts_by_step(read_log(log)).items():
-            if index in committed_in:
-                again = [s for s in starts if s.round > committed_in[index]]
-                figures["rerun_after_commit"] += len(again)
-                problems += [f"{workflow_id}: step {index} committed by round "
-                             f"{committed_in[index]} started again: {s}" for s in again]  # fmt: skip
+        final_round, committed_in = case.kill_rounds(workflow_id, log)
+        case.finish(workflow_id, log, final_round, reference)
+        case.check_not_rerun(workflow_id, log, committed_in)
         workflow += 1
 
-    for name, value in figures.items():
-        FIGURES[name] += value
-    print(f"{label}/{mode}: {figures}")
-    losses = {k: v for k, v in figures.items() if k not in ("kills", "kills_mid_step",
-                                                              "workflows_finished") and v}  # fmt: skip
-    assert not losses, f"seed {os.environ['DOTFLOW_FAULT_SEED']}: {losses}\n" + "\n".join(
-        problems[:20]
-    )
+    FIGURES.update(case.figures)
+    print(f"{label}/{mode}: {dict(case.figures)}")
+    counts = ("kills", "kills_mid_step", "workflows_finished")
+    losses = {k: v for k, v in case.figures.items() if k not in counts and v}
+    seed = os.environ["DOTFLOW_FAULT_SEED"]
+    assert not losses, f"seed {seed}: {losses}\n" + "\n".join(case.problems[:20])
     # the kills really interrupted work: most landed while steps ran
-    assert figures["kills_mid_step"] >= KILLS_PER_CASE // 2, figures
-    return figures
+    assert case.figures["kills_mid_step"] >= KILLS_PER_CASE // 2, case.figures
 
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("mode", MODES)
-def test_file_store_loses_nothing_to_sigkills(
-    mode: str, tmp_path: Path, group: Children
-) -> None:
+def test_file_store_loses_nothing_to_sigkills(mode: str, tmp_path: Path, group: Children) -> None:
     root = tmp_path / "store"
     kill_campaign(
         group, FileStore(root), f"file://{root}", dict(os.environ), mode, tmp_path, "file"

@@ -56,15 +56,25 @@ def stall(
         assert holder.poll() is None, group.output(holder, "holder")
         assert time.monotonic() < deadline, "the holder never reached its hanging step"
         time.sleep(0.002)
-    group.signal_group(holder, signal.SIGSTOP)
+    group.stop(holder)
     stopped_at = len(read_log(log))
     arm.unlink()
     try:
         # waits (lease wait 30 s, no skew) until the stopped holder's lease has expired
         successor = run_to_end(
             group,
-            target_args(url, "stalled", mode, STEPS, "--host", "worker-b", "--lease-skew", "0",
-                        "--lease-wait", "30"),  # fmt: skip
+            target_args(
+                url,
+                "stalled",
+                mode,
+                STEPS,
+                "--host",
+                "worker-b",
+                "--lease-skew",
+                "0",
+                "--lease-wait",
+                "30",
+            ),
             {**env, "FAULT_ROUND": "1"},
             "successor",
         )
