@@ -23,7 +23,7 @@ ORDER = [
     ("lock_races", "three-way lock races on S3 (serialised conditional writes)"),
     ("lock_races_contended", "  conditional writes that waited for another in the proxy"),
     ("double_owners", "LOSS: races where more than one runner held the lease"),
-    ("ownerless_races", "LOSS: races nobody won, or whose stored owner is not the winner"),
+    ("ownerless_races", "LOSS: races nobody won, with a wrong stored owner, or a stale lease"),
     ("stalled_holders", "runners stopped past their lease and continued after a takeover"),
     ("stalled_side_effects", "LOSS: steps a stalled holder started, or writes it made, after"),
     ("ambiguous_writes", "writes that landed but answered 500 (step PUTs, lease PUTs)"),
