@@ -98,7 +98,12 @@ def faults(session: nox.Session) -> None:
 def airflow(session: nox.Session) -> None:
     """The Airflow provider against Airflow 3.3 (own environment: its FastAPI pin)."""
     session.install(
-        "-e", ".[airflow,s3,cli]", *CORE_TEST_DEPS, *TYPING_DEPS, "jsonschema", "playwright"
+        "-e",
+        ".[airflow,s3,gcs,cli,encryption]",
+        *CORE_TEST_DEPS,
+        *TYPING_DEPS,
+        "jsonschema",
+        "playwright",
     )
     if shutil.which("chromium") is None:  # the UI tests drive Debian's Chromium (CI is root)
         session.run("apt-get", "update", "-qq", external=True)

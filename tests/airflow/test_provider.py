@@ -101,7 +101,8 @@ def test_checkpoint_tab_refuses_anonymous_users_and_says_what_is_missing(
 
     dag_run = resume.test()
     url = f"/dotflow/checkpoints/dotflow_resume/etl/-1/{dag_run.run_id}"
-    assert api.get(url).status_code == 401
+    anonymous = api.get(url)
+    assert anonymous.status_code == 401, anonymous.text[:300]
 
     headers = {"Authorization": f"Bearer {token()}"}
     found = api.get(url, headers=headers, params={"format": "json"})

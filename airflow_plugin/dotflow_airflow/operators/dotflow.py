@@ -199,6 +199,9 @@ class DotflowOperator(BaseOperator):
         workflow_id = self.workflow_id or default_workflow_id(
             ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1)
         )
+        if self.store_conn_id:  # recorded first: a missing connection is then shown as such
+            where = {"kind": "connection", "conn_id": self.store_conn_id}
+            ti.xcom_push(key=CHECKPOINTS_XCOM, value={"workflow_id": workflow_id, "store": where})
         store, lock = self._checkpoint_store(context)
         try_log = TryLog(TaskLog(self.log))
         base = self._load_workflow(context)
