@@ -62,7 +62,9 @@ class DotflowHook(BaseHook):
                 from google.oauth2 import service_account
 
                 info = json.loads(keyfile) if isinstance(keyfile, str) else keyfile
-                options["credentials"] = service_account.Credentials.from_service_account_info(info)
+                # google-auth is typed only in part: read its classmethod as untyped
+                credentials: Any = service_account.Credentials
+                options["credentials"] = credentials.from_service_account_info(info)
             options["project"] = cls._extra(extra, "project")
             options["endpoint_url"] = cls._extra(extra, "endpoint_url")
         return store_from_url(url, **{k: v for k, v in options.items() if v is not None})
