@@ -7,6 +7,7 @@ values at `[state_store] max_value_storage_bytes`, so keys are kept in numbered 
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Iterator
@@ -61,7 +62,7 @@ class TaskStateCheckpoints:
         self._lock = threading.Lock()
         self._slots: dict[str, int] | None = None
         # key -> (text or None when deleted, version); versions keep counting across deletes
-        self._values: dict[str, tuple[str | None, int]] = {}
+        self._values: dict[str, tuple[bytes | None, int]] = {}
 
     def _load(self) -> dict[str, int]:
         """Read every slot once (the caller holds the lock)."""
@@ -72,22 +73,21 @@ class TaskStateCheckpoints:
             value = self._state.get(SLOT.format(len(slots)))
             if not isinstance(value, dict) or not isinstance(value.get("key"), str):
                 break
-            data = value.get("data")
-            self._values[value["key"]] = (
-                data if isinstance(data, str) else None,
-                int(value.get("version", 0)),
-            )
+            self._values[value["key"]] = (_data_of(value), int(value.get("version", 0)))
             slots[value["key"]] = len(slots)
         self._slots = slots
         return slots
 
-    def _write(self, key: str, data: str | None, version: int) -> None:
+    def _write(self, key: str, data: bytes | None, version: int) -> None:
         """Set the key's slot (a new one for a new key): one state-store call."""
         slots = self._load()
         slot = slots.get(key, len(slots))
         value: dict[str, Any] = {"key": key, "version": version}
         if data is not None:
-            value["data"] = data
+            try:  # the engine's documents are UTF-8 JSON: kept readable
+                value["data"] = data.decode()
+            except UnicodeDecodeError:  # other bytes (an encrypted store's): base64
+                value["b64"] = base64.b64encode(data).decode()
         size = len(json.dumps(value))  # what Airflow measures against the limit
         if self.limit and size > self.limit:
             raise CheckpointError(
@@ -106,7 +106,7 @@ class TaskStateCheckpoints:
         with self._lock:
             self._load()
             data, version = self._values.get(key, (None, 0))
-        return None if data is None else (data.encode(), str(version))
+        return None if data is None else (data, str(version))
 
     def get(self, key: str) -> bytes | None:
         found = self.get_versioned(key)
@@ -115,10 +115,6 @@ class TaskStateCheckpoints:
     def put(
         self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False
     ) -> str:
-        try:
-            text = data.decode()
-        except UnicodeDecodeError:
-            raise StoreError(f"{key!r}: the task state store only keeps text") from None
         with self._lock:
             self._load()
             current, version = self._values.get(key, (None, 0))
@@ -126,7 +122,7 @@ class TaskStateCheckpoints:
                 raise PreconditionFailed(key, "it already exists")
             if if_match is not None and (current is None or str(version) != if_match):
                 raise PreconditionFailed(key, "it changed since it was read")
-            self._write(key, text, version + 1)
+            self._write(key, bytes(data), version + 1)
             return str(version + 1)
 
     def delete(self, key: str, *, if_match: str | None = None) -> None:
@@ -148,3 +144,12 @@ class TaskStateCheckpoints:
                 if data is not None and k.startswith(prefix)
             )
         return iter(keys)
+
+
+def _data_of(value: dict[str, Any]) -> bytes | None:
+    """A slot's bytes: its text, or its base64 (None for a deleted key)."""
+    if isinstance(value.get("data"), str):
+        return str(value["data"]).encode()
+    if isinstance(value.get("b64"), str):
+        return base64.b64decode(str(value["b64"]))
+    return None

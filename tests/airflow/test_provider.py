@@ -81,6 +81,13 @@ def api() -> Any:
     from airflow.api_fastapi.app import create_app
     from fastapi.testclient import TestClient
 
+    from airflow import plugins_manager
+
+    # Airflow caches the plugins a process loaded; this process also ran tasks (dag.test), whose
+    # threads may have loaded them half-way. The API server loads them once, at its start: so
+    # does this in-process one.
+    for cached in (plugins_manager.get_fastapi_plugins, plugins_manager._get_plugins):
+        cached.cache_clear()
     return TestClient(create_app())
 
 
