@@ -7,14 +7,12 @@ import json
 import shutil
 import sys
 import textwrap
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dotflow_providers import (
-    CheckpointError,
     Context,
     CorruptCheckpoint,
     FileStore,
@@ -189,21 +187,6 @@ def test_a_deleted_manifest_beside_step_checkpoints_is_corrupt_not_a_rerun(
     with pytest.raises(CorruptCheckpoint, match="manifest is missing"):
         Workflow("lc", store=store).add(counted, name="a").start()
     assert calls == [1]
-
-
-def test_unserialisable_output_fails_the_step_with_a_checkpoint_error() -> None:
-    @action
-    def returns_a_lock() -> Any:
-        return threading.Lock()
-
-    store = RecordingStore()
-    run = Workflow("bad", store=store).add(returns_a_lock, name="lock_step").start()
-    assert run.status is Status.FAILED
-    error = run.steps[0].exception
-    assert isinstance(error, CheckpointError)
-    assert "lock_step" in str(error)
-    assert "lock" in str(error).lower()
-    assert store.count("put", "/steps/") == 0
 
 
 def test_a_stored_type_from_a_module_not_imported_is_never_imported(
