@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from dotflow_providers.storage import S3Store
 
 from ..servers import ACCESS_KEY, REGION, SECRET_KEY
 from .harness import FIGURES, Children, campaign_seed, children
@@ -47,6 +51,28 @@ def s3_env() -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
         "AWS_DEFAULT_REGION": REGION,
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class S3Target:
+    """The moto server's bucket for one case: a store or a runner URL under a prefix."""
+
+    bucket: str
+    endpoint: str
+    client: Any
+    env: dict[str, str]
+
+    def store(self, prefix: str) -> S3Store:
+        return S3Store(self.bucket, prefix, client=self.client)
+
+    def url(self, prefix: str, endpoint: str | None = None) -> str:
+        where = endpoint or self.endpoint
+        return f"s3://{self.bucket}/{prefix}?endpoint_url={where}&region={REGION}"
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, s3_bucket: str, s3_client: Any, s3_env: dict[str, str]) -> S3Target:
+    return S3Target(s3_bucket, s3_endpoint, s3_client, s3_env)
 
 
 def pytest_report_header() -> str:

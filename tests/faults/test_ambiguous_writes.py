@@ -16,15 +16,13 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from dotflow_providers._format import Layout
-from dotflow_providers.storage import S3Store
 
 from ..flaky_proxy import FlakyProxy
-from ..servers import REGION
+from .conftest import S3Target
 from .harness import FIGURES, Children, read_log, run_to_end, snapshot, step_index, target_args
 from .target import MODES, expected_outputs
 
@@ -68,20 +66,14 @@ def keep_failing(proxy: FlakyProxy, stop: threading.Event) -> None:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("mode", MODES)
 def test_runs_complete_exactly_once_when_write_answers_are_lost(
-    mode: str,
-    tmp_path: Path,
-    group: Children,
-    s3_endpoint: str,
-    s3_bucket: str,
-    s3_client: Any,
-    s3_env: dict[str, str],
+    mode: str, tmp_path: Path, group: Children, s3: S3Target
 ) -> None:
-    store = S3Store(s3_bucket, "ambiguous", client=s3_client)
+    store = s3.store("ambiguous")
     log = tmp_path / "steps.log"
-    env = {**s3_env, "FAULT_LOG": str(log), "FAULT_STEP_SECONDS": "0.05,0.1"}
+    env = {**s3.env, "FAULT_LOG": str(log), "FAULT_STEP_SECONDS": "0.05,0.1"}
     stop = threading.Event()
-    with keep_alive_flaky_proxy(s3_endpoint) as (endpoint, proxy):
-        url = f"s3://{s3_bucket}/ambiguous?endpoint_url={endpoint}&region={REGION}"
+    with keep_alive_flaky_proxy(s3.endpoint) as (endpoint, proxy):
+        url = s3.url("ambiguous", endpoint)
         # a short lease: renewed every 0.7 s, so several renewals happen during the run
         args = target_args(url, "lost-answers", mode, STEPS, "--lease-ttl", "2")
         arming = threading.Thread(target=keep_failing, args=(proxy, stop), daemon=True)

@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 
 from dotflow_providers import CheckpointStore, FileStore
-from dotflow_providers.storage import S3Store
 
-from ..servers import REGION
+from .conftest import S3Target
 from .harness import (
     FIGURES,
     Children,
@@ -195,14 +194,6 @@ def test_file_store_loses_nothing_to_sigkills(mode: str, tmp_path: Path, group: 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("mode", MODES)
 def test_s3_store_loses_nothing_to_sigkills(
-    mode: str,
-    tmp_path: Path,
-    group: Children,
-    s3_endpoint: str,
-    s3_bucket: str,
-    s3_client: Any,
-    s3_env: dict[str, str],
+    mode: str, tmp_path: Path, group: Children, s3: S3Target
 ) -> None:
-    store = S3Store(s3_bucket, "killed", client=s3_client)
-    url = f"s3://{s3_bucket}/killed?endpoint_url={s3_endpoint}&region={REGION}"
-    kill_campaign(group, store, url, s3_env, mode, tmp_path, "s3")
+    kill_campaign(group, s3.store("killed"), s3.url("killed"), s3.env, mode, tmp_path, "s3")

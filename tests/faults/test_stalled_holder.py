@@ -14,15 +14,13 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from dotflow_providers import CheckpointStore, FileStore
 from dotflow_providers._format import Layout
-from dotflow_providers.storage import S3Store
 
-from ..servers import REGION
+from .conftest import S3Target
 from .harness import FIGURES, Children, read_log, run_to_end, target_args
 from .target import MODES, expected_outputs
 
@@ -113,14 +111,6 @@ def test_a_stalled_holder_on_a_file_store_starts_and_writes_nothing(
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("mode", MODES)
 def test_a_stalled_holder_on_s3_starts_and_writes_nothing(
-    mode: str,
-    tmp_path: Path,
-    group: Children,
-    s3_endpoint: str,
-    s3_bucket: str,
-    s3_client: Any,
-    s3_env: dict[str, str],
+    mode: str, tmp_path: Path, group: Children, s3: S3Target
 ) -> None:
-    store = S3Store(s3_bucket, "stalled", client=s3_client)
-    url = f"s3://{s3_bucket}/stalled?endpoint_url={s3_endpoint}&region={REGION}"
-    stall(group, store, url, s3_env, mode, tmp_path)
+    stall(group, s3.store("stalled"), s3.url("stalled"), s3.env, mode, tmp_path)
