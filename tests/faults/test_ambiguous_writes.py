@@ -106,6 +106,7 @@ def test_runs_complete_exactly_once_when_write_answers_are_lost(
     FIGURES["ambiguous_lease_writes"] += lease_writes
     FIGURES["ambiguous_losses"] += len(problems)
     assert not problems, "\n".join(problems)
-    # the faults really happened: the lease's creation and renewals, and many commits
-    assert lease_writes >= 2, landed
+    # the faults really happened: the lease's creation (armed first) and many commits; how many
+    # renewals also lose their answer depends on how fast the run is (the total is printed)
+    assert lease_writes >= 1, landed
     assert len(landed) - lease_writes >= 6, landed
