@@ -88,7 +88,8 @@ def main() -> None:
         return
     targets = [t.split("=", 1) for t in (args.target or DEFAULT_TARGETS)]
     args.out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(BENCH)}
+    path = os.pathsep.join(p for p in (str(BENCH), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": path}
     jobs: list[tuple[str, str, Path, subprocess.Popen[bytes]]] = []
     results: list[tuple[str, str, str]] = []
     pending = list(enumerate(targets))

@@ -85,6 +85,18 @@ class Action(Generic[P, R]):
     #: the function whose source is the step's code, when not `func` (a stage's `execute`)
     code: Callable[..., Any] | None = None
 
+    def __post_init__(self) -> None:
+        # the engine's fast path: a plain call, no guard, time limit or coroutine to drive
+        object.__setattr__(
+            self, "plain", self.guard is None and self.timeout is None and not self.is_async
+        )
+        object.__setattr__(self, "takes_item", "item" in self.accepts)
+
+    #: set by `__post_init__` (see there)
+    plain: bool = dataclasses.field(init=False, repr=False, default=False)
+    #: it takes a map's `item` (set by `__post_init__`)
+    takes_item: bool = dataclasses.field(init=False, repr=False, default=False)
+
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
 

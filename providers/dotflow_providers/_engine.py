@@ -10,14 +10,24 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
 from ._action import AnyAction
 from ._errors import PERMANENT_ERRORS, WorkflowCancelled
 from ._format import Attempt
-from ._status import TRANSITIONS, Status, check_transition
+from ._status import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    IN_PROGRESS,
+    NOT_STARTED,
+    RETRY,
+    TRANSITIONS,
+    Status,
+    check_transition,
+)
 from ._timeout import in_process, in_thread
 from .retry import is_retryable, retry_delay
 from .tracing import Tracer
@@ -29,14 +39,14 @@ Commit = Callable[["StepRecord"], None]
 AttemptRunner = Callable[[AnyAction, dict[str, Any]], Any]
 
 
-@dataclasses.dataclass(slots=True, eq=False)
+@dataclasses.dataclass(slots=True, eq=False, init=False)
 class StepRecord:
-    """What happened to one step of a run."""
+    """What happened to one step of a run (one is built per step and start)."""
 
     index: int
     name: str
     workflow_id: str = ""
-    status: Status = Status.NOT_STARTED
+    status: Status = NOT_STARTED
     attempts: int = 0
     started_at: float | None = None
     finished_at: float | None = None
@@ -56,11 +66,27 @@ class StepRecord:
     #: the checksum of its committed (or restored) output: what steps after it received
     checksum: str | None = None
     #: every attempt: (started_at, finished_at, error type, error message); the error fields
-    #: are None for the attempt that succeeded
-    history: list[Attempt] = dataclasses.field(default_factory=list)
+    #: are None for the attempt that succeeded. Empty for a step that succeeded at once.
+    history: Sequence[Attempt] = ()
     #: a map step's progress: items_done, items_failed, items_total (None for other steps)
     items: dict[str, int] | None = None
     exception: BaseException | None = dataclasses.field(default=None, repr=False)
+
+    def __init__(self, index: int, name: str, workflow_id: str = "") -> None:
+        # by hand, not generated: three arguments, every other field at its default
+        self.index = index
+        self.name = name
+        self.workflow_id = workflow_id
+        self.status = NOT_STARTED
+        self.attempts = 0
+        self.started_at = self.finished_at = self.duration = None
+        self.error = self.error_type = self.output = self.rollback_error = None
+        self.restored = self.interrupted = self.compensated = False
+        self.retryable = True
+        self.checksum = None
+        self.history = ()
+        self.items = None
+        self.exception = None
 
     def set_status(self, status: Status) -> None:
         if status not in TRANSITIONS[self.status]:
@@ -123,7 +149,7 @@ class StepLifecycle:
     """What both engines share: transitions, timing, error capture, tracer calls and every
     retry decision. The sync and async engines only add how to call, sleep and commit."""
 
-    __slots__ = ("_attempt_at", "_t0", "cancel", "commit", "record", "runner", "step", "tracer")
+    __slots__ = ("_attempt_at", "cancel", "commit", "record", "runner", "step", "tracer")
 
     def __init__(
         self,
@@ -140,16 +166,14 @@ class StepLifecycle:
         self.commit = commit
         self.tracer = tracer
         self.cancel = cancel
-        self._t0 = 0.0
         self._attempt_at = 0.0
 
     def _begin(self) -> StepLifecycle:
         record = self.record
-        if record.status is not Status.NOT_STARTED:
-            check_transition(record.status, Status.IN_PROGRESS)
-        record.status = Status.IN_PROGRESS
+        if record.status is not NOT_STARTED:
+            check_transition(record.status, IN_PROGRESS)
+        record.status = IN_PROGRESS
         record.started_at = time.time()
-        self._t0 = time.perf_counter()
         if self.tracer is not None:
             self.tracer.step_started(record)
         return self
@@ -162,46 +186,53 @@ class StepLifecycle:
     ) -> bool:
         """Record how the step ended; True when the exception (if any) is absorbed."""
         record = self.record
-        record.duration = time.perf_counter() - self._t0
-        if record.finished_at is None:
-            record.finished_at = time.time()
+        finished = record.finished_at
+        if finished is None:
+            finished = record.finished_at = time.time()
+        # wall-clock times, as recorded in checkpoints; a clock stepped back never gives < 0
+        record.duration = max(finished - (record.started_at or finished), 0.0)
         if exc is not None:
-            if self.step.guard is not None and not isinstance(exc, Exception):
-                # interrupted (cancelled, KeyboardInterrupt): the attempt has no outcome, so a
-                # circuit breaker's trial slot is given back
-                self.step.guard.abandon_attempt()
-            cancelled = (
-                isinstance(exc, (WorkflowCancelled, asyncio.CancelledError))
-                or not isinstance(exc, Exception)
-                or (self.cancel is not None and self.cancel.requested)
-            )
-            record.set_status(Status.CANCELLED if cancelled else Status.FAILED)
-            record.retryable = not isinstance(exc, PERMANENT_ERRORS) and is_retryable(
-                self.step.policy, exc
-            )
-            record.exception = exc
-            record.error_type = type(exc).__name__
-            record.error = f"{type(exc).__name__}: {exc}"
-            log = logger.warning if cancelled else logger.error
-            log(
-                "step %s %s after %d attempt(s): %s",
-                record.name,
-                record.status.value,
-                record.attempts,
-                record.error,
-                extra={
-                    "workflow_id": record.workflow_id,
-                    "step": record.name,
-                    "attempt": record.attempts,
-                    "status": record.status.value,
-                },
-            )
-            if not cancelled and self.step.on_failure is not None:
-                self._roll_back(exc)
+            self._failed(exc)
         if self.tracer is not None:
             self.tracer.step_finished(record)
         # Exceptions are recorded, not raised; cancellation and interpreter exits go on.
         return exc is None or isinstance(exc, Exception)
+
+    def _failed(self, exc: BaseException) -> None:
+        """Record the error a step ended with (cancelled or failed), and roll it back."""
+        record = self.record
+        if self.step.guard is not None and not isinstance(exc, Exception):
+            # interrupted (cancelled, KeyboardInterrupt): the attempt has no outcome, so a
+            # circuit breaker's trial slot is given back
+            self.step.guard.abandon_attempt()
+        cancelled = (
+            isinstance(exc, (WorkflowCancelled, asyncio.CancelledError))
+            or not isinstance(exc, Exception)
+            or (self.cancel is not None and self.cancel.requested)
+        )
+        record.set_status(CANCELLED if cancelled else FAILED)
+        record.retryable = not isinstance(exc, PERMANENT_ERRORS) and is_retryable(
+            self.step.policy, exc
+        )
+        record.exception = exc
+        record.error_type = type(exc).__name__
+        record.error = f"{type(exc).__name__}: {exc}"
+        log = logger.warning if cancelled else logger.error
+        log(
+            "step %s %s after %d attempt(s): %s",
+            record.name,
+            record.status.value,
+            record.attempts,
+            record.error,
+            extra={
+                "workflow_id": record.workflow_id,
+                "step": record.name,
+                "attempt": record.attempts,
+                "status": record.status.value,
+            },
+        )
+        if not cancelled and self.step.on_failure is not None:
+            self._roll_back(exc)
 
     def _roll_back(self, error: BaseException) -> None:
         assert self.step.on_failure is not None
@@ -218,7 +249,8 @@ class StepLifecycle:
             )
 
     def _start_attempt(self) -> None:
-        if self.cancel is not None and self.cancel.requested:
+        cancel = self.cancel
+        if cancel is not None and cancel.requested:
             raise WorkflowCancelled(f"the run was cancelled before step {self.record.name!r}")
         record = self.record
         record.attempts += 1
@@ -233,15 +265,16 @@ class StepLifecycle:
     def _attempt_failed(self, error: Exception) -> float | None:
         """Ask the policy about a failed attempt: the wait before the next one, or None."""
         record, step = self.record, self.step
-        record.history.append(
-            (self._attempt_at, time.time(), type(error).__name__, str(error)[:2000])
-        )
+        now = time.time()
+        record.history = [*record.history, (self._attempt_at, now, type(error).__name__, str(error)[:2000])]
         if step.guard is not None:
             step.guard.after_attempt(error)
         delay = (
             None  # no retry can fix it (an output that cannot come back, a bad argument)
             if isinstance(error, PERMANENT_ERRORS)
-            else retry_delay(step.policy, record.attempts, error, time.perf_counter() - self._t0)
+            else retry_delay(
+                step.policy, record.attempts, error, max(now - (record.started_at or now), 0.0)
+            )
         )
         if delay is not None:
             logger.warning(
@@ -261,13 +294,15 @@ class StepLifecycle:
         if self.tracer is not None:
             self.tracer.attempt_failed(record, error, delay)
         if delay is not None:
-            record.set_status(Status.RETRY)
+            record.set_status(RETRY)
         return delay
 
     def _attempt_succeeded(self, output: Any) -> None:
+        """Keep an attempt's output (not yet committed)."""
         if self.step.guard is not None:
             self.step.guard.after_attempt(None)
-        if self.cancel is not None and self.cancel.requested:
+        cancel = self.cancel
+        if cancel is not None and cancel.requested:
             # a step that returns after its run was cancelled may have stopped early on purpose:
             # its output is not trusted, so nothing is committed
             raise WorkflowCancelled(f"the run was cancelled while step {self.record.name!r} ran")
@@ -275,13 +310,14 @@ class StepLifecycle:
         record.output = output
         record.finished_at = time.time()
         if record.history:  # attempts failed before: keep the successful one beside them
-            record.history.append((self._attempt_at, record.finished_at, None, None))
+            record.history = [*record.history, (self._attempt_at, record.finished_at, None, None)]
 
 
 class TaskEngine(StepLifecycle):
     """Runs one step: status transitions, timing, error capture, retries and the commit.
 
-    Use it as a context manager around `execute_with_retry`:
+    `run(kwargs)` does all of it; or use the engine as a context manager around
+    `execute_with_retry`:
 
         with TaskEngine(step, record, commit=...) as engine:
             engine.execute_with_retry(kwargs)
@@ -293,9 +329,21 @@ class TaskEngine(StepLifecycle):
     __slots__ = ()
     commit: Commit | None
 
-    # the hot path: the shared lifecycle methods are the context manager itself
+    # the shared lifecycle methods are the context manager itself
     __enter__ = StepLifecycle._begin
     __exit__ = StepLifecycle._end
+
+    def run(self, kwargs: dict[str, Any]) -> None:
+        """The step's whole lifecycle (what `with engine: engine.execute_with_retry(kwargs)`
+        does), with the success path in as few calls as it takes: every step passes here."""
+        self._begin()
+        try:
+            self.execute_with_retry(kwargs)
+        except BaseException as exc:
+            if not self._end(type(exc), exc, exc.__traceback__):
+                raise
+            return
+        self._end(None, None, None)
 
     def _call(self, kwargs: dict[str, Any]) -> Any:
         step, timeout = self.step, self.step.timeout
@@ -310,26 +358,47 @@ class TaskEngine(StepLifecycle):
 
     def execute_with_retry(self, kwargs: dict[str, Any]) -> Any:
         """Call the step until it succeeds or its policy gives up; commit the success once."""
-        step = self.step
-        direct = step.timeout is None and not step.is_async and self.runner is None
-        while True:
-            self._start_attempt()
+        step, record, cancel = self.step, self.record, self.cancel
+        if step.plain and (cancel is None or not cancel.requested) and not record.attempts:
+            # the first attempt of a plain step (no guard, timeout, runner or coroutine): what
+            # `_start_attempt`, `_call` and `_attempt_succeeded` do for it, in this frame
+            record.attempts = 1
+            self._attempt_at = record.started_at or 0.0
             try:
-                if step.guard is not None:
-                    self._admit()
-                output = step.func(**kwargs) if direct else self._call(kwargs)
+                output = step.func(**kwargs) if self.runner is None else self._call(kwargs)
             except Exception as error:
-                delay = self._attempt_failed(error)
+                output = self._retry(kwargs, error)
+            else:
+                if cancel is not None and cancel.requested:
+                    raise WorkflowCancelled(f"the run was cancelled while step {step.name!r} ran")
+                record.output = output
+                record.finished_at = time.time()
+        else:
+            output = self._retry(kwargs, None)
+        if self.commit is not None:
+            self.commit(record)
+        record.status = COMPLETED  # IN_PROGRESS -> COMPLETED, always allowed
+        return output
+
+    def _retry(self, kwargs: dict[str, Any], failed: Exception | None) -> Any:
+        """Attempts until one succeeds (its output kept, not committed) or the policy gives up
+        (the last error raised); `failed` is the error of an attempt already made."""
+        while True:
+            if failed is not None:
+                delay = self._attempt_failed(failed)
                 if delay is None:
-                    raise
+                    raise failed
                 if delay > 0:
                     _sleep(self.cancel, delay)
-                self.record.set_status(Status.IN_PROGRESS)
+                self.record.set_status(IN_PROGRESS)
+            self._start_attempt()
+            try:
+                self._admit()
+                output = self._call(kwargs)
+            except Exception as error:
+                failed = error
                 continue
             self._attempt_succeeded(output)
-            if self.commit is not None:
-                self.commit(self.record)
-            self.record.status = Status.COMPLETED  # IN_PROGRESS -> COMPLETED, always allowed
             return output
 
 

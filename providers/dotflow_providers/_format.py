@@ -179,12 +179,11 @@ def decode_value(key: str, data: bytes | memoryview) -> Any:
 
 
 def checksum(payload: bytes | memoryview) -> str:
-    if payload == b"null":
-        return _NULL_SUM
     return hashlib.blake2b(payload, digest_size=16).hexdigest()
 
 
-_NULL_SUM = hashlib.blake2b(b"null", digest_size=16).hexdigest()
+#: the checksum of `null`, the output of most steps
+NULL_CHECKSUM = checksum(b"null")
 
 
 def _load_object(key: str, data: bytes | memoryview) -> dict[str, Any]:
@@ -238,7 +237,6 @@ class StepDocument:
     workflow_id: str
     name: str
     index: int
-    fingerprint: str
     version: str
     input: str
     salt: str
@@ -255,11 +253,18 @@ class StepDocument:
         return decode_value(self.key, self.payload)
 
 
+def step_prefix(workflow_id: str) -> bytes:
+    """The members every step document of a workflow starts with (built once per run)."""
+    return orjson.dumps(
+        {"format": FORMAT_VERSION, "kind": "step", "status": "COMPLETED", "workflow_id": workflow_id}
+    )[:-1]
+
+
 def step_document(
-    workflow_id: str,
+    prefix: bytes,
     name: str,
     index: int,
-    identity: Sequence[str],
+    valid_for: tuple[str, str, str, str],
     attempts: int,
     started_at: float,
     finished_at: float,
@@ -267,31 +272,25 @@ def step_document(
     payload: bytes,
     digest: str,
 ) -> bytes:
-    """The bytes committed for a completed step: header members, then the encoded output.
-
-    `identity` is (fingerprint, version, input, salt, upstream); `digest` is `checksum(payload)`.
-    """
-    header = orjson.dumps(
-        {
-            "format": FORMAT_VERSION,
-            "kind": "step",
-            "workflow_id": workflow_id,
-            "name": name,
-            "index": index,
-            "fingerprint": identity[0],
-            "version": identity[1],
-            "input": identity[2],
-            "salt": identity[3],
-            "upstream": identity[4],
-            "status": "COMPLETED",
-            "attempts": attempts,
-            "started_at": started_at,
-            "finished_at": finished_at,
-            "history": history,
-            "checksum": digest,
-        }
-    )
-    return b"".join((header[:-1], _OUTPUT, payload, b"}"))
+    """The bytes committed for a completed step: its workflow's `step_prefix`, what the
+    checkpoint is valid for (`valid_for`: code version, input digest, salt, upstream token), what
+    the run recorded, then the encoded output, whose checksum `digest` is. `history` is left
+    out when the step succeeded at its first attempt (a reader derives it)."""
+    members = {
+        "name": name,
+        "index": index,
+        "version": valid_for[0],
+        "input": valid_for[1],
+        "salt": valid_for[2],
+        "upstream": valid_for[3],
+        "attempts": attempts,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "checksum": digest,
+    }
+    if history:
+        members["history"] = history
+    return b"".join((prefix, b",", orjson.dumps(members)[1:-1], _OUTPUT, payload, b"}"))
 
 
 def load_step(key: str, data: bytes) -> StepDocument:
@@ -314,20 +313,24 @@ def load_step(key: str, data: bytes) -> StepDocument:
         raise CorruptCheckpoint(
             key, "its output does not match its checksum (tampered with or damaged)"
         )
+    started = float(_field(key, raw, "started_at", (int, float)))
+    finished = float(_field(key, raw, "finished_at", (int, float)))
     return StepDocument(
         key=key,
         workflow_id=_field(key, raw, "workflow_id", str),
         name=_field(key, raw, "name", str),
         index=_field(key, raw, "index", int),
-        fingerprint=_field(key, raw, "fingerprint", str),
         version=_field(key, raw, "version", str),
         input=_field(key, raw, "input", str),
         salt=_field(key, raw, "salt", str),
         upstream=_field(key, raw, "upstream", str),
         attempts=_field(key, raw, "attempts", int),
-        started_at=float(_field(key, raw, "started_at", (int, float))),
-        finished_at=float(_field(key, raw, "finished_at", (int, float))),
-        history=_history(key, raw.get("history")),
+        started_at=started,
+        finished_at=finished,
+        # left out when the first attempt succeeded
+        history=(
+            _history(key, raw["history"]) if "history" in raw else [(started, finished, None, None)]
+        ),
         checksum=stored,
         payload=payload,
     )

@@ -1,14 +1,14 @@
 """What a checkpoint is valid for: step names, code versions, fingerprints, and what to restore.
 
-A completed step's checkpoint records a fingerprint over
-- the step's name and code version (`@action(version=...)`, else a digest of its source),
+A completed step's checkpoint (keyed by the step's name) records what it is valid for:
+- the step's code version (`@action(version=...)`, else a digest of its source),
 - the digest of its own `initial_context`,
-- the checksum of the output it received as `previous_context` (its upstream), or that it
-  received none, or that its upstream had failed,
-- a salt that `rerun_from` renews for the steps it supersedes.
+- a salt that `rerun_from` renews for the steps it supersedes,
+- the upstream token: the checksum of the output it received as `previous_context`, or that it
+  received none, or that its upstream had failed.
 
-On start, a step is restored only if its stored fingerprint equals the one it has now and its
-upstream is restored too. So the first step that changed or has no checkpoint runs, and so does
+On start, a step is restored only if all four equal what they are now and its upstream is
+restored too (its checksum is the token). So the first step that changed or has no checkpoint runs, and so does
 every step that received its output, directly or through others; nothing stale is restored.
 Everything here is a pure function of its arguments, so tests call it directly.
 """
@@ -148,8 +148,9 @@ def upstream_token(identity: StepIdentity, restored: Mapping[int, str]) -> str |
     return restored.get(identity.upstream)
 
 
-def fingerprint(identity: StepIdentity, upstream_token: str) -> str:
-    return _hash(identity.name, identity.version, identity.input, identity.salt, upstream_token)
+def valid_for(identity: StepIdentity, upstream_token: str) -> tuple[str, str, str, str]:
+    """What a checkpoint of this step, given this upstream token, records it is valid for."""
+    return (identity.version, identity.input, identity.salt, upstream_token)
 
 
 class StoredStep(Protocol):
@@ -158,11 +159,13 @@ class StoredStep(Protocol):
     @property
     def name(self) -> str: ...
     @property
-    def fingerprint(self) -> str: ...
-    @property
     def version(self) -> str: ...
     @property
     def input(self) -> str: ...
+    @property
+    def salt(self) -> str: ...
+    @property
+    def upstream(self) -> str: ...
     @property
     def checksum(self) -> str: ...
 
@@ -265,12 +268,10 @@ def plan(
             continue  # its upstream runs again, so must it
         older = alternatives.get(identity.name, ()) if alternatives else ()
         for doc in (newest, *older):
-            expected = identity
             changed = (doc.version, doc.input) != (identity.version, identity.input)
-            if on_change == "reuse" and changed:
-                expected = identity._replace(version=doc.version, input=doc.input)
-            if fingerprint(expected, token) == doc.fingerprint:
-                if on_change == "reuse" and changed:
+            reuse = on_change == "reuse" and changed
+            if (doc.salt, doc.upstream) == (identity.salt, token) and (reuse or not changed):
+                if reuse:
                     reused.append(identity.name)
                 tokens[identity.position] = doc.checksum
                 chosen[identity.position] = doc

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._batch import GroupCommit, read_steps
 from ._errors import CheckpointError, CorruptCheckpoint, PreconditionFailed, WorkflowCancelled
 from ._format import (
+    NULL_CHECKSUM,
     CancelRequest,
     FailureRecord,
     Layout,
@@ -34,6 +35,7 @@ from ._format import (
     manifest_document,
     progress_document,
     step_document,
+    step_prefix,
     v1_fingerprint,
     v1_manifest,
 )
@@ -43,9 +45,9 @@ from ._identity import (
     OnChange,
     Plan,
     StepIdentity,
-    fingerprint,
     plan,
     upstream_token,
+    valid_for,
 )
 from .storage import CheckpointStore
 
@@ -79,6 +81,7 @@ class Journal:
         self.store = store
         self.layout = layout
         self.workflow_id = layout.workflow_id
+        self._prefix = step_prefix(self.workflow_id)
         self.lease = lease
         # Stores that do network or disk I/O are called from a thread by the async engine.
         self.blocking: bool = store.blocking
@@ -247,10 +250,10 @@ class Journal:
             payload = encode_value(step.output, f"the output of step {step.name!r}")
             digest = checksum(payload)
             document = step_document(
-                self.workflow_id,
+                self._prefix,
                 step.name,
                 identity.position,
-                (fingerprint(identity, token), identity.version, identity.input, "", token),
+                valid_for(identity, token),
                 step.attempts,
                 step.started_at,
                 step.finished_at,
@@ -282,22 +285,23 @@ class Journal:
         if upstream is None:
             token = NO_UPSTREAM
         else:
-            before = self.records[upstream]
-            token = before.checksum if before.checksum is not None else UPSTREAM_FAILED
-        payload = encode_value(record.output, f"the output of step {record.name!r}")
-        digest = checksum(payload)
+            token = self.records[upstream].checksum or UPSTREAM_FAILED
+        output = record.output
+        if output is None:  # most steps return nothing
+            payload, digest = b"null", NULL_CHECKSUM
+        else:
+            payload = encode_value(output, f"the output of step {record.name!r}")
+            digest = checksum(payload)
         started = record.started_at or 0.0
-        finished = record.finished_at or 0.0
-        history = record.history or [(started, finished, None, None)]
         document = step_document(
-            self.workflow_id,
+            self._prefix,
             record.name,
             index,
-            (fingerprint(identity, token), identity.version, identity.input, identity.salt, token),
+            (identity.version, identity.input, identity.salt, token),
             record.attempts,
             started,
-            finished,
-            history,
+            record.finished_at or started,
+            record.history,
             payload,
             digest,
         )
@@ -310,7 +314,7 @@ class Journal:
         if lease is not None and (lease.lost or lease.clock() >= lease.renew_at):
             lease.check()  # fenced: a runner whose lease was taken over stops here
         key = self._keys[index]
-        stale = self._stale.pop(index, None)
+        stale = self._stale.pop(index, None) if self._stale else None
         try:
             if stale is None:
                 self.store.put(key, document, if_none_match=True)
@@ -322,7 +326,7 @@ class Journal:
                 f"another runner while it ran ({key!r}); the existing one was kept"
             ) from None
         record.checksum = digest
-        if index in self._progress:
+        if self._progress and index in self._progress:
             self._progress.discard(index)
             self.store.delete(self.layout.progress(record.name))
 

@@ -16,7 +16,7 @@ from ._action import AnyAction, Context
 from ._engine import AttemptRunner, CancelToken, TaskEngine, call_step
 from ._errors import DotflowError, InvalidStep, StepTimeout
 from ._progress import Progress
-from ._status import Status
+from ._status import CANCELLED, COMPLETED, FAILED, Status
 from .tracing import Tracer
 
 logger = logging.getLogger("dotflow_providers")
@@ -130,9 +130,9 @@ class Execution:
     def settle(self, index: int) -> bool:
         """After step `index` ran: True when it completed; stops the run when it must."""
         status = self.run.steps[index].status
-        if status is Status.COMPLETED:
+        if status is COMPLETED:
             return True
-        if not self.keep_going or status is Status.CANCELLED:
+        if not self.keep_going or status is CANCELLED:
             self.stop.set()
         return False
 
@@ -153,11 +153,14 @@ class Execution:
     def run_step(self, index: int, previous: Any, runner: AttemptRunner | None = None) -> bool:
         """Run step `index` through the engine; True when it completed."""
         step, record = self.specs[index].step, self.run.steps[index]
-        with self.cancel_hook(index):
-            engine = TaskEngine(step, record, self._commit, self.tracer, self._cancel, runner)
-            with engine:
-                engine.execute_with_retry(self.kwargs_for(index, previous) if step.accepts else {})
-        if record.status is Status.COMPLETED:
+        engine = TaskEngine(step, record, self._commit, self.tracer, self._cancel, runner)
+        kwargs = self.kwargs_for(index, previous) if step.accepts else {}
+        if step.on_cancel is None:
+            engine.run(kwargs)
+        else:
+            with _CancelHook(self.run, step.on_cancel):
+                engine.run(kwargs)
+        if record.status is COMPLETED:
             return True
         self.settle(index)
         self.record_failure(index)
@@ -201,16 +204,21 @@ class Execution:
         """The one chain algorithm of every mode, sync or async: yields each step to run with
         the output it receives; the caller runs it before asking for the next one."""
         previous: Any = None
-        steps = self.run.steps
+        steps, stop, cancel = self.run.steps, self.stop, self.run.cancel_event
+        lease = self.journal.lease
         for index in indices:
             record = steps[index]
             if record.restored:
                 previous = record.output
                 continue
-            if self.halted():
+            if (
+                stop.requested
+                or cancel.requested
+                or (lease is not None and (lease.lost or lease.clock() >= lease.renew_at))
+            ) and self.halted():  # the common case (nothing to stop for) asks nothing more
                 return
             yield index, previous
-            if record.status is not Status.COMPLETED and self.compensate:
+            if record.status is not COMPLETED and self.compensate:
                 return  # the chain stops at its failure, which `compensate_failed` undoes
             previous = record.output
 

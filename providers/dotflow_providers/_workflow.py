@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import hashlib
 import logging
 import threading
@@ -34,6 +35,10 @@ from .storage import CheckpointStore, MemoryStore, store_from_url
 from .tracing import LoggingTracer, Tracer, Tracers
 
 logger = logging.getLogger("dotflow_providers")
+
+#: `StepSpec(*fields)` without its Python-level `__new__` (one spec is built per `add()`)
+_spec = functools.partial(tuple.__new__, StepSpec)
+_identity = functools.partial(tuple.__new__, StepIdentity)
 
 #: The input digest of a step that does not take `initial_context`: its context cannot matter.
 _NO_INPUT = "none"
@@ -102,7 +107,12 @@ class Workflow:
         """Append a step: a function, an `@action`, a `Stage`, or a class/object with `@action`
         methods. Step names are unique within a workflow (they key its checkpoints)."""
         if type(step) is Action:  # the common case first: an @action added by name
-            self._append(StepSpec(step, name or step.name, initial_context, group))
+            name = name or step.name
+            if type(name) is str and name and name not in self._names and not step.takes_item:
+                self._names.add(name)  # what `_append` checks, passed: append it here
+                self._specs.append(_spec((step, name, initial_context, group, None, None)))
+            else:
+                self._append(StepSpec(step, name, initial_context, group))
             return self
         if isinstance(step, Stage):
             if name is not None:
@@ -162,7 +172,7 @@ class Workflow:
 
     def _append(self, spec: StepSpec) -> None:
         name = spec.name
-        if spec.map is None and "item" in spec.step.accepts:
+        if spec.map is None and spec.step.takes_item:
             raise InvalidStep(
                 f"step {name!r} takes an `item` parameter, which only a map gives: add it with "
                 "workflow.map(step, items)"
@@ -336,7 +346,8 @@ class Workflow:
         ups = upstreams(self._specs, mode)
         inputs: dict[int, str] = {}
         versions: dict[int, str] = {}  # by step object: the same @action added many times
-        identities = []
+        identities: list[StepIdentity] = []
+        append = identities.append
         for index, spec in enumerate(self._specs):
             step = spec.step
             version = versions.get(id(step))
@@ -353,16 +364,8 @@ class Workflow:
                 found = _NO_INPUT
             if spec.map is not None and maps is not None:
                 found = spec.map.input_digest(found, maps[index], spec.name)
-            identities.append(
-                StepIdentity(
-                    position=index,
-                    name=spec.name,
-                    version=version,
-                    input=found,
-                    salt="",
-                    upstream=ups[index],
-                )
-            )
+            # (position, name, version, input, salt, upstream), built without a Python call
+            append(_identity((index, spec.name, version, found, "", ups[index])))
         return identities
 
     def _prepare(
