@@ -190,7 +190,8 @@ class StepLifecycle:
         if finished is None:
             finished = record.finished_at = time.time()
         # wall-clock times, as recorded in checkpoints; a clock stepped back never gives < 0
-        record.duration = max(finished - (record.started_at or finished), 0.0)
+        duration = finished - (record.started_at or finished)
+        record.duration = duration if duration > 0.0 else 0.0
         if exc is not None:
             self._failed(exc)
         if self.tracer is not None:
@@ -266,7 +267,8 @@ class StepLifecycle:
         """Ask the policy about a failed attempt: the wait before the next one, or None."""
         record, step = self.record, self.step
         now = time.time()
-        record.history = [*record.history, (self._attempt_at, now, type(error).__name__, str(error)[:2000])]
+        attempt = (self._attempt_at, now, type(error).__name__, str(error)[:2000])
+        record.history = [*record.history, attempt]
         if step.guard is not None:
             step.guard.after_attempt(error)
         delay = (

@@ -255,9 +255,8 @@ class StepDocument:
 
 def step_prefix(workflow_id: str) -> bytes:
     """The members every step document of a workflow starts with (built once per run)."""
-    return orjson.dumps(
-        {"format": FORMAT_VERSION, "kind": "step", "status": "COMPLETED", "workflow_id": workflow_id}
-    )[:-1]
+    fixed = {"format": FORMAT_VERSION, "kind": "step", "status": "COMPLETED"}
+    return orjson.dumps({**fixed, "workflow_id": workflow_id})[:-1]
 
 
 def step_document(
@@ -571,7 +570,7 @@ def load_manifest(key: str, data: bytes) -> Manifest:
     if raw.get("kind") != "manifest":
         raise CorruptCheckpoint(key, "not a workflow manifest")
     steps, salts = raw.get("steps"), raw.get("salts")
-    if not (isinstance(steps, list) and all(isinstance(s, str) for s in steps)):
+    if not (isinstance(steps, list) and set(map(type, steps)) <= {str}):
         raise CorruptCheckpoint(key, "its step list is not a list of names")
     if not (isinstance(salts, dict) and all(isinstance(s, str) for s in salts.values())):
         raise CorruptCheckpoint(key, "its salts are not a mapping of names")

@@ -8,8 +8,9 @@ A completed step's checkpoint (keyed by the step's name) records what it is vali
   received none, or that its upstream had failed.
 
 On start, a step is restored only if all four equal what they are now and its upstream is
-restored too (its checksum is the token). So the first step that changed or has no checkpoint runs, and so does
-every step that received its output, directly or through others; nothing stale is restored.
+restored too (its checksum is the token). So the first step that changed or has no checkpoint
+runs, and so does every step that received its output, directly or through others; nothing
+stale is restored.
 Everything here is a pure function of its arguments, so tests call it directly.
 """
 

@@ -152,7 +152,7 @@ class Journal:
                 stored.next_seq,
                 self._clear_progress,
             )
-        names = tuple(i.name for i in identities)
+        names = tuple([i.name for i in identities])
         if names != manifest.steps or salts != manifest.salts:
             updated = dataclasses.replace(
                 manifest, steps=names, salts=salts, updated_at=time.time()

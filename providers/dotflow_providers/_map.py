@@ -186,7 +186,7 @@ class _Batcher:
             payload = encode_value(
                 record.output, f"the output of item {record.index} of map step {run.name!r}"
             )
-            history = record.history if len(record.history) > 1 else None
+            history = list(record.history) if len(record.history) > 1 else None
             started = record.started_at or 0.0
             self.rows.append(
                 (

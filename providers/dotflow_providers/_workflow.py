@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import hashlib
 import logging
 import threading
@@ -36,9 +35,9 @@ from .tracing import LoggingTracer, Tracer, Tracers
 
 logger = logging.getLogger("dotflow_providers")
 
-#: `StepSpec(*fields)` without its Python-level `__new__` (one spec is built per `add()`)
-_spec = functools.partial(tuple.__new__, StepSpec)
-_identity = functools.partial(tuple.__new__, StepIdentity)
+#: `tuple.__new__(StepSpec, fields)` builds a named tuple without its Python-level `__new__`
+#: (one spec is built per `add()`, one identity per step and start)
+_new = tuple.__new__
 
 #: The input digest of a step that does not take `initial_context`: its context cannot matter.
 _NO_INPUT = "none"
@@ -110,7 +109,7 @@ class Workflow:
             name = name or step.name
             if type(name) is str and name and name not in self._names and not step.takes_item:
                 self._names.add(name)  # what `_append` checks, passed: append it here
-                self._specs.append(_spec((step, name, initial_context, group, None, None)))
+                self._specs.append(_new(StepSpec, (step, name, initial_context, group, None, None)))
             else:
                 self._append(StepSpec(step, name, initial_context, group))
             return self
@@ -283,7 +282,7 @@ class Workflow:
         checkpoints are raised here, before any step runs.
         """
         strategy = _choose(STRATEGIES, mode)
-        if any(spec.step.is_async for spec in self._specs) and _loop_running():
+        if _loop_running() and any(spec.step.is_async for spec in self._specs):
             raise ConfigurationError(
                 "this workflow has async steps and start() was called inside a running event "
                 "loop, where they cannot run; use `await workflow.start_async()`"
@@ -365,7 +364,7 @@ class Workflow:
             if spec.map is not None and maps is not None:
                 found = spec.map.input_digest(found, maps[index], spec.name)
             # (position, name, version, input, salt, upstream), built without a Python call
-            append(_identity((index, spec.name, version, found, "", ups[index])))
+            append(_new(StepIdentity, (index, spec.name, version, found, "", ups[index])))
         return identities
 
     def _prepare(
