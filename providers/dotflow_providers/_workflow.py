@@ -335,9 +335,9 @@ class Workflow:
         concurrent groups (`sequential_group`) or worker processes (`parallel`, default
         `os.cpu_count()`). With `compensate`, a failure rolls back the completed steps of its
         chain, newest first (saga style), and forgets their checkpoints, stopping at a rollback
-        that fails (see `compensate`). `rerun_from` runs that
-        step and every step after it even if their checkpoints are valid (durably: a crash in
-        the middle never brings the superseded checkpoints back). A step that was running when
+        that fails (see `compensate`). `rerun_from` runs that step and every step after it even
+        if their checkpoints are valid (durably: a crash in the middle never brings the
+        superseded checkpoints back). A step that was running when
         a previous runner died is re-run with a warning, or with `strict_recovery` the start
         raises `InterruptedStage`. Errors in the definition, the inputs or the stored
         checkpoints are raised here, before any step runs.
