@@ -36,10 +36,13 @@ from prefect.utilities.callables import get_call_parameters
 
 from dotflow_providers import (
     CheckpointStore,
+    Compensation,
+    CompensationFailed,
     ConfigurationError,
     FileStore,
     LeaseConfig,
     MemoryStore,
+    RolledBack,
     Run,
     Workflow,
     action,
@@ -244,6 +247,58 @@ def _forget_on_rollback(workflow: Workflow, initial_context: Any) -> None:
     transaction.on_rollback_hooks.append(forget_dotflow_checkpoint)
 
 
+def _compensate_on_rollback(
+    workflow: Workflow,
+    run: Run,
+    initial_context: Any,
+    mode: str,
+    report: Callable[[Run], None],
+) -> None:
+    """Inside a Prefect transaction, a rollback undoes this run's completed stages, newest
+    first, from their checkpoints (`Workflow.compensate`, so it also works once the task has
+    long finished), then forgets the call's other checkpoints, so a retry runs it again.
+
+    A compensation that fails raises from the hook: Prefect logs it and the transaction's own
+    error goes on; the steps not undone keep their checkpoints (their work is still in place),
+    so a retry restores them and a second rollback resumes the compensation.
+    """
+    transaction = get_transaction()
+    if transaction is None:
+        return
+
+    def compensate_dotflow_workflow(rolled_back: Any) -> None:
+        key = getattr(rolled_back, "key", None)
+        reason = RolledBack(
+            f"the Prefect transaction{f' {key!r}' if key else ''} around workflow "
+            f"{run.workflow_id!r} rolled back"
+        )
+        logger = _run_logger()
+        try:
+            done = workflow.compensate(initial_context, mode=mode, error=reason)
+        except CompensationFailed as failure:
+            _mark_compensated(run, failure.compensation)
+            report(run)
+            raise
+        _mark_compensated(run, done)
+        workflow.reset(initial_context)
+        logger.info(
+            "workflow %s: the transaction rolled back; compensated %s",
+            run.workflow_id,
+            ", ".join(done.compensated) or "no step (none has a compensation)",
+        )
+        report(run)
+
+    # appended before the engine stages the task's own hooks, so it runs after them
+    transaction.on_rollback_hooks.append(compensate_dotflow_workflow)
+
+
+def _mark_compensated(run: Run, compensation: Compensation) -> None:
+    """Copy what the compensation undid onto the run's records (for the step tables)."""
+    for record, undone in zip(run.steps, compensation.steps, strict=True):
+        record.compensated = record.compensated or undone.compensated
+        record.rollback_error = undone.rollback_error or record.rollback_error
+
+
 def _run_logger() -> logging.LoggerAdapter[Any] | logging.Logger:
     # Prefect sends run logs to the API only for runs inside a flow run
     if FlowRunContext.get() is not None:
@@ -387,7 +442,11 @@ def _artifact_key(workflow_id: str) -> str:
 def steps_markdown(run: Run) -> str:
     """The run's step table in Markdown (the core's table, under a title)."""
     table = markdown_table([step.summary() for step in run.steps])
-    return f"### dotflow `{run.workflow_id}`: {run.status.value}\n\n{table}"
+    undone = [step.name for step in reversed(run.steps) if step.compensated]
+    status = run.status.value + (
+        f", rolled back: compensated {', '.join(undone)}" if undone else ""
+    )
+    return f"### dotflow `{run.workflow_id}`: {status}\n\n{table}"
 
 
 def _workflow_identity(parameters: dict[str, Any]) -> tuple[str, str, tuple[str, ...]]:
@@ -474,15 +533,32 @@ def _run_workflow(
                 scope.record(key, bound.store, run, sys.exc_info()[1])
     assert run is not None  # run_coro_as_sync's type allows None; start_async returns a Run
     if TaskRunContext.get() is not None:
+        _report_steps(run)
+    output = run.raise_for_status().output
+    # only a completed run is kept by the transaction, so only its rollback has work to undo
+    if compensate:
+
+        def rolled_back(done: Run) -> None:
+            if scope is not None:
+                scope.record(key, bound.store, done, None)
+            _report_steps(done)
+
+        _compensate_on_rollback(bound, run, initial_context, mode, rolled_back)
+    else:
+        _forget_on_rollback(bound, initial_context)
+    return output
+
+
+def _report_steps(run: Run) -> None:
+    """The run's step table as the call's Markdown artifact (again after a compensation)."""
+    try:
         create_markdown_artifact(
             steps_markdown(run),
             key=_artifact_key(run.workflow_id),
             description=f"dotflow steps of {run.workflow_id}",
         )
-    output = run.raise_for_status().output
-    # only a completed run is kept by the transaction, so only its rollback has work to undo
-    _forget_on_rollback(bound, initial_context)
-    return output
+    except Exception as error:  # a report must never change how the run (or rollback) ends
+        _run_logger().warning("could not write the dotflow artifact: %s", error)
 
 
 run_workflow: DotflowTask[..., Any] = _make_task(

@@ -4,9 +4,11 @@ import logging as _logging
 from typing import Any as _Any
 
 from ._action import Action, Context, action
+from ._compensation import Compensation
 from ._errors import (
     CheckpointError,
     CircuitOpen,
+    CompensationFailed,
     ConfigurationError,
     CorruptCheckpoint,
     DotflowError,
@@ -21,6 +23,7 @@ from ._errors import (
     MapFailed,
     NotRunning,
     PreconditionFailed,
+    RolledBack,
     StepTimeout,
     StoreError,
     UnknownMode,
@@ -61,6 +64,8 @@ __all__ = [
     "CheckpointStore",
     "CircuitBreaker",
     "CircuitOpen",
+    "Compensation",
+    "CompensationFailed",
     "ConfigurationError",
     "Context",
     "CorruptCheckpoint",
@@ -84,6 +89,7 @@ __all__ = [
     "PreconditionFailed",
     "Progress",
     "RetryPolicy",
+    "RolledBack",
     "Run",
     "Stage",
     "StagedTask",

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._compensation import Compensation
+
 
 class DotflowError(Exception):
     """Base class of every error raised by dotflow-providers."""
@@ -81,6 +86,28 @@ class MapFailed(DotflowError):
 
 class WorkflowCancelled(DotflowError):
     """The workflow was cancelled."""
+
+
+class RolledBack(DotflowError):
+    """Given to compensations as the error when `Workflow.compensate` is called without one:
+    the workflow's completed work is undone on request (an enclosing transaction rolled back)."""
+
+
+class CompensationFailed(DotflowError):
+    """A compensation raised while `Workflow.compensate` undid a workflow's completed steps.
+
+    `step` is the step whose compensation failed (its `__cause__` is that failure), `compensation`
+    what was done before it, `original` the error the compensation was for. That step and the
+    older ones keep their checkpoints, so calling `compensate` again resumes at that step.
+    """
+
+    def __init__(
+        self, message: str, step: str, compensation: Compensation, original: BaseException
+    ) -> None:
+        self.step = step
+        self.compensation = compensation
+        self.original = original
+        super().__init__(message)
 
 
 class StoreError(DotflowError):

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._action import AnyAction, Context
+from ._compensation import undo
 from ._engine import AttemptRunner, CancelToken, TaskEngine, call_step
 from ._errors import DotflowError, InvalidStep, StepTimeout
 from ._progress import Progress
@@ -169,19 +170,12 @@ class Execution:
 
     def compensate_chain(self, indices: Sequence[int], failed: int) -> None:
         """Saga-style: undo the chain's completed steps before `failed`, newest first, and
-        forget their checkpoints so a later start runs them again."""
+        forget their checkpoints so a later start runs them again (see `_compensation`)."""
         error = self.run.steps[failed].exception
         assert error is not None
-        for index in reversed([i for i in indices if i < failed]):
-            record, step = self.run.steps[index], self.specs[index].step
-            if record.status is not Status.COMPLETED or step.compensate is None:
-                continue
-            try:
-                step.compensate(record.output, error)
-            except Exception as failure:  # recorded beside the original error
-                record.rollback_error = f"{type(failure).__name__}: {failure}"
-            record.compensated = True
-            self.journal.discard(record)
+        before = [i for i in indices if i < failed]
+        steps = [spec.step for spec in self.specs]
+        undo(before, self.run.steps, steps, error, self.journal.discard)
 
     def halted(self) -> bool:
         """Whether no further step may start: a failure stopped the run, it was cancelled, or

@@ -11,16 +11,19 @@ import time
 from typing import Any
 
 from ._action import Action, as_action, class_steps
+from ._compensation import Compensation, undo
 from ._engine import StepRecord
 from ._errors import (
+    CompensationFailed,
     ConfigurationError,
     InterruptedStage,
     InvalidStep,
     LockHeld,
     NotRunning,
+    RolledBack,
     UnknownMode,
 )
-from ._format import Layout, check_workflow_id
+from ._format import Layout, StepDocument, check_workflow_id
 from ._identity import ON_CHANGE, OnChange, StepIdentity, code_version, digest_value
 from ._journal import Journal, request_cancel
 from ._lease import Lease, LeaseConfig, read_lease
@@ -28,7 +31,7 @@ from ._map import Items, check_commit_options, map_step
 from ._run import Run
 from ._stages import Stage
 from ._status import Status
-from ._strategies import STRATEGIES, Execution, StepSpec, upstreams
+from ._strategies import CHAIN_LAYOUTS, STRATEGIES, Execution, StepSpec, upstreams
 from .retry import RetryPolicy
 from .storage import CheckpointStore, MemoryStore, store_from_url
 from .tracing import LoggingTracer, Tracer, Tracers
@@ -258,6 +261,72 @@ class Workflow:
         """
         reset_checkpoints(self.workflow_id_for(initial_context), self.store, self.lock)
 
+    def compensate(
+        self,
+        initial_context: Any = None,
+        *,
+        mode: str = "sequential",
+        error: BaseException | None = None,
+    ) -> Compensation:
+        """Undo the completed steps of a finished run, newest first, from their checkpoints.
+
+        Every step with a valid checkpoint and a compensation (a `Stage`'s `rollback`) is undone
+        with its committed output, in this process or any other, and its checkpoint forgotten,
+        so the next start runs it again and a second `compensate` (a second rollback, a retry)
+        never undoes it twice; steps without a compensation keep their checkpoints. Give the
+        run's `initial_context` and `mode` (they decide which checkpoints are valid); `error`
+        is what the compensations receive (`RolledBack` by default). The workflow's lease is
+        held throughout (`LockHeld` while a run holds it). The first compensation that raises
+        stops it with `CompensationFailed` (caused by that failure): that step and the ones
+        before it keep their checkpoints, so calling `compensate` again resumes there.
+        """
+        if mode not in CHAIN_LAYOUTS:
+            raise UnknownMode(f"unknown mode {mode!r}; choose one of {', '.join(CHAIN_LAYOUTS)}")
+        if not self._specs:
+            raise InvalidStep("the workflow has no steps; add some with workflow.add(step)")
+        initial = self._initial(initial_context)
+        maps = {i: s.map.materialize() for i, s in enumerate(self._specs) if s.map is not None}
+        identities = self._identities(mode, initial, maps)
+        layout = Layout(self.workflow_id_for(initial_context))
+        reason = error
+        if reason is None:
+            reason = RolledBack(f"workflow {layout.workflow_id!r} is compensated on request")
+        records = self._records(layout.workflow_id, {}, maps)
+        failed = None
+        lease = None if self.lock is None else Lease(self.store, layout.lock, self.lock)
+        if lease is not None:
+            lease.acquire()
+        try:
+            stored = self.store.get(layout.manifest) or self.store.get(layout.v1_manifest)
+            if stored is not None:  # never started: nothing to undo, and no manifest to write
+                # a checkpoint inside a batch is forgotten by a discard entry (a batch write)
+                batched = next(iter(self.store.list(layout.batches)), None) is not None
+                journal = Journal(self.store, layout, lease, commit_every=2 if batched else 1)
+                opened = journal.open(identities, on_change=self.on_change, v1_inputs=initial)
+                records = journal.records = self._records(layout.workflow_id, opened.restored, maps)
+                for record in records:
+                    record.restored = False  # completed before, not restored by a run
+                steps = [spec.step for spec in self._specs]
+                failed = undo(range(len(records)), records, steps, reason, journal.discard)
+                journal.flush()
+        finally:
+            if lease is not None:
+                lease.release()
+        done = Compensation(layout.workflow_id, records)
+        if failed is not None:
+            record, failure = failed
+            raise CompensationFailed(
+                f"the compensation of step {record.name!r} of workflow {layout.workflow_id!r} "
+                f"failed ({record.rollback_error}) while undoing its completed steps for "
+                f"{type(reason).__name__}: {reason}; undone before it: "
+                f"{', '.join(done.compensated) or 'none'}. That step and the ones before it keep "
+                "their checkpoints: fix its compensation and call compensate() again to resume",
+                record.name,
+                done,
+                reason,
+            ) from failure
+        return done
+
     def start(
         self,
         mode: str = "sequential",
@@ -274,9 +343,10 @@ class Workflow:
         `initial_context` is given to steps added without one. `max_workers` bounds the
         concurrent groups (`sequential_group`) or worker processes (`parallel`, default
         `os.cpu_count()`). With `compensate`, a failure rolls back the completed steps of its
-        chain, newest first (saga style), and forgets their checkpoints. `rerun_from` runs that
-        step and every step after it even if their checkpoints are valid (durably: a crash in
-        the middle never brings the superseded checkpoints back). A step that was running when
+        chain, newest first (saga style), and forgets their checkpoints, stopping at a rollback
+        that fails (see `compensate`). `rerun_from` runs that step and every step after it even
+        if their checkpoints are valid (durably: a crash in the middle never brings the
+        superseded checkpoints back). A step that was running when
         a previous runner died is re-run with a warning, or with `strict_recovery` the start
         raises `InterruptedStage`. Errors in the definition, the inputs or the stored
         checkpoints are raised here, before any step runs.
@@ -420,19 +490,7 @@ class Workflow:
             if lease is not None:
                 lease.release()
             raise
-        records = [
-            StepRecord(index=i, name=spec.name, workflow_id=layout.workflow_id)
-            for i, spec in enumerate(self._specs)
-        ]
-        for index, doc in opened.restored.items():
-            record = records[index]
-            record.status, record.attempts, record.restored = Status.COMPLETED, doc.attempts, True
-            record.started_at, record.finished_at = doc.started_at, doc.finished_at
-            record.duration, record.output = doc.finished_at - doc.started_at, doc.output()
-            record.checksum, record.history = doc.checksum, doc.history
-            if index in maps and isinstance(record.output, list):
-                total = len(record.output)
-                record.items = {"items_done": total, "items_failed": 0, "items_total": total}
+        records = self._records(layout.workflow_id, opened.restored, maps)
         if interrupted is not None:
             records[interrupted].interrupted = True
         journal.records = records
@@ -456,6 +514,25 @@ class Workflow:
             self.clean_on_success,
             maps=maps,
         )
+
+    def _records(
+        self, workflow_id: str, restored: dict[int, StepDocument], maps: dict[int, list[Any]]
+    ) -> list[StepRecord]:
+        """A record per step, the restored ones COMPLETED with their committed outputs."""
+        records = [
+            StepRecord(index=i, name=spec.name, workflow_id=workflow_id)
+            for i, spec in enumerate(self._specs)
+        ]
+        for index, doc in restored.items():
+            record = records[index]
+            record.status, record.attempts, record.restored = Status.COMPLETED, doc.attempts, True
+            record.started_at, record.finished_at = doc.started_at, doc.finished_at
+            record.duration, record.output = doc.finished_at - doc.started_at, doc.output()
+            record.checksum, record.history = doc.checksum, doc.history
+            if index in maps and isinstance(record.output, list):
+                total = len(record.output)
+                record.items = {"items_done": total, "items_failed": 0, "items_total": total}
+        return records
 
     def _interrupted(
         self, layout: Layout, lease: Lease | None, restored: frozenset[int], strict: bool

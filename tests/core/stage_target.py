@@ -1,5 +1,5 @@
 """Staged tasks used by the stage tests, in-process and as a separate runner process:
-python -m tests.core.stage_target --store URL --dir DIR [--hang-in transform] ..."""
+python -m tests.core.stage_target --store URL --dir DIR [--hang-in transform] [--compensate] ..."""
 
 from __future__ import annotations
 
@@ -77,9 +77,13 @@ def main() -> None:
     parser.add_argument("--hang-in", default="")
     parser.add_argument("--lock-ttl", type=float, default=60)
     parser.add_argument("--strict", action="store_true")
+    parser.add_argument("--compensate", action="store_true", help="undo a finished run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     wf = build(args.dir, store_from_url(args.store), args.hang_in, args.lock_ttl)
+    if args.compensate:
+        print(json.dumps(wf.compensate(initial_context=JobState()).summary()))
+        return
     try:
         run = wf.start(initial_context=JobState(), strict_recovery=args.strict)
     except DotflowError as exc:
