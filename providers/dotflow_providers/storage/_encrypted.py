@@ -131,7 +131,10 @@ class EncryptedStore:
                     "EncryptedStore.new_key() with base64.b64encode"
                 ) from None
             pairs.append((key_id, key))
-        _ciphers(pairs)  # refuse a bad list now, before any store is built
+        try:
+            _ciphers(pairs)  # refuse a bad list now, before any store is built
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{source}: {exc}") from None
         return pairs
 
     @staticmethod
