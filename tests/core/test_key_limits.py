@@ -17,7 +17,6 @@ from dotflow_providers import (
     action,
 )
 from dotflow_providers._format import Layout
-from dotflow_providers.storage import CheckpointStore
 
 from ..conftest import ENCRYPTED
 
@@ -34,22 +33,6 @@ def step() -> str:
 def longest_key(workflow_id: str, step_name: str) -> int:
     layout = Layout(workflow_id)
     return max(len(k.encode()) for k in layout.workflow_keys() + layout.step_keys(step_name))
-
-
-def test_every_store_declares_limits_it_really_has(any_store: Any) -> None:
-    assert {"max_key_bytes", "max_key_part_bytes"} <= set(CheckpointStore.__annotations__)
-    whole, part = any_store.max_key_bytes, any_store.max_key_part_bytes
-    assert whole is None or whole > 0
-    assert part is None or part > 0
-    # a key exactly as long as the store says it takes is stored
-    if part is not None:
-        key = "w/" + "k" * part
-        any_store.put(key, b"at the limit")
-        assert any_store.get(key) == b"at the limit"
-    if whole is not None:
-        key = "w/" + "k" * (whole - 2)
-        any_store.put(key, b"at the limit")
-        assert any_store.get(key) == b"at the limit"
 
 
 def limited_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Any:
