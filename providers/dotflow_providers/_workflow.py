@@ -210,7 +210,7 @@ class Workflow:
         interval = self.commit_interval if commit_interval is None else commit_interval
         check_commit_options(every, interval)
         clone.commit_every, clone.commit_interval = every, interval
-        if clone._workflow_id is not None and clone.store is not self.store:
+        if clone._workflow_id is not None:
             check_key_limits(clone.store, clone._workflow_id, self.steps)
         clone._specs = list(self._specs)
         clone._names = set(self._names)
@@ -513,10 +513,11 @@ class StagedTask:
         return self.workflow.start(**options)
 
 
-def _shown_id(workflow_id: str) -> str:
-    if len(workflow_id) <= 60:
-        return repr(workflow_id)
-    return f"{workflow_id[:40]!r}... ({len(workflow_id)} characters)"
+def _shown(name: str) -> str:
+    """`name` as an error quotes it: the start of a long one, and its length."""
+    if len(name) <= 60:
+        return repr(name)
+    return f"{name[:40]!r}... ({len(name)} characters)"
 
 
 def check_key_limits(
@@ -534,9 +535,9 @@ def check_key_limits(
         for key in keys:
             size = len(key.encode())
             if whole is not None and size > whole:
-                by = f" with step {name!r}" if name is not None else ""
+                by = f" with step {_shown(name)}" if name is not None else ""
                 raise KeyTooLong(
-                    f"workflow id {_shown_id(workflow_id)}{by} makes keys of {size} bytes, and "
+                    f"workflow id {_shown(workflow_id)}{by} makes keys of {size} bytes, and "
                     f"{store.url} takes at most {whole} bytes per key (its prefix included); "
                     f"use a workflow id {size - whole} bytes shorter"
                     + (" or a shorter step name" if name is not None else "")
@@ -546,7 +547,7 @@ def check_key_limits(
                 over = len(longest.encode()) - part
                 if over > 0:
                     raise KeyTooLong(
-                        f"workflow id {_shown_id(workflow_id)} makes a key part (between "
+                        f"workflow id {_shown(workflow_id)} makes a key part (between "
                         f"slashes) of {part + over} bytes, and {store.url} takes at most {part} "
                         f"bytes per part (a file name's limit); use a workflow id whose parts "
                         f"are at most {part} bytes: split it with '/' or shorten it"
