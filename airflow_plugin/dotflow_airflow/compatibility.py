@@ -22,6 +22,9 @@ from airflow.sdk.configuration import conf
 from airflow.sdk.definitions.context import context_merge
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
+# Masks a value in the task's logs and the supervisor's (the Task SDK's own function for that)
+from airflow.sdk.log import mask_secret
+
 try:  # the plugin base class moved into the Task SDK; older 3.x keep it in core
     from airflow.sdk.plugins_manager import AirflowPlugin
 except ImportError:  # pragma: no cover - depends on the Airflow version
@@ -181,6 +184,7 @@ __all__ = [
     "context_merge",
     "determine_kwargs",
     "hookimpl",
+    "mask_secret",
     "task_decorator_factory",
     "AirflowPlugin",
     "BaseHook",

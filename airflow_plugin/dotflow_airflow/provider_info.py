@@ -65,6 +65,12 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "GCP service account JSON",
                         "schema": {"type": ["string", "null"], "format": "password"},
                     },
+                    "encryption_keys_secret": {
+                        "label": "Encryption keys",
+                        "description": "id1:base64key1,id2:base64key2, newest last: checkpoints "
+                        "are encrypted (AES-256-GCM) with the newest; older ones still decrypt",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
                 },
             }
         ],

@@ -54,6 +54,9 @@ class TaskStateCheckpoints:
     url = "airflow-task-state://"
     #: every call is a round trip to the supervisor: the async engine calls it from a thread
     blocking = True
+    #: keys are kept inside the values, so they have no limit of their own
+    max_key_bytes: int | None = None
+    max_key_part_bytes: int | None = None
 
     def __init__(self, accessor: StateReader, limit: int | None = None) -> None:
         self._state = accessor

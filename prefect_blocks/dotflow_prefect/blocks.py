@@ -43,14 +43,36 @@ class CheckpointStoreBlock(Block, ABC):
 
     `ABC` among the direct bases marks a block interface, which Prefect never registers (it
     would show a Create button for a block that cannot be loaded).
+
+    Every store block takes `encryption_keys`, a secret: with it, the store is wrapped in an
+    `EncryptedStore` (AES-256-GCM; needs `dotflow-providers[encryption]`).
     """
 
     _documentation_url = _DOCS  # type: ignore[assignment]  # Prefect turns it into a URL
     _logo_url = _LOGO  # type: ignore[assignment]
 
-    @abc.abstractmethod
+    encryption_keys: SecretStr | None = Field(
+        default=None,
+        description="Encrypt every checkpoint: id1:base64key1,id2:base64key2, newest last "
+        "(new writes use the newest key; the older ones still decrypt). Empty: no encryption.",
+    )
+
     def store(self) -> CheckpointStore:
         """The dotflow-providers store this block describes."""
+        if self.encryption_keys is None:
+            return self.unencrypted_store()
+        from dotflow_providers.storage import EncryptedStore
+
+        # the keys first, so a bad list leaves no client behind
+        keys = EncryptedStore.parse_keys(
+            self.encryption_keys.get_secret_value(),
+            f"the encryption_keys field of the {self._block_type_name} block",
+        )
+        return EncryptedStore(self.unencrypted_store(), keys)
+
+    @abc.abstractmethod
+    def unencrypted_store(self) -> CheckpointStore:
+        """The store this block describes, before any encryption."""
 
 
 class DotflowFileStore(CheckpointStoreBlock):
@@ -70,7 +92,7 @@ run_workflow(my_workflow, store=DotflowFileStore.load("etl-checkpoints"))
     path: str = Field(description="Folder for the checkpoints (shared by every worker).")
     durable: bool = Field(default=True, description="fsync every write (survives power loss).")
 
-    def store(self) -> CheckpointStore:
+    def unencrypted_store(self) -> CheckpointStore:
         return FileStore(self.path, durable=self.durable)
 
 
@@ -109,7 +131,7 @@ store = DotflowS3Store.load("etl-s3")
         default=None, description="For temporary credentials (STS), with the two keys above."
     )
 
-    def store(self) -> CheckpointStore:
+    def unencrypted_store(self) -> CheckpointStore:
         from dotflow_providers.storage import S3Store
 
         if self.credentials is not None:
@@ -153,7 +175,7 @@ DotflowGCSStore(bucket="etl", prefix="checkpoints", credentials=GcpCredentials.l
         default=None, description="Inline service account JSON, when no credentials block."
     )
 
-    def store(self) -> CheckpointStore:
+    def unencrypted_store(self) -> CheckpointStore:
         from dotflow_providers.storage import GCSStore
 
         credentials: Any = None

@@ -32,6 +32,10 @@ class InvalidWorkflowId(ConfigurationError):
     """A workflow id cannot be used as a checkpoint key prefix."""
 
 
+class KeyTooLong(InvalidWorkflowId):
+    """A workflow id (with a step name) makes a key longer than the store takes."""
+
+
 class UnknownStoreURL(ConfigurationError):
     """`store_from_url` was given a URL whose scheme it does not know."""
 

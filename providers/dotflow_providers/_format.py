@@ -142,6 +142,16 @@ class Layout:
     def progress(self, name: str) -> str:
         return f"{self.base}progress/{step_key_name(name)}.json"
 
+    # every kind of key, for checking them against a store's limits (a sequence number of 0
+    # stands for all: they have one length)
+    def workflow_keys(self) -> tuple[str, ...]:
+        """The keys of the workflow's own documents."""
+        return (self.manifest, self.lock, self.cancel, self.request, self.batch(0))
+
+    def step_keys(self, name: str) -> tuple[str, ...]:
+        """The keys of step `name`'s documents."""
+        return (self.step(name), self.failure(name), self.progress(name), self.item_batch(name, 0))
+
     # format 1 (read only): the keys 0.1.0 wrote
     @property
     def v1_manifest(self) -> str:

@@ -7,7 +7,6 @@ import dataclasses
 import gc
 import itertools
 import logging
-import multiprocessing
 import os
 import pickle
 from collections.abc import Callable, Iterator, Sequence
@@ -15,10 +14,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._action import AnyAction, Context
 from ._compensation import undo
-from ._engine import AttemptRunner, CancelToken, TaskEngine, call_step
-from ._errors import DotflowError, InvalidStep, StepTimeout
+from ._engine import AttemptRunner, CancelToken, TaskEngine
+from ._errors import DotflowError, InvalidStep
 from ._progress import Progress
 from ._status import CANCELLED, COMPLETED, Status
+from ._workers import WorkerPool
 from .tracing import Tracer
 
 logger = logging.getLogger("dotflow_providers")
@@ -311,34 +311,19 @@ def _check_picklable(ex: Execution, pending: list[int]) -> None:
             ) from exc
 
 
-def _pool_runner(pool: concurrent.futures.ProcessPoolExecutor) -> AttemptRunner:
-    def run_attempt(step: AnyAction, kwargs: dict[str, Any]) -> Any:
-        future = pool.submit(call_step, step, kwargs)
-        try:
-            return future.result(timeout=step.timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise StepTimeout(
-                f"step {step.name!r} did not finish within {step.timeout}s in its worker "
-                "process (the worker finishes it in the background; use "
-                "timeout_mode='process' to kill it)"
-            ) from None
-
-    return run_attempt
-
-
 def parallel(ex: Execution) -> None:
     pending = [i for i, record in enumerate(ex.run.steps) if not record.restored]
     if not pending:
         return
     _check_picklable(ex, pending)
     workers = max(1, min(len(pending), ex.max_workers or os.cpu_count() or 1))
-    context = multiprocessing.get_context("spawn")
+    # The pool closes before its submitting threads end: a worker dies with the thread that
+    # started it (see `die_with_parent`).
     with (
-        concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool,
         concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="dotflow-par") as threads,
+        WorkerPool(workers) as pool,
     ):
-        runner = _pool_runner(pool)
+        runner = pool.run_attempt
 
         def one(index: int) -> None:
             if not ex.halted():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import threading
 import traceback
@@ -11,6 +12,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ._errors import CheckpointError, InvalidStep, StepTimeout
+from ._lifeline import die_with_parent
 
 
 class RemoteStepError(Exception):
@@ -52,7 +54,8 @@ def in_thread(func: Callable[..., Any], kwargs: dict[str, Any], timeout: float, 
     raise value
 
 
-def _child(conn: Connection, func: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+def _child(conn: Connection, func: Callable[..., Any], kwargs: dict[str, Any], parent: int) -> None:
+    die_with_parent(parent)
     try:
         result: tuple[bool, Any] = (True, func(**kwargs))
     except BaseException as exc:
@@ -81,7 +84,10 @@ def in_process(func: Callable[..., Any], kwargs: dict[str, Any], timeout: float,
     ctx = multiprocessing.get_context("spawn")
     receiver, sender = ctx.Pipe(duplex=False)
     process = ctx.Process(
-        target=_child, args=(sender, func, kwargs), name=f"dotflow-step:{name}", daemon=True
+        target=_child,
+        args=(sender, func, kwargs, os.getpid()),
+        name=f"dotflow-step:{name}",
+        daemon=True,
     )
     try:
         process.start()

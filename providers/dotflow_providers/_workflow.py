@@ -8,6 +8,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from ._action import Action, as_action, class_steps
@@ -18,6 +19,7 @@ from ._errors import (
     ConfigurationError,
     InterruptedStage,
     InvalidStep,
+    KeyTooLong,
     LockHeld,
     NotRunning,
     RolledBack,
@@ -87,6 +89,8 @@ class Workflow:
         if isinstance(store, str):
             store = store_from_url(store)
         self.store: CheckpointStore = MemoryStore() if store is None else store
+        if self._workflow_id is not None:
+            check_key_limits(self.store, self._workflow_id)
         self.on_change: OnChange = on_change
         self.lock: LeaseConfig | None = (
             LeaseConfig() if lock is True else (lock if isinstance(lock, LeaseConfig) else None)
@@ -186,6 +190,8 @@ class Workflow:
                 f"two steps are named {name!r}; step names key the checkpoints, so give one "
                 "of them another name with add(..., name=...)"
             )
+        if self._workflow_id is not None:
+            check_key_limits(self.store, self._workflow_id, (name,))
         self._names.add(name)
         self._specs.append(spec)
 
@@ -216,6 +222,8 @@ class Workflow:
         interval = self.commit_interval if commit_interval is None else commit_interval
         check_commit_options(every, interval)
         clone.commit_every, clone.commit_interval = every, interval
+        if clone._workflow_id is not None:
+            check_key_limits(clone.store, clone._workflow_id, self.steps)
         clone._specs = list(self._specs)
         clone._names = set(self._names)
         return clone
@@ -470,6 +478,8 @@ class Workflow:
             )
         identities = self._identities(mode, initial, maps)
         layout = Layout(self.workflow_id_for(initial_context))
+        if self._workflow_id is None:  # derived: known only now (a given one was checked)
+            check_key_limits(self.store, layout.workflow_id, self.steps)
         lease = None if self.lock is None else Lease(self.store, layout.lock, self.lock)
         if lease is not None:
             lease.acquire()
@@ -580,6 +590,47 @@ class StagedTask:
 
     def start(self, **options: Any) -> Run:
         return self.workflow.start(**options)
+
+
+def _shown(name: str) -> str:
+    """`name` as an error quotes it: the start of a long one, and its length."""
+    if len(name) <= 60:
+        return repr(name)
+    return f"{name[:40]!r}... ({len(name)} characters)"
+
+
+def check_key_limits(
+    store: CheckpointStore, workflow_id: str, step_names: Iterable[str] = ()
+) -> None:
+    """Refuse a workflow id, or a step name, that makes a key longer than `store` takes
+    (`KeyTooLong`), before anything is written: without it the first write fails mid-run."""
+    whole, part = store.max_key_bytes, store.max_key_part_bytes
+    if whole is None and part is None:
+        return
+    layout = Layout(workflow_id)
+    checks: list[tuple[tuple[str, ...], str | None]] = [(layout.workflow_keys(), None)]
+    checks += [(layout.step_keys(name), name) for name in step_names]
+    for keys, name in checks:
+        for key in keys:
+            size = len(key.encode())
+            if whole is not None and size > whole:
+                by = f" with step {_shown(name)}" if name is not None else ""
+                raise KeyTooLong(
+                    f"workflow id {_shown(workflow_id)}{by} makes keys of {size} bytes, and "
+                    f"{store.url} takes at most {whole} bytes per key (its prefix included); "
+                    f"use a workflow id {size - whole} bytes shorter"
+                    + (" or a shorter step name" if name is not None else "")
+                )
+            if part is not None:
+                longest = max(key.split("/"), key=lambda piece: len(piece.encode()))
+                over = len(longest.encode()) - part
+                if over > 0:
+                    raise KeyTooLong(
+                        f"workflow id {_shown(workflow_id)} makes a key part (between "
+                        f"slashes) of {part + over} bytes, and {store.url} takes at most {part} "
+                        f"bytes per part (a file name's limit); use a workflow id whose parts "
+                        f"are at most {part} bytes: split it with '/' or shorten it"
+                    )
 
 
 def reset_checkpoints(

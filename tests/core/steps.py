@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dotflow_providers import Context, action
+from dotflow_providers import Context, FixedRetry, action
 
 
 @action
@@ -42,3 +42,37 @@ def quick_in_process(initial_context: Context) -> dict[str, int]:
 @action(retry=2)
 def fails_in_worker() -> None:
     raise RuntimeError("worker step failed")
+
+
+def _record_pid_then_hang(initial_context: Context) -> None:
+    folder, n = Path(initial_context.storage["dir"]), initial_context.storage["n"]
+    (folder / f"pid-{n}.tmp").write_text(str(os.getpid()))
+    (folder / f"pid-{n}.tmp").rename(folder / f"pid-{n}")
+    time.sleep(300)
+
+
+@action
+def records_pid_then_hangs(initial_context: Context) -> None:
+    """Write this process's pid to `<dir>/pid-<n>`, then hang until killed."""
+    _record_pid_then_hang(initial_context)
+
+
+@action(timeout=300, timeout_mode="process")
+def records_pid_then_hangs_in_process(initial_context: Context) -> None:
+    """`records_pid_then_hangs` in a process of its own (a process timeout)."""
+    _record_pid_then_hang(initial_context)
+
+
+@action(timeout=0.5, retry=FixedRetry(max_attempts=2, delay=0))
+def overruns_once(initial_context: Context) -> int:
+    """The first attempt overruns its timeout by far; the second returns at once. Each attempt
+    appends `start end` (system-wide monotonic clock) to the file it is given."""
+    log = Path(initial_context.storage)
+    started = time.monotonic()
+    first = not log.exists()
+    if first:
+        log.touch()
+        time.sleep(2)
+    with log.open("a") as f:
+        f.write(f"{started} {time.monotonic()}\n")
+    return 1 if first else 2

@@ -146,6 +146,23 @@ def test_every_store_declares_whether_it_blocks(
     assert store.blocking is (request.node.callspec.params["store"] != "memory")
 
 
+def test_every_store_declares_limits_it_really_has(any_store: CheckpointStore) -> None:
+    assert isinstance(any_store, CheckpointStore)
+    assert {"max_key_bytes", "max_key_part_bytes"} <= set(CheckpointStore.__annotations__)
+    whole, part = any_store.max_key_bytes, any_store.max_key_part_bytes
+    assert whole is None or whole > 0
+    assert part is None or part > 0
+    # a key exactly as long as the store says it takes is stored
+    if part is not None:
+        key = "w/" + "k" * part
+        any_store.put(key, b"at the limit")
+        assert any_store.get(key) == b"at the limit"
+    if whole is not None:
+        key = "w/" + "k" * (whole - 2)
+        any_store.put(key, b"at the limit")
+        assert any_store.get(key) == b"at the limit"
+
+
 # --- MemoryStore: create-only writes take no lock, versions stay unique ---
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dotflow_providers import FixedRetry, Status, StepTimeout, Workflow, action
 
-from .steps import hangs_in_thread, hangs_then_writes, quick_in_process
+from .steps import hangs_in_thread, hangs_then_writes, overruns_once, quick_in_process
 
 
 def test_thread_timeout_raises_step_timeout_and_is_retryable() -> None:
@@ -115,3 +115,24 @@ def test_process_mode_reports_errors_from_the_child() -> None:
     assert run.status is Status.FAILED
     assert run.steps[0].error_type == "InvalidStep"
     assert "module level" in (run.steps[0].error or "")
+
+
+def test_a_parallel_retry_times_only_its_own_run_not_its_wait_for_a_worker(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "attempts"
+    run = (
+        Workflow()
+        .add(overruns_once, initial_context=str(log))
+        .start(mode="parallel", max_workers=1)
+    )
+    step = run.steps[0]
+    assert step.status is Status.COMPLETED, step.error
+    assert (step.attempts, step.output) == (2, 2)
+    assert step.history[0][2] == "StepTimeout"
+    # the one worker finished the abandoned first attempt before it started the retry: the
+    # retry waited for it far longer than its own timeout, and that wait did not count
+    (_, first_end), (second_start, _) = sorted(
+        tuple(map(float, line.split())) for line in log.read_text().splitlines()
+    )
+    assert second_start >= first_end

@@ -7,7 +7,10 @@ from typing import Any
 
 from dotflow_providers import CheckpointStore, ConfigurationError, store_from_url
 
-from ..compatibility import BaseHook
+from ..compatibility import BaseHook, mask_secret
+
+#: the extra field holding the encryption keys ("secret" in its name: Airflow hides its value)
+ENCRYPTION_KEYS = "encryption_keys_secret"
 
 
 class DotflowHook(BaseHook):
@@ -17,7 +20,10 @@ class DotflowHook(BaseHook):
     - **Login / Password**: S3 access key id / secret access key (leave empty for the
       worker's own credentials, e.g. an instance role).
     - **Extra**: `endpoint_url` and `region_name` for S3-compatible servers; `project` and
-      `keyfile_dict` (a service account JSON) for GCS.
+      `keyfile_dict` (a service account JSON) for GCS; for any store, `encryption_keys_secret`
+      (`id1:base64key1,id2:base64key2`, newest last) encrypts every checkpoint with the newest
+      key (`EncryptedStore`; needs `dotflow-providers[encryption]`). Its name marks it secret to
+      Airflow, which hides it in the UI and the API, and the hook masks it in logs.
     """
 
     conn_name_attr = "dotflow_conn_id"
@@ -47,6 +53,8 @@ class DotflowHook(BaseHook):
                 "prefix, gs://bucket/prefix or file:///path"
             )
         extra = conn.extra_dejson
+        # first, so a bad key list leaves no client behind
+        keys = cls._encryption_keys(conn.conn_id, cls._extra(extra, ENCRYPTION_KEYS))
         scheme = url.split("://", 1)[0]
         options: dict[str, Any] = {}
         if scheme == "s3":
@@ -67,7 +75,27 @@ class DotflowHook(BaseHook):
                 options["credentials"] = credentials.from_service_account_info(info)
             options["project"] = cls._extra(extra, "project")
             options["endpoint_url"] = cls._extra(extra, "endpoint_url")
-        return store_from_url(url, **{k: v for k, v in options.items() if v is not None})
+        store = store_from_url(url, **{k: v for k, v in options.items() if v is not None})
+        if keys is None:
+            return store
+        from dotflow_providers.storage import EncryptedStore
+
+        return EncryptedStore(store, keys)
+
+    @staticmethod
+    def _encryption_keys(conn_id: str, text: Any) -> list[tuple[str, bytes]] | None:
+        """The (key id, key) pairs of the connection's `encryption_keys_secret`, if any."""
+        if text is None:
+            return None
+        field = f"the {ENCRYPTION_KEYS} field of connection {conn_id!r}"
+        if not isinstance(text, str):
+            raise ConfigurationError(f"{field} must be text: id1:base64key1,id2:base64key2")
+        mask_secret(text)
+        for item in text.split(","):  # each key alone too, wherever a line might show one
+            mask_secret(item.partition(":")[2].strip())
+        from dotflow_providers.storage import EncryptedStore
+
+        return EncryptedStore.parse_keys(text, field)
 
     def test_connection(self) -> tuple[bool, str]:
         """Used by the UI's Test button: list the store's root."""

@@ -202,22 +202,25 @@ class DotflowOperator(BaseOperator):
         if self.store_conn_id:  # recorded first: a missing connection is then shown as such
             where = {"kind": "connection", "conn_id": self.store_conn_id}
             ti.xcom_push(key=CHECKPOINTS_XCOM, value={"workflow_id": workflow_id, "store": where})
-        store, lock = self._checkpoint_store(context)
         try_log = TryLog(TaskLog(self.log))
         base = self._load_workflow(context)
-        workflow: Workflow = base.copy(
-            workflow_id=workflow_id,
-            store=store,
-            on_change=self.on_change,
-            lock=lock,
-            commit_every=_whole_number("commit_every", self.commit_every),
-            commit_interval=self.commit_interval,
-            tracer=Tracers(
-                handle,
-                base.tracer,
-                TaskLogTracer(try_log, public_url(store.url), ti.try_number, self.mode),
-            ),
-        )
+        try:  # a connection's bad key list, an id too long for the store: no retry fixes them
+            store, lock = self._checkpoint_store(context)
+            workflow: Workflow = base.copy(
+                workflow_id=workflow_id,
+                store=store,
+                on_change=self.on_change,
+                lock=lock,
+                commit_every=_whole_number("commit_every", self.commit_every),
+                commit_interval=self.commit_interval,
+                tracer=Tracers(
+                    handle,
+                    base.tracer,
+                    TaskLogTracer(try_log, public_url(store.url), ti.try_number, self.mode),
+                ),
+            )
+        except PERMANENT_ERRORS as exc:
+            raise AirflowFailException(f"dotflow: {exc}") from exc
         ti.xcom_push(key="dotflow_workflow_id", value=workflow_id)
         try:
             with engine_warnings_to(try_log):

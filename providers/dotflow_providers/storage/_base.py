@@ -24,10 +24,18 @@ class CheckpointStore(Protocol):
     `url` names the store without credentials. `blocking` says whether the store does disk or
     network I/O: the async engine calls a blocking store from a worker thread, and a
     non-blocking one (in memory) directly from the event loop.
+
+    `max_key_bytes` is the longest key the store takes and `max_key_part_bytes` the longest
+    part of a key between two slashes, both in UTF-8 bytes, or None where the store has no such
+    limit (for an object store, `max_key_bytes` is what its prefix leaves of the service's own
+    limit). Workflows check the keys they will write against both when they are built, so an id
+    too long for the store is refused before anything runs.
     """
 
     url: str
     blocking: bool
+    max_key_bytes: int | None
+    max_key_part_bytes: int | None
 
     def get(self, key: str) -> bytes | None: ...
 

@@ -86,9 +86,9 @@ class EncryptedStore:
 
     Only document contents are encrypted. Names (workflow ids, step names), sizes, versions
     and listings are visible to whoever can read the inner store. Conditional writes
-    (`if_match`, `if_none_match`), versions, `list`, `delete`, `url` and `blocking` are the
-    inner store's own, so the lease and create-only commits behave exactly as they do there;
-    the engine's checksums are computed on the plaintext, inside the encryption.
+    (`if_match`, `if_none_match`), versions, `list`, `delete`, `url`, `blocking` and the key
+    limits are the inner store's own, so the lease and create-only commits behave exactly as
+    they do there; the engine's checksums are computed on the plaintext, inside the encryption.
     """
 
     def __init__(
@@ -99,6 +99,8 @@ class EncryptedStore:
         self.store = store
         self.url = store.url
         self.blocking = store.blocking
+        self.max_key_bytes = store.max_key_bytes  # names are not encrypted: the same keys
+        self.max_key_part_bytes = store.max_key_part_bytes
         self._current = pairs[-1][0]
 
     @staticmethod
@@ -129,7 +131,10 @@ class EncryptedStore:
                     "EncryptedStore.new_key() with base64.b64encode"
                 ) from None
             pairs.append((key_id, key))
-        _ciphers(pairs)  # refuse a bad list now, before any store is built
+        try:
+            _ciphers(pairs)  # refuse a bad list now, before any store is built
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{source}: {exc}") from None
         return pairs
 
     @staticmethod

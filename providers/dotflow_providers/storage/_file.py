@@ -72,6 +72,13 @@ def _scan(folder: int, rel: str, prefix: str, keys: list[str], refuse: _Refuse) 
         os.close(folder)
 
 
+def _name_max(folder: str) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):  # not reported: the common limit
+        return 255
+
+
 class FileStore:
     """Keeps checkpoints as files under `path`, one file per key.
 
@@ -89,6 +96,8 @@ class FileStore:
     """
 
     blocking = True  # disk I/O: the async engine calls it from a worker thread
+    #: folders are opened one by one (relative to their parent), so no limit on the whole path
+    max_key_bytes: int | None = None
 
     def __init__(self, path: str | os.PathLike[str], durable: bool = True) -> None:
         self.root = Path(path).expanduser().absolute()
@@ -101,6 +110,9 @@ class FileStore:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create checkpoint folder {self.root}: {exc}") from exc
+        #: each part of a key is a file or folder name: the filesystem's NAME_MAX (255 bytes on
+        #: most, less on some, such as eCryptfs)
+        self.max_key_part_bytes: int | None = _name_max(self._root)
 
     def _split(self, key: str) -> tuple[list[str], str]:
         parts = key.split("/")

@@ -37,6 +37,7 @@ class GCSStore:
     """
 
     blocking = True  # network I/O: the async engine calls it from a worker thread
+    max_key_part_bytes: int | None = None
 
     def __init__(
         self,
@@ -53,6 +54,8 @@ class GCSStore:
         self.bucket_name = bucket
         self.prefix = prefix.strip("/")
         self.url = f"gs://{bucket}/{self.prefix}" if self.prefix else f"gs://{bucket}"
+        #: GCS object names are at most 1024 bytes, the prefix and its slash included
+        self.max_key_bytes: int | None = 1024 - len(self._key("").encode())
         if client is None:
             options = {"api_endpoint": endpoint_url} if endpoint_url else None
             try:

@@ -14,6 +14,8 @@ class MemoryStore:
 
     url = "memory://"
     blocking = False  # no I/O: the async engine may call it from the event loop
+    max_key_bytes: int | None = None
+    max_key_part_bytes: int | None = None
 
     def __init__(self) -> None:
         self._data: dict[str, tuple[bytes, str]] = {}

@@ -46,6 +46,7 @@ class S3Store:
     """
 
     blocking = True  # network I/O: the async engine calls it from a worker thread
+    max_key_part_bytes: int | None = None
 
     def __init__(
         self,
@@ -65,6 +66,8 @@ class S3Store:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        #: S3 keys are at most 1024 bytes, the prefix and its slash included
+        self.max_key_bytes: int | None = 1024 - len(self._key("").encode())
         if client is None:
             config = botocore.config.Config(
                 retries={"total_max_attempts": max_attempts, "mode": "standard"},
