@@ -199,7 +199,7 @@ def test_importing_the_core_and_running_a_workflow_loads_no_optional_dependency(
 
         @action
         def double(initial_context):
-            return initial_context.storage * 2
+            return initial_context.value * 2
 
         run = Workflow("architecture", store=MemoryStore()).add(double, initial_context=21).start()
         assert run.output == 42, run.summary()

@@ -233,7 +233,7 @@ SECRET = "customer-4711-iban-DE89370400440532013000"
 def run_secret_workflow(store: Any) -> None:
     wf = Workflow("payroll", store=store)
     wf.add(lambda: {"account": SECRET}, name="extract")
-    wf.add(lambda previous_context: previous_context.storage["account"].upper(), name="load")
+    wf.add(lambda previous_context: previous_context.value["account"].upper(), name="load")
     assert wf.start().output == SECRET.upper()
 
 
