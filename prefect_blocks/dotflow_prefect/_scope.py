@@ -31,7 +31,7 @@ from dotflow_providers import (
     Run,
     Workflow,
     inspect_workflow,
-    reset_checkpoints,
+    reset,
 )
 from dotflow_providers._format import Layout, load_request, workflow_id_of
 from dotflow_providers._lease import Lease, read_lease
@@ -181,10 +181,10 @@ class FlowScope:
             if workflow_id is None or workflow_id == self.scope:
                 continue
             try:
-                reset_checkpoints(workflow_id, store, LeaseConfig())
+                reset(workflow_id, store, LeaseConfig())
             except LockHeld as error:  # a call still running (a future nobody waited for)
                 self.logger.warning("kept the checkpoints of %s: %s", workflow_id, error)
-        reset_checkpoints(self.scope, self.store)  # the request; the lease is ours
+        reset(self.scope, self.store, lock=False)  # the request; the lease is ours
 
 
 def current_scope() -> FlowScope | None:

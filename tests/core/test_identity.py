@@ -374,11 +374,11 @@ def test_a_cancel_for_a_run_that_already_ended_does_not_cancel_the_next_one() ->
     assert store.get(Layout("done").cancel) is None  # cleared, not left for later
 
 
-def test_block_refuses_future_starts_until_the_workflow_is_cleaned() -> None:
+def test_block_refuses_future_starts_until_the_workflow_is_reset() -> None:
     store = MemoryStore()
     cancel("later", store, block=True)
     wf = Workflow("later", store=store).add(add_one, name="a")
-    with pytest.raises(WorkflowCancelled, match="dotflow-providers clean"):
+    with pytest.raises(WorkflowCancelled, match="dotflow-providers reset later"):
         wf.start()
     wf.reset()
     assert wf.start().status is Status.COMPLETED
