@@ -17,8 +17,7 @@ from dotflow_providers import (
     reset,
     reset_checkpoints,
 )
-from dotflow_providers._format import Layout
-from dotflow_providers._lease import Lease
+from dotflow_providers.integration import workflow_lease
 
 from .procs import ROOT
 
@@ -57,7 +56,7 @@ def test_reset_refuses_while_a_runner_holds_the_lease_unless_told_the_caller_hol
 ) -> None:
     store = FileStore(tmp_path)
     build(store, "busy").start()
-    holder = Lease(store, Layout("busy").lock, LeaseConfig())
+    holder = workflow_lease("busy", store, LeaseConfig())
     holder.acquire()
     try:
         with pytest.raises(LockHeld):
