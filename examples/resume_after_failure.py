@@ -30,16 +30,16 @@ console = Console()
 
 @action
 def extract(initial_context: Context) -> list[dict[str, Any]]:
-    day = initial_context.storage["day"]
+    day = initial_context.value["day"]
     console.print(f"  [cyan]extract[/]   reading sales for {day} (pid {os.getpid()})")
     return [{"sku": f"SKU-{n}", "qty": n % 7 + 1, "price": 9.5 + n} for n in range(100)]
 
 
 @action
 def transform(previous_context: Context) -> dict[str, float]:
-    console.print(f"  [cyan]transform[/] summing {len(previous_context.storage)} rows")
+    console.print(f"  [cyan]transform[/] summing {len(previous_context.value)} rows")
     totals: dict[str, float] = {}
-    for row in previous_context.storage:
+    for row in previous_context.value:
         totals[row["sku"]] = round(row["qty"] * row["price"], 2)
     return totals
 
@@ -49,13 +49,13 @@ def load(previous_context: Context) -> int:
     if os.environ.get("WAREHOUSE_DOWN") == "1":
         console.print("  [red]load[/]      warehouse unavailable (on purpose)")
         raise ConnectionError("warehouse unavailable")
-    console.print(f"  [cyan]load[/]      writing {len(previous_context.storage)} totals")
-    return len(previous_context.storage)
+    console.print(f"  [cyan]load[/]      writing {len(previous_context.value)} totals")
+    return len(previous_context.value)
 
 
 @action
 def report(previous_context: Context) -> str:
-    return f"loaded {previous_context.storage} rows"
+    return f"loaded {previous_context.value} rows"
 
 
 def build(folder: Path) -> Workflow:

@@ -13,7 +13,8 @@ from dotflow_providers import Status
 from dotflow_providers.tracing import Tracer
 
 if TYPE_CHECKING:
-    from dotflow_providers import Run, StepRecord
+    from dotflow_providers import Run
+    from dotflow_providers.engine import StepRecord
 
 
 class RunLogHandler(logging.Handler):

@@ -3,8 +3,8 @@ may use them, which calls run again, what the run did, and cleaning up after it.
 
 A scope is `prefect/<flow run id>` (flow-run retries resume), or with a resume key
 `prefect/keyed/<flow name>/<key>` (any flow run with that key resumes). A keyed scope is held
-under a lease on `Layout(scope).lock` for the whole attempt, so two runs never interleave on one
-key. `rerun_from` is a next-start request on the scope (`Layout(scope).request`): calls at and
+under the scope's lease (`integration.workflow_lease`) for the whole attempt, so two runs never
+interleave on one key. `rerun_from` is a next-start request on the scope: calls at and
 after the named one, in the order the flow makes them, run again unless their checkpoint was
 written after the request (by an earlier attempt that answered it), so retries and re-runs of a
 crashed run never redo them twice. The request is removed when a run completes.
@@ -31,11 +31,19 @@ from dotflow_providers import (
     Run,
     Workflow,
     inspect_workflow,
-    reset_checkpoints,
+    reset,
 )
-from dotflow_providers._format import Layout, load_request, workflow_id_of
-from dotflow_providers._lease import Lease, read_lease
-from dotflow_providers.integration import markdown_table, request_next_start, workflow_id_from
+from dotflow_providers.integration import (
+    Lease,
+    NextStartRequest,
+    lease_holder,
+    markdown_table,
+    peek_next_start,
+    request_next_start,
+    workflow_id_from,
+    workflow_lease,
+    workflows_under,
+)
 
 from ._identity import _SCOPE, CallKey
 
@@ -173,18 +181,15 @@ class FlowScope:
 
     def clean(self) -> None:
         """Delete every checkpoint of the scope (the run completed), and its request."""
-        targets = [(self.store, key) for key in self.store.list(f"{self.scope}/")]
+        targets = [(self.store, wid) for wid in workflows_under(self.store, f"{self.scope}/")]
         with self._lock:
-            targets += [(store, Layout(wid).manifest) for store, wid in self._elsewhere]
-        for store, key in targets:
-            workflow_id = workflow_id_of(key)
-            if workflow_id is None or workflow_id == self.scope:
-                continue
+            targets += self._elsewhere
+        for store, workflow_id in targets:
             try:
-                reset_checkpoints(workflow_id, store, LeaseConfig())
+                reset(workflow_id, store, LeaseConfig())
             except LockHeld as error:  # a call still running (a future nobody waited for)
                 self.logger.warning("kept the checkpoints of %s: %s", workflow_id, error)
-        reset_checkpoints(self.scope, self.store)  # the request; the lease is ours
+        reset(self.scope, self.store, lock=False)  # the request; the lease is ours
 
 
 def current_scope() -> FlowScope | None:
@@ -272,14 +277,14 @@ def take_scope_lease(
     (it may still be writing), so its lease is waited out, and the wait is logged. A holder
     whose flow run is still running, or cannot be looked up, refuses this run.
     """
-    key = Layout(scope).lock
-    lease = _owned_lease(store, key, config, flow_run_id)
+    # the owner names the flow run, so a refused run can say which run holds the key
+    lease = workflow_lease(scope, store, config, owner=flow_run_id or None)
     try:
         lease.acquire()
         return lease
     except LockHeld:
         pass
-    holder = read_lease(store, key, config.clock_skew)
+    holder = lease_holder(scope, store, config.clock_skew)
     if holder is None:  # expired or released since: take it normally
         lease.acquire()
         return lease
@@ -309,16 +314,9 @@ def take_scope_lease(
         socket.gethostname(),
         wait,
     )
-    lease = _owned_lease(store, key, dataclasses.replace(config, wait=wait + config.poll), "")
-    lease.owner = flow_run_id
+    waiting = dataclasses.replace(config, wait=wait + config.poll)
+    lease = workflow_lease(scope, store, waiting, owner=flow_run_id)
     lease.acquire()
-    return lease
-
-
-def _owned_lease(store: CheckpointStore, key: str, config: LeaseConfig, owner: str) -> Lease:
-    lease = Lease(store, key, config)
-    # the owner names the flow run, so a refused run can say which run holds the key
-    lease.owner = owner or lease.owner
     return lease
 
 
@@ -345,19 +343,13 @@ def rerun_request(
     retries find their own request again; otherwise a request left by `python -m dotflow_prefect
     rerun` (or the Airflow-style `request_next_start`) applies.
     """
-    layout = Layout(scope)
     me = f"prefect flow run {flow_run_id}"
-    pending = _pending(store, layout)
+    pending: NextStartRequest | None = peek_next_start(scope, store)
     if rerun_from is not None and (
         pending is None or pending.requested_by != me or pending.rerun_from != rerun_from
     ):
         request_next_start(scope, store, rerun_from=rerun_from, requested_by=me)
-        pending = _pending(store, layout)
+        pending = peek_next_start(scope, store)
     if pending is None:
         return None, False, 0.0
     return pending.rerun_from, pending.start_over, pending.requested_at
-
-
-def _pending(store: CheckpointStore, layout: Layout) -> Any:
-    data = store.get(layout.request)
-    return None if data is None else load_request(layout.request, data)

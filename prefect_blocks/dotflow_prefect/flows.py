@@ -25,8 +25,7 @@ from prefect.utilities.callables import get_call_parameters
 from prefect.utilities.collections import visit_collection
 
 from dotflow_providers import ConfigurationError, LeaseConfig
-from dotflow_providers._format import Layout
-from dotflow_providers.integration import PERMANENT_ERRORS, id_part
+from dotflow_providers.integration import PERMANENT_ERRORS, drop_next_start, id_part
 from prefect import Flow, flow
 
 from ._identity import _SCOPE
@@ -199,7 +198,7 @@ def _opened(
                     "rerun_from=%r named no task this flow run called; nothing was re-run", rerun
                 )
             if keep_checkpoints:
-                chosen.delete(Layout(scope_name).request)  # answered; the checkpoints stay
+                drop_next_start(scope_name, chosen)  # answered; the checkpoints stay
             else:
                 scope.clean()
     finally:

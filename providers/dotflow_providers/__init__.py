@@ -42,7 +42,8 @@ from ._progress import Progress
 from ._run import Run
 from ._stages import Stage, dump_stages
 from ._status import Status
-from ._workflow import StagedTask, Workflow, cancel, clean_older_than, reset_checkpoints
+from ._workflow import StagedTask, Workflow, cancel, clean_older_than, reset
+from ._workflow import reset_checkpoints as reset_checkpoints  # deprecated: not in __all__
 from .retry import CircuitBreaker, ExponentialBackoff, FixedRetry, RetryPolicy
 from .storage import CheckpointStore, FileStore, MemoryStore, store_from_url
 from .tracing import LoggingTracer, Tracer, Tracers
@@ -115,6 +116,6 @@ __all__ = [
     "inspect_workflow",
     "list_workflows",
     "load_workflow",
-    "reset_checkpoints",
+    "reset",
     "store_from_url",
 ]

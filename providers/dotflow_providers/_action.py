@@ -6,6 +6,7 @@ import dataclasses
 import importlib
 import inspect
 import types
+import warnings
 from collections.abc import Callable
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
@@ -17,21 +18,59 @@ TimeoutMode = Literal["thread", "process"]
 _CONTEXT_PARAMS = ("initial_context", "previous_context", "checkpoint", "item")
 
 
+_UNSET: Any = object()
+
+
 class Context:
-    """The value handed to a step: `initial_context` or the previous step's output."""
+    """The value handed to a step: `initial_context` or the previous step's output, as `.value`.
 
-    __slots__ = ("storage",)
+    `.storage` (and `Context(storage=...)`) is the deprecated name of `.value`.
+    """
 
-    def __init__(self, storage: Any = None) -> None:
-        self.storage = storage
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any = None, *, storage: Any = _UNSET) -> None:
+        if storage is not _UNSET:
+            if value is not None:
+                raise TypeError("Context() takes value or storage (deprecated), not both")
+            _storage_deprecated(stacklevel=3)
+            value = storage
+        self.value = value
+
+    @property
+    def storage(self) -> Any:
+        """Deprecated: `.value`."""
+        _storage_deprecated(stacklevel=3)
+        return self.value
+
+    @storage.setter
+    def storage(self, value: Any) -> None:
+        _storage_deprecated(stacklevel=3)
+        self.value = value
 
     def __repr__(self) -> str:
-        return f"Context(storage={self.storage!r})"
+        return f"Context(value={self.value!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Context) and other.storage == self.storage
+        return isinstance(other, Context) and other.value == self.value
 
     __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # By value; a Context pickled before `.value` (slot state `storage`) still loads,
+        # through the `storage` setter.
+        return (Context, (self.value,))
+
+
+def _storage_deprecated(stacklevel: int) -> None:
+    # Named at the caller's line: the default filters show it once per call site where
+    # DeprecationWarnings are shown (code run as __main__, test runners, python -W default).
+    warnings.warn(
+        "Context.storage is deprecated: use Context.value (the same value); "
+        "Context(storage=x) is Context(x) or Context(value=x)",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
 
 
 def _accepted(func: Callable[..., Any], name: str) -> frozenset[str]:

@@ -62,8 +62,8 @@ class CorruptCheckpoint(CheckpointError):
     def __init__(self, key: str, reason: str) -> None:
         self.key = key
         super().__init__(
-            f"checkpoint {key!r} is corrupt ({reason}); inspect or delete it, or clear the "
-            "workflow (`dotflow-providers clean ID --store URL`, or Workflow.reset()) to run it "
+            f"checkpoint {key!r} is corrupt ({reason}); inspect or delete it, or reset the "
+            "workflow (`dotflow-providers reset ID --store URL`, or workflow.reset()) to run it "
             "from the start"
         )
 

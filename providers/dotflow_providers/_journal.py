@@ -188,7 +188,7 @@ class Journal:
                 orphan,
                 "its workflow's manifest is missing although step checkpoints exist (deleted "
                 "by a lifecycle rule or by hand?); nothing is re-run silently: run "
-                f"`dotflow-providers clean {self.workflow_id}` to start over",
+                f"`dotflow-providers reset {self.workflow_id}` to start over",
             )
         now = time.time()
         manifest = Manifest(self.workflow_id, now, now, tuple(i.name for i in identities), {})
@@ -405,7 +405,7 @@ class Journal:
         if request.target is None:
             raise WorkflowCancelled(
                 f"workflow {self.workflow_id!r} is blocked by a cancel request (from "
-                f"{request.host} pid {request.pid}); `dotflow-providers clean "
+                f"{request.host} pid {request.pid}); `dotflow-providers reset "
                 f"{self.workflow_id} --store ...` removes it with the checkpoints"
             )
         self.store.delete(self.layout.cancel)

@@ -78,11 +78,13 @@ class Lease:
         *,
         clock: Callable[[], float] = time.time,
         on_heartbeat: Callable[[], None] | None = None,
+        owner: str | None = None,
     ) -> None:
         self.store = store
         self.key = key
         self.config = config
-        self.owner = uuid.uuid4().hex
+        #: the holder's name in the lease document (an orchestrator's run id; else a random one)
+        self.owner = owner or uuid.uuid4().hex
         self.host = config.host or socket.gethostname()
         self.pid = os.getpid()
         self.epoch = 0

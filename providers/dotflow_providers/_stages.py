@@ -92,8 +92,8 @@ class Stage(pydantic.BaseModel, Generic[StateT]):
     def _run(
         self, previous_context: Context, initial_context: Context, checkpoint: Any = None
     ) -> Any:
-        source = previous_context.storage
-        state = self._coerce(source if source is not None else initial_context.storage)
+        source = previous_context.value
+        state = self._coerce(source if source is not None else initial_context.value)
         working: Any = (
             state.model_copy(deep=True) if isinstance(state, pydantic.BaseModel) else state
         )

@@ -8,6 +8,7 @@ import hashlib
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -267,7 +268,7 @@ class Workflow:
 
         Takes the workflow's lease first, so a running workflow is never reset under its feet.
         """
-        reset_checkpoints(self.workflow_id_for(initial_context), self.store, self.lock)
+        reset(self.workflow_id_for(initial_context), self.store, self.lock or False)
 
     def compensate(
         self,
@@ -633,13 +634,17 @@ def check_key_limits(
                     )
 
 
-def reset_checkpoints(
-    workflow_id: str, store: CheckpointStore, lock: LeaseConfig | None = None
-) -> None:
-    """Delete one workflow's checkpoints (and any cancel request), under its lease when `lock`
-    is given, so a running workflow is never reset under its feet (`LockHeld`)."""
+def reset(workflow_id: str, store: CheckpointStore, lock: LeaseConfig | bool = True) -> None:
+    """Delete one workflow's checkpoints (and any cancel request) by its id, so its next start
+    runs every step: `Workflow.reset()` without the workflow's definition, from any process.
+
+    Takes the workflow's lease first, so a running workflow is never reset under its feet
+    (`LockHeld`): `lock` is its `LeaseConfig` (True: the default one), or False when the caller
+    holds that lease already.
+    """
     layout = Layout(workflow_id)
-    lease = None if lock is None else Lease(store, layout.lock, lock)
+    config = LeaseConfig() if lock is True else (lock if isinstance(lock, LeaseConfig) else None)
+    lease = None if config is None else Lease(store, layout.lock, config)
     if lease is not None:
         lease.acquire()
     try:
@@ -649,14 +654,27 @@ def reset_checkpoints(
             lease.release()
 
 
+def reset_checkpoints(
+    workflow_id: str, store: CheckpointStore, lock: LeaseConfig | None = None
+) -> None:
+    """Deprecated: `reset(workflow_id, store, lock)` (or `Workflow.reset()`)."""
+    warnings.warn(
+        "reset_checkpoints() is deprecated: use dotflow_providers.reset(workflow_id, store) "
+        "(it takes the workflow's lease unless lock=False), or Workflow.reset()",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    reset(workflow_id, store, lock or False)
+
+
 def cancel(workflow_id: str, store: CheckpointStore, *, block: bool = False) -> None:
     """Ask the run of `workflow_id` that holds its lease to stop, from any process.
 
     The runner notices at its next lease heartbeat (every ttl/3): it calls the running stage's
     `cancel` hook, starts no further step or attempt, and ends CANCELLED; the request is
     cleared when that run ends. With no run holding the lease, `NotRunning` is raised, unless
-    `block=True`, which refuses every later start until the workflow is reset
-    (`dotflow-providers clean`).
+    `block=True`, which refuses every later start until the workflow is reset (`reset`,
+    `dotflow-providers reset`).
     """
     layout = Layout(workflow_id)
     if block:
@@ -701,7 +719,7 @@ def clean_older_than(
         if found["status"] == "running" or found["updated_at"] > cutoff:
             continue
         try:
-            reset_checkpoints(found["workflow_id"], store, lock or LeaseConfig())
+            reset(found["workflow_id"], store, lock or LeaseConfig())
         except LockHeld:
             continue
         removed.append(found["workflow_id"])

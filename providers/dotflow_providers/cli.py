@@ -4,8 +4,10 @@
     dotflow-providers inspect WORKFLOW_ID --store s3://bucket/prefix [--json]
     dotflow-providers list --store URL [--json]
     dotflow-providers cancel WORKFLOW_ID --store URL [--block]
-    dotflow-providers clean WORKFLOW_ID --store URL
+    dotflow-providers reset WORKFLOW_ID --store URL
     dotflow-providers clean --older-than 30d --store URL
+
+`clean WORKFLOW_ID` is the deprecated name of `reset WORKFLOW_ID`.
 
 Exit codes: 0 completed, 1 a step failed, 2 bad input (shown as one line; --debug for the
 traceback), 3 cancelled.
@@ -39,7 +41,7 @@ from ._lease import LeaseConfig
 from ._loader import load_workflow
 from ._run import Run
 from ._status import Status
-from ._workflow import Workflow, cancel, clean_older_than, reset_checkpoints
+from ._workflow import Workflow, cancel, clean_older_than, reset
 from .storage import store_from_url
 from .tracing import Tracer
 
@@ -194,7 +196,7 @@ def _cancel(args: argparse.Namespace, out: Console) -> int:
     if args.block:
         out.print(
             f"{args.workflow_id} is blocked: its starts are refused until "
-            f"`dotflow-providers clean {args.workflow_id} --store {args.store}`"
+            f"`dotflow-providers reset {args.workflow_id} --store {args.store}`"
         )
     else:
         out.print(
@@ -220,18 +222,37 @@ def _age(text: str) -> float:
     return value * _UNITS[unit]
 
 
-def _clean(args: argparse.Namespace, out: Console) -> int:
+def _reset(args: argparse.Namespace, out: Console) -> int:
     store = store_from_url(args.store)
-    if (args.workflow_id is None) == (args.older_than is None):
-        raise ConfigurationError("clean takes a workflow id or --older-than AGE (one of them)")
-    if args.older_than is not None:
-        removed = clean_older_than(store, _age(args.older_than))
-        out.print(f"removed {len(removed)} workflow(s) from {store.url}")
-        for workflow_id in removed:
-            out.print(f"  {workflow_id}")
-        return EXIT_OK
-    reset_checkpoints(args.workflow_id, store, LeaseConfig())  # LockHeld while a runner owns it
+    reset(args.workflow_id, store)  # LockHeld while a runner owns it
     out.print(f"removed the checkpoints of {args.workflow_id} from {store.url}")
+    return EXIT_OK
+
+
+def _clean(args: argparse.Namespace, out: Console) -> int:
+    if args.workflow_id is not None:
+        if args.older_than is not None:
+            raise ConfigurationError(
+                "clean --older-than AGE takes no workflow id; to reset one workflow, "
+                f"`dotflow-providers reset {args.workflow_id} --store {args.store}`"
+            )
+        Console(stderr=True).print(
+            "[yellow]deprecated:[/] `dotflow-providers clean WORKFLOW_ID` is now "
+            f"`dotflow-providers reset {args.workflow_id} --store {args.store}`",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return _reset(args, out)
+    if args.older_than is None:
+        raise ConfigurationError(
+            "clean needs --older-than AGE (e.g. 30d); to reset one workflow, "
+            "`dotflow-providers reset WORKFLOW_ID --store URL`"
+        )
+    store = store_from_url(args.store)
+    removed = clean_older_than(store, _age(args.older_than))
+    out.print(f"removed {len(removed)} workflow(s) from {store.url}")
+    for workflow_id in removed:
+        out.print(f"  {workflow_id}")
     return EXIT_OK
 
 
@@ -286,14 +307,23 @@ def _parser() -> argparse.ArgumentParser:
     stop.add_argument("workflow_id")
     stop.add_argument("--store", required=True)
     stop.add_argument(
-        "--block", action="store_true", help="refuse its future starts until it is cleaned"
+        "--block", action="store_true", help="refuse its future starts until it is reset"
     )
     stop.set_defaults(handler=_cancel)
 
-    clean = commands.add_parser("clean", help="delete one workflow's checkpoints, or old ones")
-    clean.add_argument("workflow_id", nargs="?")
+    start_over = commands.add_parser(
+        "reset", help="delete one workflow's checkpoints, so its next start runs every step"
+    )
+    start_over.add_argument("workflow_id")
+    start_over.add_argument("--store", required=True)
+    start_over.set_defaults(handler=_reset)
+
+    clean = commands.add_parser("clean", help="delete every idle workflow older than an age")
+    clean.add_argument("workflow_id", nargs="?", help=argparse.SUPPRESS)  # deprecated: reset
     clean.add_argument("--store", required=True)
-    clean.add_argument("--older-than", metavar="AGE", help="e.g. 30d: every idle workflow older")
+    clean.add_argument(
+        "--older-than", metavar="AGE", help="e.g. 30d: every idle workflow not updated since"
+    )
     clean.set_defaults(handler=_clean)
     return parser
 

@@ -17,31 +17,41 @@ from typing import Any
 from ._errors import PERMANENT_ERRORS, ConfigurationError
 from ._format import (
     Layout,
+    LeaseDocument,
     NextStartRequest,
     check_workflow_id,
     load_request,
     request_document,
+    workflow_id_of,
 )
 from ._identity import default_step_name
 from ._identity import digest_value as fingerprint
 from ._inspect import markdown_table
+from ._lease import Lease, LeaseConfig, read_lease
 from ._loader import load_object
 from .storage import CheckpointStore
 from .tracing import LoggingTracer, TaskLogger, Tracer, Tracers
 
 __all__ = [
     "PERMANENT_ERRORS",
+    "Lease",
+    "LeaseDocument",
     "NextStartRequest",
     "callable_name",
+    "drop_next_start",
     "fingerprint",
     "id_part",
     "is_permanent",
+    "lease_holder",
     "load_object",
     "markdown_table",
+    "peek_next_start",
     "request_next_start",
     "take_next_start",
     "task_tracer",
     "workflow_id_from",
+    "workflow_lease",
+    "workflows_under",
 ]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:+@=,~-]")
@@ -100,15 +110,50 @@ def request_next_start(
     store.put(Layout(workflow_id).request, request_document(request))
 
 
+def peek_next_start(workflow_id: str, store: CheckpointStore) -> NextStartRequest | None:
+    """The pending next-start request of `workflow_id`, left in the store (or None)."""
+    key = Layout(workflow_id).request
+    data = store.get(key)
+    return None if data is None else load_request(key, data)
+
+
 def take_next_start(workflow_id: str, store: CheckpointStore) -> NextStartRequest | None:
     """The pending next-start request of `workflow_id`, removed from the store (or None)."""
-    layout = Layout(workflow_id)
-    data = store.get(layout.request)
-    if data is None:
-        return None
-    request = load_request(layout.request, data)
-    store.delete(layout.request)
+    request = peek_next_start(workflow_id, store)
+    if request is not None:
+        drop_next_start(workflow_id, store)
     return request
+
+
+def drop_next_start(workflow_id: str, store: CheckpointStore) -> None:
+    """Remove the next-start request of `workflow_id`, if any, unread (an answered one)."""
+    store.delete(Layout(workflow_id).request)
+
+
+def workflows_under(store: CheckpointStore, prefix: str) -> list[str]:
+    """The ids of the workflows in `store` whose id starts with `prefix` (`scope/` for the
+    workflows of one orchestrator run), in the store's listing order."""
+    found = (workflow_id_of(key) for key in store.list(prefix))
+    return [workflow_id for workflow_id in found if workflow_id is not None]
+
+
+def workflow_lease(
+    workflow_id: str, store: CheckpointStore, config: LeaseConfig, *, owner: str | None = None
+) -> Lease:
+    """The lease the runs of `workflow_id` take, not held yet: `acquire()` it (`LockHeld` while
+    another holder has it), then `release()` it.
+
+    `owner` is the holder's name in the lease (an orchestrator's run id), so that a refused
+    caller reading `lease_holder` can say which run holds it; by default a random one.
+    """
+    return Lease(store, Layout(workflow_id).lock, config, owner=owner)
+
+
+def lease_holder(
+    workflow_id: str, store: CheckpointStore, clock_skew: float = LeaseConfig.clock_skew
+) -> LeaseDocument | None:
+    """Who holds the lease of `workflow_id` now (None when nobody does, or it has expired)."""
+    return read_lease(store, Layout(workflow_id).lock, clock_skew)
 
 
 def task_tracer(logger: TaskLogger, *others: Tracer | None) -> Tracer:

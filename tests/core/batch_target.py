@@ -42,7 +42,7 @@ def square(item: int) -> int:
 def make_step(index: int) -> Any:
     def step(previous_context: Any) -> int:
         log_run(index)
-        return (previous_context.storage or 0) + index
+        return (previous_context.value or 0) + index
 
     return step
 

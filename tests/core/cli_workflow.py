@@ -10,7 +10,7 @@ from dotflow_providers import Context, Workflow, action
 
 @action
 def extract(initial_context: Context) -> list[int]:
-    return list(range(int(initial_context.storage["n"])))
+    return list(range(int(initial_context.value["n"])))
 
 
 @action(retry=2)
@@ -18,7 +18,7 @@ def load(previous_context: Context) -> int:
     flag = os.environ.get("DOTFLOW_CLI_FAIL")
     if flag and Path(flag).exists():
         raise ConnectionError("warehouse down")
-    return sum(previous_context.storage)
+    return sum(previous_context.value)
 
 
 def workflow() -> Workflow:

@@ -42,7 +42,7 @@ def build(args: argparse.Namespace) -> Workflow:
             if name == args.hang_at and args.arm.exists():
                 args.ready.write_text(name)
                 time.sleep(args.hang_for)
-            return [*(previous_context.storage or []), f"{name}@{os.getpid()}"]
+            return [*(previous_context.value or []), f"{name}@{os.getpid()}"]
 
         return step
 

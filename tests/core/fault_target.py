@@ -44,7 +44,7 @@ def build(store_url: str, log: Path, round_number: int, steps: int) -> Workflow:
                 f.flush()
                 os.fsync(f.fileno())
             time.sleep(random.uniform(0.002, 0.01))  # some work, so kills land mid-step too
-            return compute(index, previous_context.storage)
+            return compute(index, previous_context.value)
 
         return step
 

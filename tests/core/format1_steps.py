@@ -1,7 +1,8 @@
 """The workflow whose format-1 checkpoints (written by dotflow-providers 0.1.0) are a fixture.
 
 `fixtures/format1/` was made by running `build(fail=True).start()` with 0.1.0: `extract` and
-`enrich` completed, `load` failed. Keep these steps' code as it is: it is what they were.
+`enrich` completed, `load` failed. Keep these steps' code as it is: it is what they were (they
+read `.storage`, the deprecated name of `Context.value`).
 """
 
 from __future__ import annotations

@@ -199,7 +199,7 @@ def test_importing_the_core_and_running_a_workflow_loads_no_optional_dependency(
 
         @action
         def double(initial_context):
-            return initial_context.storage * 2
+            return initial_context.value * 2
 
         run = Workflow("architecture", store=MemoryStore()).add(double, initial_context=21).start()
         assert run.output == 42, run.summary()
@@ -221,3 +221,57 @@ def test_importing_the_core_and_running_a_workflow_loads_no_optional_dependency(
     assert out.returncode == 0, out.stderr
     found = json.loads(out.stdout.strip().splitlines()[-1])
     assert found["loaded"] == [], f"imported, first from: {found['culprits']}"
+
+
+ADAPTERS = (
+    ROOT / "airflow_plugin" / "dotflow_airflow",
+    ROOT / "prefect_blocks" / "dotflow_prefect",
+)
+
+
+def private_core_imports(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    """(line, name) of every import of a private core module or name in `tree`, wherever it is
+    (type-only and lazy imports too: an adapter must hold only to the public surface)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == PACKAGE and any(part.startswith("_") for part in parts[1:]):
+                yield node.lineno, name
+                break
+
+
+def test_the_private_import_finder_sees_every_form() -> None:
+    source = textwrap.dedent(
+        """
+        from typing import TYPE_CHECKING
+        import dotflow_providers._format
+        from dotflow_providers import _lease, Workflow
+        from dotflow_providers.storage._s3 import S3Store
+        from dotflow_providers.integration import workflow_lease
+        from dotflow_providers.storage import S3Store
+        if TYPE_CHECKING:
+            from dotflow_providers._engine import StepRecord
+        def later():
+            from dotflow_providers._journal import Journal
+        """
+    )
+    assert [line for line, _ in private_core_imports(ast.parse(source))] == [3, 4, 5, 9, 11]
+
+
+def test_adapters_import_only_the_public_core() -> None:
+    found = []
+    for adapter in ADAPTERS:
+        sources = sorted(adapter.rglob("*.py"))
+        assert sources, f"no adapter sources under {adapter}"
+        for path in sources:
+            for line, name in private_core_imports(ast.parse(path.read_text(), str(path))):
+                found.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
+    assert not found, "adapters must use public core modules (add it to integration):\n" + (
+        "\n".join(found)
+    )

@@ -54,7 +54,7 @@ def test_async_steps_share_the_callers_loop_and_its_objects() -> None:
                 peak = max(peak, inside)
                 await asyncio.sleep(0.02)
                 inside -= 1
-            return int(initial_context.storage) * 2
+            return int(initial_context.value) * 2
 
         wf = Workflow()
         for n in range(6):
@@ -74,7 +74,7 @@ def test_async_sequential_passes_outputs_and_sync_steps_run_off_the_loop() -> No
 
     def blocking_step(previous_context: Context) -> dict[str, Any]:
         time.sleep(0.3)  # would freeze the loop if it ran on it
-        return {"thread": threading.get_ident(), "got": previous_context.storage}
+        return {"thread": threading.get_ident(), "got": previous_context.value}
 
     @action
     async def first() -> str:
@@ -122,7 +122,7 @@ def test_groups_are_chains_under_async_parallel() -> None:
     def step(label: str) -> Any:
         async def body(previous_context: Context) -> list[str]:
             await asyncio.sleep(0.01)
-            return [*(previous_context.storage or []), label]
+            return [*(previous_context.value or []), label]
 
         return body
 
@@ -271,7 +271,7 @@ def test_async_resume_skips_completed_steps(tmp_path: Path) -> None:
             ran.append(label)
             if fail.get(label):
                 raise RuntimeError("boom")
-            return [*(previous_context.storage or []), label]
+            return [*(previous_context.value or []), label]
 
         return body
 

@@ -28,7 +28,7 @@ from dotflow_providers._format import Layout
 
 
 def first(initial_context: Context) -> dict[str, Any]:
-    return {"first": initial_context.storage}
+    return {"first": initial_context.value}
 
 
 def second() -> list[int]:

@@ -69,7 +69,7 @@ def test_failure_exit_code_last_error_and_resume(tmp_path: Path) -> None:
     assert "COMPLETED load" in resumed.stdout
 
 
-def test_cancel_of_an_idle_id_fails_block_refuses_starts_until_clean(tmp_path: Path) -> None:
+def test_cancel_of_an_idle_id_fails_block_refuses_starts_until_reset(tmp_path: Path) -> None:
     store = f"file://{tmp_path}"
     assert cli("run", TARGET, "--store", store, "--context", '{"n": 1}').returncode == 0
     idle = cli("cancel", "cli-demo", "--store", store)
@@ -79,9 +79,10 @@ def test_cancel_of_an_idle_id_fails_block_refuses_starts_until_clean(tmp_path: P
     assert cli("cancel", "cli-demo", "--store", store, "--block").returncode == 0
     refused = cli("run", TARGET, "--store", store, "--context", '{"n": 1}')
     assert refused.returncode == 3
-    assert "dotflow-providers clean cli-demo" in refused.stderr
-    cleaned = cli("clean", "cli-demo", "--store", store)
-    assert cleaned.returncode == 0
+    assert "dotflow-providers reset cli-demo" in refused.stderr
+    reset = cli("reset", "cli-demo", "--store", store)
+    assert reset.returncode == 0, reset.stderr
+    assert "removed the checkpoints of cli-demo" in reset.stdout
     gone = cli("inspect", "cli-demo", "--store", store)
     assert gone.returncode == 2
     assert "no checkpoints" in gone.stdout
@@ -231,3 +232,24 @@ def test_async_modes_and_lease_settings(tmp_path: Path) -> None:
         "1",
     )
     assert waited.returncode == 0, waited.stderr
+
+
+def test_clean_with_an_id_still_resets_and_names_reset(tmp_path: Path) -> None:
+    store = f"file://{tmp_path}"
+    assert cli("run", TARGET, "--store", store, "--context", '{"n": 1}').returncode == 0
+    old = cli("clean", "cli-demo", "--store", store)
+    assert old.returncode == 0, old.stderr
+    assert "deprecated" in old.stderr
+    assert f"dotflow-providers reset cli-demo --store {store}" in old.stderr
+    assert "no checkpoints" in cli("inspect", "cli-demo", "--store", store).stdout
+
+
+def test_clean_is_housekeeping_and_reset_is_one_workflow_in_the_help() -> None:
+    shown = cli("--help").stdout
+    assert "reset" in shown
+    assert "clean" in shown
+    assert "workflow_id" not in cli("clean", "--help").stdout  # the deprecated form is hidden
+    bare = cli("clean", "--store", "memory://")
+    assert bare.returncode == 2
+    assert "--older-than" in bare.stderr
+    assert "dotflow-providers reset WORKFLOW_ID" in bare.stderr

@@ -128,7 +128,9 @@ def test_a_document_relabelled_with_another_key_id_is_rejected() -> None:
 def test_a_plaintext_document_is_a_store_error_saying_what_to_do() -> None:
     inner = MemoryStore()
     inner.put("wf/manifest.json", b'{"format": 2}')
-    with pytest.raises(StoreError, match=r"'wf/manifest.json'.*is not encrypted.*clean"):
+    with pytest.raises(
+        StoreError, match=r"'wf/manifest.json'.*is not encrypted.*dotflow-providers reset"
+    ):
         EncryptedStore(inner, {"k1": EncryptedStore.new_key()}).get("wf/manifest.json")
 
 
@@ -233,7 +235,7 @@ SECRET = "customer-4711-iban-DE89370400440532013000"
 def run_secret_workflow(store: Any) -> None:
     wf = Workflow("payroll", store=store)
     wf.add(lambda: {"account": SECRET}, name="extract")
-    wf.add(lambda previous_context: previous_context.storage["account"].upper(), name="load")
+    wf.add(lambda previous_context: previous_context.value["account"].upper(), name="load")
     assert wf.start().output == SECRET.upper()
 
 

@@ -228,6 +228,7 @@ def test_a_stored_type_from_a_module_not_imported_is_never_imported(
     assert "evil_types" not in sys.modules
 
 
+@pytest.mark.filterwarnings("ignore:Context.storage:DeprecationWarning")  # its steps, as written
 def test_a_format_1_store_resumes_where_it_stopped(tmp_path: Path) -> None:
     """Checkpoints written by dotflow-providers 0.1.0: `extract` and `enrich` completed."""
     shutil.copytree(FIXTURES / "format1", tmp_path / "store")
@@ -260,7 +261,7 @@ def test_context_is_still_handed_on_after_a_restore(tmp_path: Path) -> None:
         return [1]
 
     def second(previous_context: Context) -> list[int]:
-        return [*previous_context.storage, 2]
+        return [*previous_context.value, 2]
 
     store = FileStore(tmp_path)
     Workflow("ctx", store=store).add(first, name="first").add(second, name="second").start()

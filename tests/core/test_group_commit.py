@@ -40,7 +40,7 @@ def chain(wf: Workflow, n: int, ran: list[str] | None = None) -> Workflow:
         def step(previous_context: Context, i: int = i) -> int:
             if ran is not None:
                 ran.append(f"s{i}")
-            return (previous_context.storage or 0) + i
+            return (previous_context.value or 0) + i
 
         wf.add(step, name=f"s{i}")
     return wf
@@ -133,7 +133,7 @@ def test_completed_steps_are_committed_before_a_final_failure_is_recorded() -> N
     assert store.get("fails/.dotflow/failures/broken.json") is not None
     ran: list[str] = []
     fixed = chain(Workflow("fails", store=store, commit_every=10), 3, ran)
-    fixed.add(lambda previous_context: previous_context.storage * 10, name="broken")
+    fixed.add(lambda previous_context: previous_context.value * 10, name="broken")
     assert fixed.start().output == 30
     assert ran == []
 

@@ -19,7 +19,7 @@ from dotflow_providers._format import Layout
 
 
 def add_one(previous_context: Context) -> int:
-    return (previous_context.storage or 0) + 1
+    return (previous_context.value or 0) + 1
 
 
 def broken() -> None:

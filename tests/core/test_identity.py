@@ -36,7 +36,7 @@ from dotflow_providers._format import Layout
 
 
 def add_one(previous_context: Context) -> int:
-    return (previous_context.storage or 0) + 1
+    return (previous_context.value or 0) + 1
 
 
 # --- keep_going ---------------------------------------------------------------------------------
@@ -90,10 +90,10 @@ def extract():
     return [1, 2, 3]
 
 def transform(previous_context: Context):
-    return [x * {factor} for x in previous_context.storage]
+    return [x * {factor} for x in previous_context.value]
 
 def load(previous_context: Context):
-    return sum(previous_context.storage)
+    return sum(previous_context.value)
 """
 
 
@@ -180,8 +180,8 @@ def test_raise_names_the_first_changed_step(tmp_path: Path) -> None:
 
 def _inputs(store: Any, value: int, policy: Any, calls: list[int]) -> Workflow:
     def first(initial_context: Context) -> int:
-        calls.append(initial_context.storage)
-        return int(initial_context.storage)
+        calls.append(initial_context.value)
+        return int(initial_context.value)
 
     return (
         Workflow("inp", store=store, on_change=policy)
@@ -233,7 +233,7 @@ def test_rerun_from_runs_that_step_and_every_step_after_it() -> None:
     def step(label: str) -> Any:
         def body(previous_context: Context) -> str:
             ran.append(label)
-            return (previous_context.storage or "") + label
+            return (previous_context.value or "") + label
 
         return body
 
@@ -262,7 +262,7 @@ def test_a_crash_in_the_middle_of_a_rerun_never_restores_superseded_checkpoints(
             ran.append(label)
             if crash.get(label):
                 raise RuntimeError("runner died")
-            return (previous_context.storage or "") + label  # the same output every time
+            return (previous_context.value or "") + label  # the same output every time
 
         return body
 
@@ -286,7 +286,7 @@ def test_a_crash_in_the_middle_of_a_rerun_never_restores_superseded_checkpoints(
 
 
 def scale(factor: int, previous_context: Context) -> int:
-    return (previous_context.storage or 1) * factor
+    return (previous_context.value or 1) * factor
 
 
 class Multiply:
@@ -294,7 +294,7 @@ class Multiply:
         self.by = by
 
     def __call__(self, previous_context: Context) -> int:
-        return (previous_context.storage or 1) * self.by
+        return (previous_context.value or 1) * self.by
 
 
 def test_partials_and_callable_instances_have_names_without_addresses() -> None:
@@ -374,11 +374,11 @@ def test_a_cancel_for_a_run_that_already_ended_does_not_cancel_the_next_one() ->
     assert store.get(Layout("done").cancel) is None  # cleared, not left for later
 
 
-def test_block_refuses_future_starts_until_the_workflow_is_cleaned() -> None:
+def test_block_refuses_future_starts_until_the_workflow_is_reset() -> None:
     store = MemoryStore()
     cancel("later", store, block=True)
     wf = Workflow("later", store=store).add(add_one, name="a")
-    with pytest.raises(WorkflowCancelled, match="dotflow-providers clean"):
+    with pytest.raises(WorkflowCancelled, match="dotflow-providers reset later"):
         wf.start()
     wf.reset()
     assert wf.start().status is Status.COMPLETED

@@ -50,12 +50,12 @@ class Log:
 def make_step(definition: StepDef, log: Log, fail: bool = False, crash: bool = False) -> Any:
     @action(version=str(definition.version))
     def body(previous_context: Context, initial_context: Context) -> str:
-        previous = previous_context.storage
+        previous = previous_context.value
         if fail:
             raise RuntimeError(f"{definition.name} fails")
         if crash:
             raise Crash
-        output = f"{definition.name}.v{definition.version}.c{initial_context.storage}({previous})"
+        output = f"{definition.name}.v{definition.version}.c{initial_context.value}({previous})"
         log.executed.append(definition.name)
         log.completed[definition.name] = (definition, previous, output)
         return output

@@ -11,17 +11,25 @@ from dotflow_providers import (
     ConfigurationError,
     InputChanged,
     InterruptedStage,
+    LeaseConfig,
+    LockHeld,
     MemoryStore,
     StepTimeout,
+    Workflow,
     WorkflowDefinitionChanged,
 )
 from dotflow_providers._format import check_workflow_id
 from dotflow_providers.integration import (
+    drop_next_start,
     id_part,
     is_permanent,
+    lease_holder,
+    peek_next_start,
     request_next_start,
     take_next_start,
     workflow_id_from,
+    workflow_lease,
+    workflows_under,
 )
 
 NAMES = st.text(min_size=1, max_size=300)
@@ -73,3 +81,44 @@ def test_a_next_start_request_is_taken_once() -> None:
         request_next_start("wf", store)
     with pytest.raises(ConfigurationError):
         request_next_start("wf", store, rerun_from="x", start_over=True)
+
+
+def test_a_next_start_request_can_be_read_without_taking_it_and_dropped_unread() -> None:
+    store = MemoryStore()
+    assert peek_next_start("wf", store) is None
+    request_next_start("wf", store, start_over=True, requested_by="admin")
+    for _ in range(2):
+        seen = peek_next_start("wf", store)
+        assert seen is not None
+        assert (seen.rerun_from, seen.start_over) == (None, True)
+    drop_next_start("wf", store)
+    assert peek_next_start("wf", store) is None
+    drop_next_start("wf", store)  # nothing pending: nothing to do
+
+
+def test_workflows_under_a_prefix_are_the_ids_with_checkpoints_there() -> None:
+    store = MemoryStore()
+    for workflow_id in ("scope/a", "scope/b/c", "scope-other/d", "elsewhere"):
+        Workflow(workflow_id, store=store).add(lambda: 1, name="one").start()
+    request_next_start("scope/e", store, start_over=True)  # a request is not a workflow
+    assert sorted(workflows_under(store, "scope/")) == ["scope/a", "scope/b/c"]
+    assert workflows_under(store, "nothing/") == []
+
+
+def test_a_workflow_lease_names_its_owner_and_excludes_the_workflow_runs() -> None:
+    store = MemoryStore()
+    workflow = Workflow("leased", store=store).add(lambda: 1, name="one")
+    lease = workflow_lease("leased", store, LeaseConfig(), owner="flow-run-7")
+    assert lease_holder("leased", store) is None
+    lease.acquire()
+    try:
+        holder = lease_holder("leased", store)
+        assert holder is not None
+        assert holder.owner == "flow-run-7"
+        with pytest.raises(LockHeld):
+            workflow.start()  # the same lease a run takes
+    finally:
+        lease.release()
+    assert lease_holder("leased", store) is None
+    assert workflow.start().output == 1
+    assert workflow_lease("leased", store, LeaseConfig()).owner  # a random one by default

@@ -55,7 +55,7 @@ def test_outputs_come_in_item_order_with_per_item_retries() -> None:
     store = MemoryStore()
     wf = Workflow("ordered", store=store)
     wf.map(flaky, list(range(20)), name="flaky", commit_every=6, max_concurrency=4)
-    wf.add(lambda previous_context: previous_context.storage, name="next")
+    wf.add(lambda previous_context: previous_context.value, name="next")
     run = wf.start()
     assert run.status is Status.COMPLETED
     assert run.output == [i * 10 for i in range(20)]
@@ -160,7 +160,7 @@ def test_a_changed_item_runs_again_and_unchanged_ones_do_not() -> None:
     @action
     def track(item: int, initial_context: Context) -> int:
         ran.append(item)
-        return item + initial_context.storage
+        return item + initial_context.value
 
     store = MemoryStore()
     source = [1, 2, 3, 4]

@@ -27,15 +27,15 @@ from .steps import fails_in_worker, whoami
 def test_sequential_passes_each_output_on() -> None:
     @action
     def extract(initial_context: Context) -> list[int]:
-        return list(range(initial_context.storage))
+        return list(range(initial_context.value))
 
     @action
     def transform(previous_context: Context) -> list[int]:
-        return [x * 10 for x in previous_context.storage]
+        return [x * 10 for x in previous_context.value]
 
     @action
     def load(previous_context: Context, initial_context: Context) -> dict[str, Any]:
-        return {"rows": previous_context.storage, "table": initial_context.storage}
+        return {"rows": previous_context.value, "table": initial_context.value}
 
     wf = Workflow()
     wf.add(extract, initial_context=3).add(transform).add(load, initial_context="events")
@@ -53,7 +53,7 @@ def test_first_step_sees_an_empty_previous_context_and_start_supplies_initial() 
     seen: list[Any] = []
 
     def first(previous_context: Context, initial_context: Context) -> None:
-        seen.extend([previous_context.storage, initial_context.storage])
+        seen.extend([previous_context.value, initial_context.value])
 
     Workflow().add(first).start(initial_context={"date": "2026-11-22"})
     assert seen == [None, {"date": "2026-11-22"}]
@@ -78,7 +78,7 @@ def test_keep_going_runs_the_rest_and_still_reports_failure() -> None:
     ran: list[Any] = []
 
     def after(previous_context: Context) -> None:
-        ran.append(previous_context.storage)
+        ran.append(previous_context.value)
 
     wf = Workflow().add(lambda: 1, name="a").add(action(lambda: 1 / 0), name="b")
     wf.add(after, name="c")
@@ -102,7 +102,7 @@ def test_sequential_group_runs_groups_concurrently_and_chains_within_each() -> N
                 both_first_steps_running.wait()
             with lock:
                 windows[label] = (start, time.monotonic())
-            return [*(previous_context.storage or []), label]
+            return [*(previous_context.value or []), label]
 
         return step
 
@@ -153,10 +153,10 @@ def square_once_the_batch_runs(initial_context: Context) -> dict[str, Any]:
     system-wide, so the windows it returns compare across processes.
     """
     started = time.monotonic()
-    folder, n = Path(initial_context.storage["dir"]), initial_context.storage["n"]
+    folder, n = Path(initial_context.value["dir"]), initial_context.value["n"]
     (folder / f"started-{n}").touch()
     deadline = started + 30  # only so a broken mode fails instead of hanging
-    while len(list(folder.glob("started-*"))) < initial_context.storage["batch"]:
+    while len(list(folder.glob("started-*"))) < initial_context.value["batch"]:
         if time.monotonic() > deadline:
             raise RuntimeError(f"step {n} never saw the whole batch running")
         time.sleep(0.01)
@@ -219,7 +219,7 @@ class Pipeline:
     @action
     def zeta(self, initial_context: Context) -> int:
         self.log.append("zeta")
-        return int(initial_context.storage)
+        return int(initial_context.value)
 
     def helper(self) -> None:  # not a step
         self.log.append("helper")
@@ -227,13 +227,13 @@ class Pipeline:
     @action(retry=2)
     def alpha(self, previous_context: Context) -> int:
         self.log.append("alpha")
-        return int(previous_context.storage) + 1
+        return int(previous_context.value) + 1
 
 
 class MorePipeline(Pipeline):
     @action
     def omega(self, previous_context: Context) -> str:
-        return f"omega:{previous_context.storage}"
+        return f"omega:{previous_context.value}"
 
 
 def test_class_steps_run_in_definition_order_not_alphabetical() -> None:
@@ -262,6 +262,6 @@ def test_an_object_without_steps_is_refused() -> None:
 def test_async_steps_run_under_the_sync_engine() -> None:
     @action
     async def fetch(initial_context: Context) -> str:
-        return f"fetched {initial_context.storage}"
+        return f"fetched {initial_context.value}"
 
     assert Workflow().add(fetch, initial_context="x").start().output == "fetched x"

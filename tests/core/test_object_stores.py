@@ -174,7 +174,7 @@ def test_a_workflow_started_on_one_store_object_resumes_on_another(
             calls.append("second")
             if fail:
                 raise RuntimeError("runner one dies here")
-            return previous_context.storage + " via runner two"
+            return previous_context.value + " via runner two"
 
         return Workflow("shared", store=store).add(first, name="first").add(second, name="second")
 

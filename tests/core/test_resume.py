@@ -70,7 +70,7 @@ def run_twice(store: Any, output: Any) -> tuple[Any, Any]:
         return output
 
     def consume(previous_context: Context) -> Any:
-        return previous_context.storage
+        return previous_context.value
 
     def build() -> Workflow:
         return (
@@ -107,7 +107,7 @@ def test_resume_in_a_new_workflow_object_skips_completed_steps(tmp_path: Path) -
             ran.append(label)
             if fail.get(label):
                 raise RuntimeError(f"{label} failed")
-            return [*(previous_context.storage or []), label]
+            return [*(previous_context.value or []), label]
 
         return body
 
@@ -131,7 +131,7 @@ def test_resume_reads_one_list_and_one_get_per_step() -> None:
     wf = Workflow("reads", store=store)
 
     def number(initial_context: Context) -> Any:
-        return initial_context.storage
+        return initial_context.value
 
     for n in range(20):
         wf.add(number, name=f"s{n}", initial_context=n)

@@ -289,7 +289,7 @@ def test_stage_state_from_a_dict_initial_context(tmp_path: Path) -> None:
 
 
 def test_context_class_is_reexported() -> None:
-    assert Context(1).storage == 1
+    assert Context(1).value == 1
 
 
 def test_dump_stages_shows_each_attempt(tmp_path: Path) -> None:

@@ -88,18 +88,18 @@ def _work_seconds() -> float:
 
 def work(initial_context: Context, previous_context: Context) -> dict[str, Any]:
     """A sync step: log that it started, work a little (so kills land mid-step), compute."""
-    index = int(initial_context.storage)
+    index = int(initial_context.value)
     log_line("start", index)
     time.sleep(_hang_seconds(index) or _work_seconds())
-    return compute(index, previous_context.storage)
+    return compute(index, previous_context.value)
 
 
 async def awork(initial_context: Context, previous_context: Context) -> dict[str, Any]:
     """The async twin of `work`, awaited in the runner's loop."""
-    index = int(initial_context.storage)
+    index = int(initial_context.value)
     log_line("start", index)
     await asyncio.sleep(_hang_seconds(index) or _work_seconds())
-    return compute(index, previous_context.storage)
+    return compute(index, previous_context.value)
 
 
 def build(args: argparse.Namespace) -> Workflow:

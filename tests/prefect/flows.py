@@ -15,20 +15,20 @@ from ..sidefx import maybe_fail, ran
 @action
 def extract(initial_context: Context) -> dict[str, Any]:
     ran("extract")
-    return {"day": initial_context.storage, "rows": [3, 4, 5]}
+    return {"day": initial_context.value, "rows": [3, 4, 5]}
 
 
 @action
 def transform(previous_context: Context) -> dict[str, Any]:
     ran("transform")
-    return {**previous_context.storage, "total": sum(previous_context.storage["rows"])}
+    return {**previous_context.value, "total": sum(previous_context.value["rows"])}
 
 
 @action(retry=FixedRetry(max_attempts=1))
 def load(previous_context: Context) -> str:
     ran("load")
     maybe_fail("load")
-    return f"loaded {previous_context.storage['total']} for {previous_context.storage['day']}"
+    return f"loaded {previous_context.value['total']} for {previous_context.value['day']}"
 
 
 def etl() -> Workflow:

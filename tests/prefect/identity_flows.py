@@ -62,8 +62,8 @@ def twins() -> list[str]:
 
 @action
 def greet(initial_context: Context) -> str:
-    ran(f"greet-{initial_context.storage}")
-    return f"hello {initial_context.storage}"
+    ran(f"greet-{initial_context.value}")
+    return f"hello {initial_context.value}"
 
 
 def daily() -> Workflow:

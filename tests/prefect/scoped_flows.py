@@ -67,14 +67,14 @@ def gate(day: str) -> str:
 @action
 def clean_rows(initial_context: Context) -> list[int]:
     ran("clean_rows")
-    return [r for r in initial_context.storage if r]
+    return [r for r in initial_context.value if r]
 
 
 @action
 def score(previous_context: Context) -> int:
     ran("score")
     maybe_fail("score")
-    return len(previous_context.storage)
+    return len(previous_context.value)
 
 
 def scoring() -> Workflow:

@@ -15,7 +15,7 @@ def extract(initial_context: Context) -> list[int]:
 
 @action(retry=3, timeout=10, version="2")
 def load(previous_context: Context, *, table: str = "sales") -> int:
-    return len(previous_context.storage)
+    return len(previous_context.value)
 
 
 reveal_action: Action[[Context], list[int]] = extract  # its parameters and return type are kept

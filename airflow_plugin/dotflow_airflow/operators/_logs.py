@@ -18,7 +18,7 @@ from dotflow_providers import Status, Tracer
 
 if TYPE_CHECKING:
     from dotflow_providers import Run
-    from dotflow_providers._engine import StepRecord
+    from dotflow_providers.engine import StepRecord
 
 #: fields of the engine's log records worth showing; the workflow id is said once per try
 FIELDS = ("step", "attempt", "delay", "status", "lock", "epoch")

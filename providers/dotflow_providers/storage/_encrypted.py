@@ -167,7 +167,7 @@ class EncryptedStore:
         if not document.startswith(_MARKER):
             raise UnreadableDocument(
                 f"{where} is not encrypted; it was written without EncryptedStore (or by "
-                "something else): delete it, or clear the workflow (`dotflow-providers clean "
+                "something else): delete it, or reset the workflow (`dotflow-providers reset "
                 "ID --store URL`) and run it again through the EncryptedStore"
             )
         if len(document) < len(_MARKER) + 2:

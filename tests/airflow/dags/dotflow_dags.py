@@ -20,13 +20,13 @@ from dotflow_providers import Context, ExponentialBackoff, FixedRetry, Workflow,
 @action
 def extract(initial_context: Context) -> dict[str, Any]:
     ran("extract")
-    return {"rows": [1, 2, 3], "context": initial_context.storage}
+    return {"rows": [1, 2, 3], "context": initial_context.value}
 
 
 @action
 def transform(previous_context: Context) -> dict[str, Any]:
     ran("transform")
-    return {**previous_context.storage, "total": sum(previous_context.storage["rows"])}
+    return {**previous_context.value, "total": sum(previous_context.value["rows"])}
 
 
 @action(retry=FixedRetry(max_attempts=1))
@@ -34,8 +34,8 @@ def load(previous_context: Context) -> dict[str, Any]:
     ran("load")
     maybe_fail("load")
     return {
-        "loaded": previous_context.storage["total"],
-        "context": previous_context.storage["context"],
+        "loaded": previous_context.value["total"],
+        "context": previous_context.value["context"],
     }
 
 
@@ -164,8 +164,8 @@ with DAG("dotflow_decorated", schedule=None, start_date=START, catchup=False) as
 
 @action
 def scaled(initial_context: Context) -> int:
-    ran(f"scaled-{initial_context.storage}")
-    return int(initial_context.storage) * 10
+    ran(f"scaled-{initial_context.value}")
+    return int(initial_context.value) * 10
 
 
 with DAG("dotflow_decorated_expand", schedule=None, start_date=START, catchup=False) as expanded:

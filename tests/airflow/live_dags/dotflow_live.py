@@ -21,7 +21,7 @@ from dotflow_providers import Context, Workflow, action
 
 
 def _started(initial_context: Context, name: str) -> Path:
-    folder = Path(initial_context.storage)
+    folder = Path(initial_context.value)
     with (folder / "started.log").open("a") as f:
         f.write(f"{name}\n")
     return folder

@@ -16,7 +16,7 @@ from dotflow_providers import Context, action
 
 
 def _started(initial_context: Context, name: str) -> Path:
-    folder = Path(initial_context.storage)
+    folder = Path(initial_context.value)
     with (folder / "started.log").open("a") as f:
         f.write(f"{name}\n")
     return folder

@@ -21,7 +21,7 @@ from dotflow_providers import Context, Workflow, action
 
 
 def _folder(initial_context: Context) -> Path:
-    folder = Path(initial_context.storage)
+    folder = Path(initial_context.value)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
