@@ -121,11 +121,13 @@ class CancelToken:
     several times, so the engine reads `requested` instead.
     """
 
-    __slots__ = ("_event", "requested")
+    __slots__ = ("_event", "before_retry", "requested")
 
     def __init__(self) -> None:
         self.requested = False
         self._event = threading.Event()
+        #: called before every retry attempt; raises (e.g. `LockLost`) when none may start
+        self.before_retry: Callable[[], None] | None = None
 
     def set(self) -> None:
         self.requested = True
@@ -251,9 +253,12 @@ class StepLifecycle:
 
     def _start_attempt(self) -> None:
         cancel = self.cancel
-        if cancel is not None and cancel.requested:
-            raise WorkflowCancelled(f"the run was cancelled before step {self.record.name!r}")
         record = self.record
+        if cancel is not None:
+            if cancel.requested:
+                raise WorkflowCancelled(f"the run was cancelled before step {record.name!r}")
+            if record.attempts and cancel.before_retry is not None:
+                cancel.before_retry()  # a retry is new work: the run must still own its lease
         record.attempts += 1
         # the first attempt starts with the step; later ones read the clock (for the history)
         self._attempt_at = time.time() if record.attempts > 1 else (record.started_at or 0.0)

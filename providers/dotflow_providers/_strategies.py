@@ -113,6 +113,9 @@ class Execution:
     def __post_init__(self) -> None:
         self._commit = self.journal.commit  # bound once: used for every step
         self._cancel = self.run.cancel_event
+        if self.journal.lease is not None:
+            self._cancel.before_retry = self.journal.lease.check
+
 
     def kwargs_for(self, index: int, previous: Any) -> dict[str, Any]:
         """The contexts step `index` asked for."""

@@ -115,7 +115,15 @@ class Workflow:
         methods. Step names are unique within a workflow (they key its checkpoints)."""
         if type(step) is Action:  # the common case first: an @action added by name
             name = name or step.name
-            if type(name) is str and name and name not in self._names and not step.takes_item:
+            store = self.store
+            if (
+                type(name) is str
+                and name
+                and name not in self._names
+                and not step.takes_item
+                and store.max_key_bytes is None  # else `_append` checks the keys' sizes
+                and store.max_key_part_bytes is None
+            ):
                 self._names.add(name)  # what `_append` checks, passed: append it here
                 self._specs.append(_new(StepSpec, (step, name, initial_context, group, None, None)))
             else:

@@ -22,7 +22,7 @@ def total(previous_context: Context) -> int:
 
 
 def test_checkpoint_identity_is_what_it_was_before_context_value() -> None:
-    """A Context is never encoded: a step's fingerprint, input digest and output checksum are
+    """A Context is never encoded: a step's input digest, upstream token and output checksum are
     those written before `.value` existed (pinned here), so existing checkpoints restore."""
     store = MemoryStore()
     workflow = (
@@ -35,14 +35,15 @@ def test_checkpoint_identity_is_what_it_was_before_context_value() -> None:
     for name in ("extract", "total"):
         key = Layout("pinned/context").step(name)
         document = load_step(key, store.get(key) or b"")
-        stored[name] = (document.fingerprint, document.input, document.checksum)
+        stored[name] = (document.input, document.upstream, document.checksum)
     assert stored == {
         "extract": (
-            "18d80ba130dbf90cb5767d472e58a9a5",
             "c3f32112944357348ff689531b77096cd63c36ccd403ebd165f9136df938d8cc",
+            "none",
             "62317a54481ee10c64307717b0eed656",
         ),
-        "total": ("327bb0d7435b7f8f5f3885dc368d3292", "none", "d4c0473feca7a8da3a323d15ba6ed8a1"),
+        # it receives extract's output: its upstream token is that output's checksum
+        "total": ("none", "62317a54481ee10c64307717b0eed656", "d4c0473feca7a8da3a323d15ba6ed8a1"),
     }
 
 

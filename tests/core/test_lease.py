@@ -16,11 +16,14 @@ from dotflow_providers import (
     LeaseConfig,
     LockHeld,
     LockLost,
+    MemoryStore,
     Status,
     Workflow,
+    action,
 )
-from dotflow_providers._format import Layout
+from dotflow_providers._format import Layout, LeaseDocument, lease_document
 from dotflow_providers._lease import Lease
+from dotflow_providers.retry import Retry, stop_after_attempt, wait_fixed
 from dotflow_providers.storage import CheckpointStore
 
 
@@ -177,3 +180,28 @@ def test_bad_lease_settings_are_named_errors() -> None:
         LeaseConfig(ttl=0)
     with pytest.raises(ValueError, match="wait"):
         LeaseConfig(wait=-1)
+
+
+def test_no_retry_attempt_starts_once_another_runner_took_the_lease() -> None:
+    """A retry is new work: after the holder's lease was taken over (by its own clock it is
+    stale, and the conditional renewal fails), the step's next attempt never starts."""
+    store = MemoryStore()
+    layout = Layout("retry/fenced")
+    calls: list[int] = []
+
+    @action(retry=Retry(stop=stop_after_attempt(3), wait=wait_fixed(0.6)))
+    def flaky() -> None:
+        calls.append(len(calls))
+        # another runner takes the workflow over while this one waits to retry
+        found = store.get_versioned(layout.lock)
+        assert found is not None
+        now = time.time()
+        taken = LeaseDocument("someone-else", "other-host", 1, 9, now, now + 60, 60)
+        store.put(layout.lock, lease_document(taken), if_match=found[1])
+        raise ConnectionError("upstream flaked")
+
+    run = Workflow("retry/fenced", store=store, lock=LeaseConfig(ttl=0.6)).add(flaky).start()
+    record = run.steps[0]
+    assert calls == [0]  # the second attempt never ran
+    assert record.status is Status.FAILED
+    assert record.error_type == "LockLost"
