@@ -116,7 +116,6 @@ class Execution:
         if self.journal.lease is not None:
             self._cancel.before_retry = self.journal.lease.check
 
-
     def kwargs_for(self, index: int, previous: Any) -> dict[str, Any]:
         """The contexts step `index` asked for."""
         accepts = self.specs[index].step.accepts
