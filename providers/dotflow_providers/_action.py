@@ -125,10 +125,9 @@ class Action(Generic[P, R]):
     code: Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
-        # the engine's fast path: a plain call, no guard, time limit or coroutine to drive
-        object.__setattr__(
-            self, "plain", self.guard is None and self.timeout is None and not self.is_async
-        )
+        # the engine's fast path: a plain call, no guard, time limit, deadline or coroutine
+        plain = self.guard is None and self.timeout is None and not self.is_async
+        object.__setattr__(self, "plain", plain and self.policy.deadline is None)
         object.__setattr__(self, "takes_item", "item" in self.accepts)
 
     #: set by `__post_init__` (see there)

@@ -50,7 +50,8 @@ class AsyncTaskEngine(StepLifecycle):
         return self._end(exc_type, exc, tb)
 
     async def _call(self, kwargs: dict[str, Any]) -> Any:
-        step, timeout = self.step, self.step.timeout
+        step = self.step
+        timeout, by_deadline = self._time_limit()
         if step.is_async:
             if timeout is None:
                 return await step.func(**kwargs)
@@ -60,17 +61,23 @@ class AsyncTaskEngine(StepLifecycle):
                     return await step.func(**kwargs)
             except TimeoutError:
                 if scope.expired():
-                    raise StepTimeout(
+                    error = StepTimeout(
                         f"step {step.name!r} did not finish within {timeout}s and was cancelled"
-                    ) from None
+                    )
+                    raise (self._past_deadline(error) if by_deadline else error) from None
                 raise
         # Sync steps run in a worker thread so they never block the loop.
         if timeout is None:
             return await asyncio.to_thread(step.func, **kwargs)
         run = in_process if step.timeout_mode == "process" else in_thread
-        return await asyncio.to_thread(
-            run, call_step, {"step": step, "kwargs": kwargs}, timeout, step.name
-        )
+        try:
+            return await asyncio.to_thread(
+                run, call_step, {"step": step, "kwargs": kwargs}, timeout, step.name
+            )
+        except StepTimeout as error:
+            if by_deadline:
+                raise self._past_deadline(error) from None
+            raise
 
     async def execute_with_retry(self, kwargs: dict[str, Any]) -> Any:
         """Await the step until it succeeds or its policy gives up; commit the success once."""

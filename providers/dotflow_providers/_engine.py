@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from ._action import AnyAction
-from ._errors import PERMANENT_ERRORS, WorkflowCancelled
+from ._errors import PERMANENT_ERRORS, StepTimeout, WorkflowCancelled
 from ._format import Attempt
 from ._status import (
     CANCELLED,
@@ -263,6 +263,29 @@ class StepLifecycle:
         # the first attempt starts with the step; later ones read the clock (for the history)
         self._attempt_at = time.time() if record.attempts > 1 else (record.started_at or 0.0)
 
+    def _time_limit(self) -> tuple[float | None, bool]:
+        """How long the next attempt may run: its `timeout`, or less when the policy's
+        `deadline` (counted from the step's start) ends sooner; and whether the deadline set it.
+        `StepTimeout` when the deadline has passed already."""
+        step = self.step
+        timeout, deadline = step.timeout, step.policy.deadline
+        if deadline is None:
+            return timeout, False
+        started = self.record.started_at
+        left = deadline - (time.time() - started) if started is not None else deadline
+        if left <= 0:
+            raise StepTimeout(f"step {step.name!r} used up its deadline of {deadline}s")
+        if timeout is None or left < timeout:
+            return left, True
+        return timeout, False
+
+    def _past_deadline(self, error: StepTimeout) -> StepTimeout:
+        """The error of an attempt stopped because the step's deadline ended."""
+        return StepTimeout(
+            f"step {self.step.name!r} ran past its deadline of {self.step.policy.deadline}s "
+            f"({error})"
+        )
+
     def _admit(self) -> None:
         """Let a guard (circuit breaker) refuse the attempt; counts as a failed attempt."""
         if self.step.guard is not None:
@@ -353,14 +376,20 @@ class TaskEngine(StepLifecycle):
         self._end(None, None, None)
 
     def _call(self, kwargs: dict[str, Any]) -> Any:
-        step, timeout = self.step, self.step.timeout
-        if timeout is not None and step.timeout_mode == "process":
-            # The Action (not its raw function) is what pickles by reference into the child.
-            return in_process(call_step, {"step": step, "kwargs": kwargs}, timeout, step.name)
-        if self.runner is not None:
-            return self.runner(step, kwargs)
-        if timeout is not None:
-            return in_thread(call_step, {"step": step, "kwargs": kwargs}, timeout, step.name)
+        step = self.step
+        timeout, by_deadline = self._time_limit()
+        try:
+            if timeout is not None and step.timeout_mode == "process":
+                # The Action (not its raw function) is what pickles by reference into the child.
+                return in_process(call_step, {"step": step, "kwargs": kwargs}, timeout, step.name)
+            if self.runner is not None:
+                return self.runner(step, kwargs)
+            if timeout is not None:
+                return in_thread(call_step, {"step": step, "kwargs": kwargs}, timeout, step.name)
+        except StepTimeout as error:
+            if by_deadline:
+                raise self._past_deadline(error) from None
+            raise
         return asyncio.run(step.func(**kwargs)) if step.is_async else step.func(**kwargs)
 
     def execute_with_retry(self, kwargs: dict[str, Any]) -> Any:

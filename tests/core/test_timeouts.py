@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -9,7 +10,8 @@ import threading
 import time
 from pathlib import Path
 
-from dotflow_providers import FixedRetry, Status, StepTimeout, Workflow, action
+from dotflow_providers import FixedRetry, MemoryStore, Status, StepTimeout, Workflow, action
+from dotflow_providers.retry import Retry, stop_never
 
 from .steps import hangs_in_thread, hangs_then_writes, overruns_once, quick_in_process
 
@@ -136,3 +138,48 @@ def test_a_parallel_retry_times_only_its_own_run_not_its_wait_for_a_worker(
         tuple(map(float, line.split())) for line in log.read_text().splitlines()
     )
     assert second_start >= first_end
+
+
+def test_a_deadline_stops_an_attempt_that_runs_past_it() -> None:
+    """`deadline` bounds the step's attempts and waits together: an attempt still running when
+    it ends is stopped there (StepTimeout naming the deadline), not only checked afterwards."""
+    release = threading.Event()
+
+    @action(retry=Retry(stop=stop_never(), deadline=0.5))
+    def hangs() -> None:
+        release.wait(30)  # far longer than the deadline
+
+    try:
+        run = Workflow(store=MemoryStore()).add(hangs).start()
+    finally:
+        release.set()
+    record = run.steps[0]
+    assert record.status is Status.FAILED
+    assert record.error_type == "StepTimeout"
+    assert "deadline of 0.5s" in (record.error or "")
+    assert record.attempts == 1  # the deadline was used up: no retry after it
+    # cut short: the 30 s wait ended long before it would have on its own
+    assert record.started_at is not None
+    assert record.finished_at is not None
+    assert record.finished_at - record.started_at < 10
+
+
+async def _sleeps_past(release: asyncio.Event) -> None:
+    await release.wait()
+
+
+def test_an_async_attempt_is_cancelled_at_the_deadline() -> None:
+    async def main() -> Status:
+        release = asyncio.Event()
+
+        @action(retry=Retry(stop=stop_never(), deadline=0.3))
+        async def hangs() -> None:
+            await asyncio.wait_for(_sleeps_past(release), 30)
+
+        run = await Workflow(store=MemoryStore()).add(hangs).start_async()
+        record = run.steps[0]
+        assert record.error_type == "StepTimeout"
+        assert "deadline" in (record.error or "")
+        return record.status
+
+    assert asyncio.run(main()) is Status.FAILED
