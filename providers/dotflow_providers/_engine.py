@@ -363,12 +363,14 @@ class TaskEngine(StepLifecycle):
     __enter__ = StepLifecycle._begin
     __exit__ = StepLifecycle._end
 
-    def run(self, kwargs: dict[str, Any]) -> None:
+    def run(self, kwargs: dict[str, Any], failed: Exception | None = None) -> None:
         """The step's whole lifecycle (what `with engine: engine.execute_with_retry(kwargs)`
-        does), with the success path in as few calls as it takes: every step passes here."""
-        self._begin()
+        does). `failed`: the step has begun and its first attempt failed with this error
+        (`run_plain` hands such a step over here)."""
+        if failed is None:
+            self._begin()
         try:
-            self.execute_with_retry(kwargs)
+            self.execute_with_retry(kwargs, failed)
         except BaseException as exc:
             if not self._end(type(exc), exc, exc.__traceback__):
                 raise
@@ -392,10 +394,14 @@ class TaskEngine(StepLifecycle):
             raise
         return asyncio.run(step.func(**kwargs)) if step.is_async else step.func(**kwargs)
 
-    def execute_with_retry(self, kwargs: dict[str, Any]) -> Any:
-        """Call the step until it succeeds or its policy gives up; commit the success once."""
+    def execute_with_retry(self, kwargs: dict[str, Any], failed: Exception | None = None) -> Any:
+        """Call the step until it succeeds or its policy gives up; commit the success once.
+        `failed`: the error of a first attempt already made."""
         step, record, cancel = self.step, self.record, self.cancel
-        if step.plain and (cancel is None or not cancel.requested) and not record.attempts:
+        if failed is not None:
+            self._attempt_at = record.started_at or 0.0
+            output = self._retry(kwargs, failed)
+        elif step.plain and (cancel is None or not cancel.requested) and not record.attempts:
             # the first attempt of a plain step (no guard, timeout, runner or coroutine): what
             # `_start_attempt`, `_call` and `_attempt_succeeded` do for it, in this frame
             record.attempts = 1
@@ -436,6 +442,44 @@ class TaskEngine(StepLifecycle):
                 continue
             self._attempt_succeeded(output)
             return output
+
+
+def run_plain(
+    step: AnyAction,
+    record: StepRecord,
+    kwargs: dict[str, Any],
+    commit: Commit | None,
+    cancel: CancelToken,
+) -> None:
+    """`TaskEngine(step, record, commit, None, cancel).run(kwargs)` for a `plain` step (no
+    guard, time limit, deadline or coroutine) run here with no tracer: the same lifecycle, its
+    success path in this one frame with no engine built. Anything else (a failed first attempt,
+    a cancel, a commit that fails) goes to a `TaskEngine` at the point where it happened."""
+    if record.status is not NOT_STARTED or cancel.requested:
+        TaskEngine(step, record, commit, None, cancel).run(kwargs)
+        return
+    record.status = IN_PROGRESS
+    started = record.started_at = time.time()
+    record.attempts = 1
+    try:
+        output = step.func(**kwargs)
+    except Exception as error:
+        TaskEngine(step, record, commit, None, cancel).run(kwargs, failed=error)
+        return
+    try:
+        if cancel.requested:  # see `StepLifecycle._attempt_succeeded`: nothing is committed
+            raise WorkflowCancelled(f"the run was cancelled while step {step.name!r} ran")
+        record.output = output
+        finished = record.finished_at = time.time()
+        if commit is not None:
+            commit(record)
+    except BaseException as exc:
+        if not TaskEngine(step, record, commit, None, cancel)._end(type(exc), exc, None):
+            raise
+        return
+    record.status = COMPLETED
+    duration = finished - started
+    record.duration = duration if duration > 0.0 else 0.0
 
 
 def call_step(step: AnyAction, kwargs: dict[str, Any]) -> Any:

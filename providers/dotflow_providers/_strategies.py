@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._action import AnyAction, Context
 from ._compensation import undo
-from ._engine import AttemptRunner, CancelToken, TaskEngine
+from ._engine import AttemptRunner, CancelToken, TaskEngine, run_plain
 from ._errors import DotflowError, InvalidStep
 from ._progress import Progress
 from ._status import CANCELLED, COMPLETED, Status
@@ -157,13 +157,16 @@ class Execution:
     def run_step(self, index: int, previous: Any, runner: AttemptRunner | None = None) -> bool:
         """Run step `index` through the engine; True when it completed."""
         step, record = self.specs[index].step, self.run.steps[index]
-        engine = TaskEngine(step, record, self._commit, self.tracer, self._cancel, runner)
         kwargs = self.kwargs_for(index, previous) if step.accepts else {}
-        if step.on_cancel is None:
-            engine.run(kwargs)
-        else:
+        if step.on_cancel is not None:
             with _CancelHook(self.run, step.on_cancel):
-                engine.run(kwargs)
+                TaskEngine(step, record, self._commit, self.tracer, self._cancel, runner).run(
+                    kwargs
+                )
+        elif step.plain and runner is None and self.tracer is None:
+            run_plain(step, record, kwargs, self._commit, self._cancel)  # most steps
+        else:
+            TaskEngine(step, record, self._commit, self.tracer, self._cancel, runner).run(kwargs)
         if record.status is COMPLETED:
             return True
         self.settle(index)
