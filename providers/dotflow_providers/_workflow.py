@@ -538,10 +538,7 @@ class Workflow:
         self, workflow_id: str, restored: dict[int, StepDocument], maps: dict[int, list[Any]]
     ) -> list[StepRecord]:
         """A record per step, the restored ones COMPLETED with their committed outputs."""
-        records = [
-            StepRecord(index=i, name=spec.name, workflow_id=workflow_id)
-            for i, spec in enumerate(self._specs)
-        ]
+        records = [StepRecord(i, spec.name, workflow_id) for i, spec in enumerate(self._specs)]
         for index, doc in restored.items():
             record = records[index]
             record.status, record.attempts, record.restored = Status.COMPLETED, doc.attempts, True
