@@ -126,12 +126,15 @@ class Action(Generic[P, R]):
 
     def __post_init__(self) -> None:
         # the engine's fast path: a plain call, no guard, time limit, deadline or coroutine
-        plain = self.guard is None and self.timeout is None and not self.is_async
-        object.__setattr__(self, "plain", plain and self.policy.deadline is None)
+        unbounded = self.guard is None and self.timeout is None and self.policy.deadline is None
+        object.__setattr__(self, "plain", unbounded and not self.is_async)
+        object.__setattr__(self, "plain_async", unbounded and self.is_async)
         object.__setattr__(self, "takes_item", "item" in self.accepts)
 
     #: set by `__post_init__` (see there)
     plain: bool = dataclasses.field(init=False, repr=False, default=False)
+    #: the same for a coroutine function (set by `__post_init__`)
+    plain_async: bool = dataclasses.field(init=False, repr=False, default=False)
     #: it takes a map's `item` (set by `__post_init__`)
     takes_item: bool = dataclasses.field(init=False, repr=False, default=False)
 

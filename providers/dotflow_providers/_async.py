@@ -8,13 +8,15 @@ commit that keeps store I/O off the loop.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._engine import StepLifecycle, StepRecord, call_step
-from ._errors import StepTimeout
-from ._status import Status
+from ._action import AnyAction
+from ._engine import CancelToken, StepLifecycle, StepRecord, call_step
+from ._errors import StepTimeout, WorkflowCancelled
+from ._status import COMPLETED, IN_PROGRESS, NOT_STARTED
 from ._timeout import in_process, in_thread
 
 if TYPE_CHECKING:
@@ -79,25 +81,48 @@ class AsyncTaskEngine(StepLifecycle):
                 raise self._past_deadline(error) from None
             raise
 
-    async def execute_with_retry(self, kwargs: dict[str, Any]) -> Any:
-        """Await the step until it succeeds or its policy gives up; commit the success once."""
+    async def run(self, kwargs: dict[str, Any], failed: Exception | None = None) -> None:
+        """The step's whole lifecycle (what `async with engine: await
+        engine.execute_with_retry(kwargs)` does). `failed`: the step has begun and its first
+        attempt failed with this error (`arun_plain` hands such a step over here)."""
+        if failed is None:
+            self._begin()
+        try:
+            await self.execute_with_retry(kwargs, failed)
+        except BaseException as exc:
+            if not self._end(type(exc), exc, exc.__traceback__):
+                raise
+            return
+        self._end(None, None, None)
+
+    async def execute_with_retry(
+        self, kwargs: dict[str, Any], failed: Exception | None = None
+    ) -> Any:
+        """Await the step until it succeeds or its policy gives up; commit the success once.
+        `failed`: the error of a first attempt already made."""
+        if failed is not None:
+            self._attempt_at = self.record.started_at or 0.0
         while True:
-            self._start_attempt()
-            try:
-                self._admit()
-                output = await self._call(kwargs)
-            except Exception as error:
-                delay = self._attempt_failed(error)
+            if failed is None:
+                self._start_attempt()
+                try:
+                    self._admit()
+                    output = await self._call(kwargs)
+                except Exception as error:
+                    failed = error
+            if failed is not None:
+                delay = self._attempt_failed(failed)
                 if delay is None:
-                    raise
+                    raise failed
                 if delay > 0:
                     await asyncio.sleep(delay)
-                self.record.set_status(Status.IN_PROGRESS)
+                self.record.set_status(IN_PROGRESS)
+                failed = None
                 continue
             self._attempt_succeeded(output)
             if self.commit is not None:
                 await self.commit(self.record)
-            self.record.status = Status.COMPLETED  # IN_PROGRESS -> COMPLETED, always allowed
+            self.record.status = COMPLETED  # IN_PROGRESS -> COMPLETED, always allowed
             return output
 
 
@@ -109,30 +134,85 @@ async def _io(ex: Execution, call: Callable[..., None], *args: Any) -> None:
         call(*args)
 
 
+async def arun_plain(
+    step: AnyAction,
+    record: StepRecord,
+    kwargs: dict[str, Any],
+    commit: AsyncCommit,
+    cancel: CancelToken,
+) -> None:
+    """`run_plain` for a coroutine step with no guard, time limit or deadline: the success
+    path in this one coroutine; anything else goes to an `AsyncTaskEngine` where it happened."""
+    if record.status is not NOT_STARTED or cancel.requested:
+        await AsyncTaskEngine(step, record, commit, None, cancel).run(kwargs)
+        return
+    record.status = IN_PROGRESS
+    started = record.started_at = time.time()
+    record.attempts = 1
+    try:
+        output = await step.func(**kwargs)
+    except Exception as error:
+        await AsyncTaskEngine(step, record, commit, None, cancel).run(kwargs, failed=error)
+        return
+    except BaseException as exc:  # cancelled: recorded, and the cancellation goes on
+        AsyncTaskEngine(step, record, commit, None, cancel)._end(type(exc), exc, None)
+        raise
+    try:
+        if cancel.requested:  # see `StepLifecycle._attempt_succeeded`: nothing is committed
+            raise WorkflowCancelled(f"the run was cancelled while step {step.name!r} ran")
+        record.output = output
+        finished = record.finished_at = time.time()
+        await commit(record)
+    except BaseException as exc:
+        if not AsyncTaskEngine(step, record, commit, None, cancel)._end(type(exc), exc, None):
+            raise
+        return
+    record.status = COMPLETED
+    duration = finished - started
+    record.duration = duration if duration > 0.0 else 0.0
+
+
 async def _run_step(ex: Execution, index: int, previous: Any) -> bool:
-    record = ex.run.steps[index]
-    with ex.cancel_hook(index):
-        engine = AsyncTaskEngine(
-            ex.specs[index].step, record, ex.journal.acommit, ex.tracer, ex.run.cancel_event
+    record, step = ex.run.steps[index], ex.specs[index].step
+    kwargs = ex.kwargs_for(index, previous) if step.accepts else {}
+    if step.on_cancel is not None:
+        with ex.cancel_hook(index):
+            await AsyncTaskEngine(
+                step, record, ex.journal.acommit, ex.tracer, ex.run.cancel_event
+            ).run(kwargs)
+    elif step.plain_async and ex.tracer is None:
+        await arun_plain(step, record, kwargs, ex.journal.acommit, ex.run.cancel_event)
+    else:
+        await AsyncTaskEngine(step, record, ex.journal.acommit, ex.tracer, ex.run.cancel_event).run(
+            kwargs
         )
-        async with engine:
-            await engine.execute_with_retry(ex.kwargs_for(index, previous))
+    if record.status is COMPLETED:
+        return True
     completed = ex.settle(index)
     if not completed:
         await _io(ex, ex.record_failure, index)
     return completed
 
 
-async def _run_chain(ex: Execution, indices: Sequence[int], limit: asyncio.Semaphore) -> None:
-    async with limit:
+async def _run_chain(
+    ex: Execution, indices: Sequence[int], limit: asyncio.Semaphore | None
+) -> None:
+    if limit is not None:
+        await limit.acquire()
+    try:
         for index, previous in ex.walk_chain(indices):
             await _run_step(ex, index, previous)
         if ex.compensate:
             await _io(ex, ex.compensate_failed, indices)
+    finally:
+        if limit is not None:
+            limit.release()
 
 
 async def _run_chains(ex: Execution, chains: list[list[int]]) -> None:
-    limit = asyncio.Semaphore(ex.max_workers or len(chains))
+    bound = ex.max_workers
+    # no semaphore when it could never make a chain wait
+    limit = asyncio.Semaphore(bound) if bound is not None and bound < len(chains) else None
     loop = asyncio.get_running_loop()
     tasks = [asyncio.create_task(_run_chain(ex, chain, limit)) for chain in chains]
 
