@@ -26,7 +26,7 @@ from ._errors import (
     RolledBack,
     UnknownMode,
 )
-from ._format import Layout, StepDocument, check_workflow_id
+from ._format import Layout, StepDocument, check_workflow_id, step_key_name
 from ._identity import ON_CHANGE, OnChange, StepIdentity, code_version, digest_value
 from ._journal import Journal, request_cancel
 from ._lease import Lease, LeaseConfig, read_lease
@@ -200,7 +200,7 @@ class Workflow:
                 "of them another name with add(..., name=...)"
             )
         if self._workflow_id is not None:
-            check_key_limits(self.store, self._workflow_id, (name,))
+            check_key_limits(self.store, self._workflow_id, (name,), workflow=False)
         self._names.add(name)
         self._specs.append(spec)
 
@@ -606,37 +606,57 @@ def _shown(name: str) -> str:
 
 
 def check_key_limits(
-    store: CheckpointStore, workflow_id: str, step_names: Iterable[str] = ()
+    store: CheckpointStore,
+    workflow_id: str,
+    step_names: Iterable[str] = (),
+    *,
+    workflow: bool = True,
 ) -> None:
     """Refuse a workflow id, or a step name, that makes a key longer than `store` takes
-    (`KeyTooLong`), before anything is written: without it the first write fails mid-run."""
+    (`KeyTooLong`), before anything is written: without it the first write fails mid-run.
+    `workflow=False` checks the step names only (the id was checked before)."""
     whole, part = store.max_key_bytes, store.max_key_part_bytes
     if whole is None and part is None:
         return
     layout = Layout(workflow_id)
-    checks: list[tuple[tuple[str, ...], str | None]] = [(layout.workflow_keys(), None)]
-    checks += [(layout.step_keys(name), name) for name in step_names]
-    for keys, name in checks:
-        for key in keys:
-            size = len(key.encode())
-            if whole is not None and size > whole:
-                by = f" with step {_shown(name)}" if name is not None else ""
-                raise KeyTooLong(
-                    f"workflow id {_shown(workflow_id)}{by} makes keys of {size} bytes, and "
-                    f"{store.url} takes at most {whole} bytes per key (its prefix included); "
-                    f"use a workflow id {size - whole} bytes shorter"
-                    + (" or a shorter step name" if name is not None else "")
-                )
-            if part is not None:
-                longest = max(key.split("/"), key=lambda piece: len(piece.encode()))
-                over = len(longest.encode()) - part
-                if over > 0:
-                    raise KeyTooLong(
-                        f"workflow id {_shown(workflow_id)} makes a key part (between "
-                        f"slashes) of {part + over} bytes, and {store.url} takes at most {part} "
-                        f"bytes per part (a file name's limit); use a workflow id whose parts "
-                        f"are at most {part} bytes: split it with '/' or shorten it"
-                    )
+    if workflow:
+        for key in layout.workflow_keys():
+            _check_key(store, workflow_id, None, key.encode(), whole, part)
+    for name in step_names:
+        # the longest key of a step's documents (its map item batches); a step name adds one
+        # part of its own, its file-safe form plus ".json" (the id's parts are checked above)
+        key_name = step_key_name(name)
+        longest = layout.item_batch(name, 0).encode()
+        _check_key(store, workflow_id, name, longest, whole, None)
+        _check_key(store, workflow_id, name, f"{key_name}.json".encode(), None, part)
+
+
+def _check_key(
+    store: CheckpointStore,
+    workflow_id: str,
+    name: str | None,
+    key: bytes,
+    whole: int | None,
+    part: int | None,
+) -> None:
+    size = len(key)
+    if whole is not None and size > whole:
+        by = f" with step {_shown(name)}" if name is not None else ""
+        raise KeyTooLong(
+            f"workflow id {_shown(workflow_id)}{by} makes keys of {size} bytes, and "
+            f"{store.url} takes at most {whole} bytes per key (its prefix included); "
+            f"use a workflow id {size - whole} bytes shorter"
+            + (" or a shorter step name" if name is not None else "")
+        )
+    if part is not None:
+        over = max(len(piece) for piece in key.split(b"/")) - part
+        if over > 0:
+            raise KeyTooLong(
+                f"workflow id {_shown(workflow_id)} makes a key part (between "
+                f"slashes) of {part + over} bytes, and {store.url} takes at most {part} "
+                f"bytes per part (a file name's limit); use a workflow id whose parts "
+                f"are at most {part} bytes: split it with '/' or shorten it"
+            )
 
 
 def reset(workflow_id: str, store: CheckpointStore, lock: LeaseConfig | bool = True) -> None:
