@@ -32,7 +32,7 @@ import json
 import pathlib
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -302,6 +302,15 @@ def step_document(
     return b"".join((prefix, b",", orjson.dumps(members)[1:-1], _OUTPUT, payload, b"}"))
 
 
+_STEP_FIELDS: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    *((name, str) for name in ("workflow_id", "name", "version", "input", "salt", "upstream")),
+    ("index", int),
+    ("attempts", int),
+    ("started_at", (int, float)),
+    ("finished_at", (int, float)),
+)
+
+
 def load_step(key: str, data: bytes) -> StepDocument:
     """Parse a step document and verify its checksum; the output stays encoded until asked for.
 
@@ -322,18 +331,30 @@ def load_step(key: str, data: bytes) -> StepDocument:
         raise CorruptCheckpoint(
             key, "its output does not match its checksum (tampered with or damaged)"
         )
-    started = float(_field(key, raw, "started_at", (int, float)))
-    finished = float(_field(key, raw, "finished_at", (int, float)))
+    get: Callable[[str], Any] = raw.get  # each value's type is checked below
+    text = (get("workflow_id"), get("name"), get("version"), get("input"), get("salt"))
+    counts, times = (get("index"), get("attempts")), (get("started_at"), get("finished_at"))
+    upstream = get("upstream")
+    if not (
+        set(map(type, text)) == {str}
+        and type(upstream) is str
+        and set(map(type, counts)) == {int}
+        and set(map(type, times)) <= {float, int}
+    ):  # the precise reason, off the common path
+        for field, kind in _STEP_FIELDS:
+            _field(key, raw, field, kind)
+    workflow_id, name, version, input_, salt = text
+    started, finished = float(times[0]), float(times[1])
     return StepDocument(
         key=key,
-        workflow_id=_field(key, raw, "workflow_id", str),
-        name=_field(key, raw, "name", str),
-        index=_field(key, raw, "index", int),
-        version=_field(key, raw, "version", str),
-        input=_field(key, raw, "input", str),
-        salt=_field(key, raw, "salt", str),
-        upstream=_field(key, raw, "upstream", str),
-        attempts=_field(key, raw, "attempts", int),
+        workflow_id=workflow_id,
+        name=name,
+        index=counts[0],
+        version=version,
+        input=input_,
+        salt=salt,
+        upstream=upstream,
+        attempts=counts[1],
         started_at=started,
         finished_at=finished,
         # left out when the first attempt succeeded

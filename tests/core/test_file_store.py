@@ -4,9 +4,12 @@ root, the errors it raises, and store URLs."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dotflow_providers import (
     CorruptCheckpoint,
@@ -232,3 +235,21 @@ def test_listing_a_prefix_with_dot_dot_stays_inside(tmp_path: Path) -> None:
     (tmp_path / "sibling" / "k").write_bytes(b"x")
     store = FileStore(tmp_path / "root")
     assert list(store.list("../sibling/")) == []
+
+
+_PARTS = ["a", "b", ".", "..", "", ".tmp-", ".tmp-x", "a.tmp-", "...", ".b"]
+
+
+@given(st.lists(st.sampled_from(_PARTS), min_size=1, max_size=6))
+def test_a_key_is_refused_exactly_when_a_part_cannot_name_a_file(parts: list[str]) -> None:
+    """Empty, "." and ".." parts and temporary files' names are refused, nothing else."""
+    key = "/".join(parts)
+    expected_bad = not key or any(p in ("", ".", "..") or p.startswith(".tmp-") for p in parts)
+    with tempfile.TemporaryDirectory() as root:
+        try:
+            FileStore(root).get(key)
+        except StoreError:
+            refused = True
+        else:
+            refused = False
+    assert refused == expected_bad

@@ -7,6 +7,7 @@ import errno
 import fcntl
 import functools
 import os
+import re
 import secrets
 import stat
 from collections.abc import Callable, Iterator
@@ -16,6 +17,8 @@ from .._errors import CorruptCheckpoint, PreconditionFailed, StoreError
 
 _TMP_PREFIX = ".tmp-"
 _CAS_LOCK = ".dotflow-cas.lock"
+#: a key part that is empty, "." or "..", or a temporary file's name (one search, not a loop)
+_BAD_PART = re.compile(r"(?:^|/)(?:\.{1,2}(?:/|$)|/|$|" + re.escape(_TMP_PREFIX) + ")")
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _DIR_NOFOLLOW = _DIR | os.O_NOFOLLOW
@@ -79,6 +82,17 @@ def _name_max(folder: str) -> int:
         return 255
 
 
+def _read_all(fd: int, size: int) -> bytes:
+    """The `size` bytes of the file open at `fd` (one read in the common case)."""
+    data = os.read(fd, size)
+    while len(data) < size:  # a short read (signals, network file systems)
+        more = os.read(fd, size - len(data))
+        if not more:
+            break  # truncated under us: the checksum or the parser says so
+        data += more
+    return data
+
+
 class FileStore:
     """Keeps checkpoints as files under `path`, one file per key.
 
@@ -116,12 +130,7 @@ class FileStore:
 
     def _split(self, key: str) -> tuple[list[str], str]:
         parts = key.split("/")
-        if (
-            not key
-            or "\0" in key
-            or any(p in ("", ".", "..") or p.startswith(_TMP_PREFIX) for p in parts)
-            or key == _CAS_LOCK
-        ):
+        if not key or "\0" in key or _BAD_PART.search(key) or key == _CAS_LOCK:
             raise StoreError(f"key {key!r} cannot name a file: use non-empty parts without '..'")
         return parts[:-1], parts[-1]
 
@@ -227,9 +236,8 @@ class FileStore:
                         f"FileStore {self._root}: {key!r} is not a regular file; remove it"
                     )
                 # Files are never changed in place (every write renames a new inode over the
-                # key), so the version read before the data still describes it.
-                with open(fd, "rb", buffering=0, closefd=False) as f:
-                    data = f.readall()
+                # key), so the size and version read before the data still describe it.
+                data = _read_all(fd, st.st_size)
             finally:
                 os.close(fd)
             return data, _etag(st)
