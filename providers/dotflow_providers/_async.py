@@ -20,6 +20,7 @@ from ._status import COMPLETED, IN_PROGRESS, NOT_STARTED
 from ._timeout import in_process, in_thread
 
 if TYPE_CHECKING:
+    from ._journal import Journal
     from ._strategies import Execution
 
 AsyncCommit = Callable[[StepRecord], Awaitable[None]]
@@ -138,11 +139,13 @@ async def arun_plain(
     step: AnyAction,
     record: StepRecord,
     kwargs: dict[str, Any],
-    commit: AsyncCommit,
+    journal: Journal,
     cancel: CancelToken,
 ) -> None:
     """`run_plain` for a coroutine step with no guard, time limit or deadline: the success
-    path in this one coroutine; anything else goes to an `AsyncTaskEngine` where it happened."""
+    path in this one coroutine (the commit called directly when the store does no I/O);
+    anything else goes to an `AsyncTaskEngine` where it happened."""
+    commit = journal.acommit
     if record.status is not NOT_STARTED or cancel.requested:
         await AsyncTaskEngine(step, record, commit, None, cancel).run(kwargs)
         return
@@ -162,7 +165,10 @@ async def arun_plain(
             raise WorkflowCancelled(f"the run was cancelled while step {step.name!r} ran")
         record.output = output
         finished = record.finished_at = time.time()
-        await commit(record)
+        if journal.blocking:
+            await commit(record)
+        else:
+            journal.commit(record)
     except BaseException as exc:
         if not AsyncTaskEngine(step, record, commit, None, cancel)._end(type(exc), exc, None):
             raise
@@ -181,7 +187,7 @@ async def _run_step(ex: Execution, index: int, previous: Any) -> bool:
                 step, record, ex.journal.acommit, ex.tracer, ex.run.cancel_event
             ).run(kwargs)
     elif step.plain_async and ex.tracer is None:
-        await arun_plain(step, record, kwargs, ex.journal.acommit, ex.run.cancel_event)
+        await arun_plain(step, record, kwargs, ex.journal, ex.run.cancel_event)
     else:
         await AsyncTaskEngine(step, record, ex.journal.acommit, ex.tracer, ex.run.cancel_event).run(
             kwargs
