@@ -89,7 +89,7 @@ class Workflow:
         self._workflow_id = None if workflow_id is None else check_workflow_id(workflow_id)
         if isinstance(store, str):
             store = store_from_url(store)
-        self.store: CheckpointStore = MemoryStore() if store is None else store
+        self.store: CheckpointStore = MemoryStore() if store is None else _declared(store)
         if self._workflow_id is not None:
             check_key_limits(self.store, self._workflow_id)
         self.on_change: OnChange = on_change
@@ -596,6 +596,22 @@ class StagedTask:
 
     def start(self, **options: Any) -> Run:
         return self.workflow.start(**options)
+
+
+#: what every store declares (see `CheckpointStore`)
+_STORE_DECLARES = ("url", "blocking", "max_key_bytes", "max_key_part_bytes")
+
+
+def _declared(store: CheckpointStore) -> CheckpointStore:
+    """`store`, if it declares what the `CheckpointStore` protocol asks of every store."""
+    missing = [name for name in _STORE_DECLARES if not hasattr(store, name)]
+    if missing:
+        raise ConfigurationError(
+            f"{type(store).__name__} does not declare {', '.join(missing)}, which every "
+            "checkpoint store declares (see CheckpointStore): e.g. blocking = True for disk or "
+            "network I/O, max_key_bytes = None and max_key_part_bytes = None for no key limit"
+        )
+    return store
 
 
 def _shown(name: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from dotflow_providers import (
+    ConfigurationError,
     FileStore,
     InvalidWorkflowId,
     KeyTooLong,
@@ -128,3 +129,15 @@ def test_an_id_is_checked_again_when_a_workflow_is_copied_onto_another_store(
     assert wf.copy(store=MemoryStore()).steps == ["step"]
     with pytest.raises(KeyTooLong, match="at most 255 bytes per part"):
         wf.copy(store=FileStore(tmp_path / "ckpt"))
+
+
+def test_a_store_that_does_not_declare_its_limits_is_refused_with_what_to_add() -> None:
+    class Bare:  # written for 0.1.0's protocol: no limits declared
+        url = "bare://"
+        blocking = False
+
+        def get(self, key: str) -> bytes | None:
+            return None
+
+    with pytest.raises(ConfigurationError, match="max_key_bytes, max_key_part_bytes"):
+        Workflow("bare", store=Bare())  # type: ignore[arg-type]
