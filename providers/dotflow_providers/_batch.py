@@ -1,7 +1,7 @@
 """Group commit: up to k completed steps in one atomic, durable, create-only write.
 
 With `Workflow(commit_every=k)` the journal hands each completed step's document (the same
-bytes a single commit writes, with its own fingerprint, checksum and history) to a
+bytes a single commit writes, with what it is valid for, its checksum and history) to a
 `GroupCommit`, which writes them together as one batch object, `steps/.batch/<seq>.json`, once k
 are pending, `commit_interval` seconds after the first of them, before a step's failure is
 recorded, on cancel and at the end of the run. A batch is one `put(..., if_none_match=True)`,
@@ -11,7 +11,7 @@ steps run again (at most k-1 besides the one in flight).
 The batch key is the next sequence number after the highest one found at start: a second
 runner writing without the lease collides on it (create-only) and stops, as with single
 documents. Batches are never rewritten: `rerun_from` and code changes make entries stale
-(their fingerprints no longer match), and the plan ignores them while the batch stays.
+(what they are valid for no longer matches), and the plan ignores them while the batch stays.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Every workflow owns one namespace, `<workflow_id>/.dotflow/`; ids may contain `/
 segment may start with `.`, so no workflow's keys can be a prefix of, or collide with, another's:
 
     <id>/.dotflow/manifest.json          created_at, step names, rerun salts (CAS-updated)
-    <id>/.dotflow/steps/<step>.json      one document per completed step (its fingerprint)
+    <id>/.dotflow/steps/<step>.json      one document per completed step (what it is valid for)
     <id>/.dotflow/steps/.batch/<seq>.json  a group commit: several step documents, create-only
     <id>/.dotflow/items/<step>/<seq>.json  a batch of a map step's item outputs, create-only
     <id>/.dotflow/failures/<step>.json   the last final failure of a step (and its rollback)

@@ -1,4 +1,4 @@
-"""What a checkpoint is valid for: step names, code versions, fingerprints, and what to restore.
+"""What a checkpoint is valid for: step names, code versions, input digests, what to restore.
 
 A completed step's checkpoint (keyed by the step's name) records what it is valid for:
 - the step's code version (`@action(version=...)`, else a digest of its source),
@@ -125,7 +125,7 @@ def digest_value(value: object, what: str = "the value") -> str:
         ) from exc
 
 
-# --- fingerprints -------------------------------------------------------------------------------
+# --- what a checkpoint is valid for -------------------------------------------------------------
 
 
 class StepIdentity(NamedTuple):

@@ -10,7 +10,7 @@ this runner, `commit_every` items per create-only object (`items/<step>/<seq>.js
 An item is identified by its index and the digest of its value, under the map's base (its
 name, code version, input and `rerun_from` salt): a resume restores a committed item only when
 all of these still match, so a changed item (or changed code) runs again. The map step's own
-checkpoint holds the list of outputs, in item order, for the next step; its fingerprint
+checkpoint holds the list of outputs, in item order, for the next step; its input digest
 covers the digest of every item, so changing the item list is a change of the map step.
 """
 
