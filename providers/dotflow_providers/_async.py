@@ -8,14 +8,21 @@ commit that keeps store I/O off the loop.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._action import AnyAction
-from ._engine import CancelToken, StepLifecycle, StepRecord, call_step
-from ._errors import StepTimeout, WorkflowCancelled
+from ._engine import (
+    CancelToken,
+    StepLifecycle,
+    StepRecord,
+    call_step,
+    plain_begin,
+    plain_completed,
+    plain_output,
+)
+from ._errors import StepTimeout
 from ._status import COMPLETED, IN_PROGRESS, NOT_STARTED
 from ._timeout import in_process, in_thread
 
@@ -149,9 +156,7 @@ async def arun_plain(
     if record.status is not NOT_STARTED or cancel.requested:
         await AsyncTaskEngine(step, record, commit, None, cancel).run(kwargs)
         return
-    record.status = IN_PROGRESS
-    started = record.started_at = time.time()
-    record.attempts = 1
+    started = plain_begin(record)
     try:
         output = await step.func(**kwargs)
     except Exception as error:
@@ -161,10 +166,7 @@ async def arun_plain(
         AsyncTaskEngine(step, record, commit, None, cancel)._end(type(exc), exc, None)
         raise
     try:
-        if cancel.requested:  # see `StepLifecycle._attempt_succeeded`: nothing is committed
-            raise WorkflowCancelled(f"the run was cancelled while step {step.name!r} ran")
-        record.output = output
-        finished = record.finished_at = time.time()
+        finished = plain_output(step, record, output, cancel)
         if journal.blocking:
             await commit(record)
         else:
@@ -173,9 +175,7 @@ async def arun_plain(
         if not AsyncTaskEngine(step, record, commit, None, cancel)._end(type(exc), exc, None):
             raise
         return
-    record.status = COMPLETED
-    duration = finished - started
-    record.duration = duration if duration > 0.0 else 0.0
+    plain_completed(record, started, finished)
 
 
 async def _run_step(ex: Execution, index: int, previous: Any) -> bool:

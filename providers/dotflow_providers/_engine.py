@@ -454,29 +454,49 @@ def run_plain(
     """`TaskEngine(step, record, commit, None, cancel).run(kwargs)` for a `plain` step (no
     guard, time limit, deadline or coroutine) run here with no tracer: the same lifecycle, its
     success path in this one frame with no engine built. Anything else (a failed first attempt,
-    a cancel, a commit that fails) goes to a `TaskEngine` at the point where it happened."""
+    a cancel, a commit that fails) goes to a `TaskEngine` at the point where it happened.
+    `arun_plain` is the same for coroutine steps; both use the `plain_*` helpers below."""
     if record.status is not NOT_STARTED or cancel.requested:
         TaskEngine(step, record, commit, None, cancel).run(kwargs)
         return
-    record.status = IN_PROGRESS
-    started = record.started_at = time.time()
-    record.attempts = 1
+    started = plain_begin(record)
     try:
         output = step.func(**kwargs)
     except Exception as error:
         TaskEngine(step, record, commit, None, cancel).run(kwargs, failed=error)
         return
     try:
-        if cancel.requested:  # see `StepLifecycle._attempt_succeeded`: nothing is committed
-            raise WorkflowCancelled(f"the run was cancelled while step {step.name!r} ran")
-        record.output = output
-        finished = record.finished_at = time.time()
+        finished = plain_output(step, record, output, cancel)
         if commit is not None:
             commit(record)
     except BaseException as exc:
         if not TaskEngine(step, record, commit, None, cancel)._end(type(exc), exc, None):
             raise
         return
+    plain_completed(record, started, finished)
+
+
+def plain_begin(record: StepRecord) -> float:
+    """`_begin` and `_start_attempt` for a plain step's first attempt; its start time."""
+    record.status = IN_PROGRESS
+    record.attempts = 1
+    started: float = time.time()
+    record.started_at = started
+    return started
+
+
+def plain_output(step: AnyAction, record: StepRecord, output: Any, cancel: CancelToken) -> float:
+    """`_attempt_succeeded` for a plain step: keep its output; the time it finished."""
+    if cancel.requested:  # nothing is committed for a step that returns after a cancel
+        raise WorkflowCancelled(f"the run was cancelled while step {step.name!r} ran")
+    record.output = output
+    finished: float = time.time()
+    record.finished_at = finished
+    return finished
+
+
+def plain_completed(record: StepRecord, started: float, finished: float) -> None:
+    """`_end` of a plain step whose output is committed."""
     record.status = COMPLETED
     duration = finished - started
     record.duration = duration if duration > 0.0 else 0.0
