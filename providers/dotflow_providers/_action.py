@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import inspect
 import types
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from ._errors import InvalidStep
+from ._identity import code_version as _code_version
 from ._identity import default_step_name
 from .retry import AttemptGuard, RetryPolicy, as_policy
 
@@ -137,6 +139,12 @@ class Action(Generic[P, R]):
     plain_async: bool = dataclasses.field(init=False, repr=False, default=False)
     #: it takes a map's `item` (set by `__post_init__`)
     takes_item: bool = dataclasses.field(init=False, repr=False, default=False)
+
+    @functools.cached_property
+    def code_version(self) -> str:
+        """What the step's checkpoints record as its code: `version`, else its source digest
+        (computed once per action: it depends on its frozen fields only)."""
+        return _code_version(self.code or self.func, self.version)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)

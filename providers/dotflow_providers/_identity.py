@@ -201,7 +201,7 @@ def find_changes(
     """Edits since the checkpoints were written: code, input, or the step list (appending new
     steps is not a change of the existing ones)."""
     changes: list[Change] = []
-    names = [i.name for i in identities]
+    names = [i.name for i in identities] if previous_steps else []
     if names[: len(previous_steps)] != list(previous_steps):  # anything but an append
         current, previous = set(names), set(previous_steps)
         removed = [n for n in previous_steps if n not in current]
@@ -215,7 +215,7 @@ def find_changes(
         else:
             first = next(n for n, p in zip(names, previous_steps, strict=False) if n != p)
             changes.append(Change(first, "steps", f"step {first!r} was inserted"))
-    for identity in identities:
+    for identity in identities if stored else ():
         doc = stored.get(identity.name)
         if doc is None:
             continue
@@ -260,7 +260,7 @@ def plan(
     reused: list[str] = []
     tokens: dict[int, str] = {}  # restored steps: position -> checksum of their output
     chosen: dict[int, StoredStep] = {}
-    for identity in identities:
+    for identity in identities if stored else ():  # a first start restores nothing
         newest = stored.get(identity.name)
         if newest is None:
             continue

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import operator
 import os
 import socket
 import time
@@ -56,6 +57,9 @@ if TYPE_CHECKING:
     from ._lease import Lease
 
 logger = logging.getLogger("dotflow_providers")
+
+#: a StepIdentity's name (`identity.name`, as a C function for `map`)
+_NAME = operator.itemgetter(1)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -113,16 +117,17 @@ class Journal:
         start writes the manifest, create-only; a changed step list or a `rerun_from` updates it
         by compare-and-swap before any step runs.
         """
+        names = tuple(map(_NAME, identities))
         found = self.store.get_versioned(self.layout.manifest)
         if found is None:
             legacy = self.store.get(self.layout.v1_manifest)
             if legacy is not None:
                 self._migrate_v1(legacy, identities, on_change, v1_inputs or [])
                 found = self.store.get_versioned(self.layout.manifest)
-            else:
-                found = self._create_manifest(identities)
-        assert found is not None
-        manifest = load_manifest(self.layout.manifest, found[0])
+        if found is None:
+            manifest, manifest_version = self._create_manifest(names)
+        else:
+            manifest, manifest_version = load_manifest(self.layout.manifest, found[0]), found[1]
         salts = dict(manifest.salts)
         if rerun_from is not None:
             token = uuid.uuid4().hex[:16]
@@ -131,7 +136,7 @@ class Journal:
         self.identities = (
             [i._replace(salt=salts.get(i.name, "")) for i in identities] if salts else identities
         )
-        self._keys = [self.layout.step(i.name) for i in identities]
+        self._keys = self.layout.steps_of(names)
         stored = read_steps(self.store, self.layout)
         docs, versions = stored.newest, stored.versions
         decided = plan(
@@ -152,24 +157,24 @@ class Journal:
                 stored.next_seq,
                 self._clear_progress,
             )
-        names = tuple([i.name for i in identities])
         if names != manifest.steps or salts != manifest.salts:
             updated = dataclasses.replace(
                 manifest, steps=names, salts=salts, updated_at=time.time()
             )
             try:
-                self.store.put(self.layout.manifest, manifest_document(updated), if_match=found[1])
+                self.store.put(self.layout.manifest, manifest_document(updated), if_match=manifest_version)
             except PreconditionFailed:
                 raise CheckpointError(
                     f"the manifest of workflow {self.workflow_id!r} changed while this runner "
                     "started it (another runner without the lease?); start again"
                 ) from None
-        index_of = {i.name: i.position for i in identities}
-        self._stale = {
-            index_of[name]: versions[name]
-            for name in versions
-            if name in index_of and index_of[name] not in decided.restored
-        }
+        if versions:  # checkpoints that are not restored: their step's commit replaces them
+            index_of = {name: position for position, name in enumerate(names)}
+            self._stale = {
+                index_of[name]: versions[name]
+                for name in versions
+                if name in index_of and index_of[name] not in decided.restored
+            }
         if decided.reused:
             logger.warning(
                 "workflow %s: reusing the checkpoints of %s although their code or input "
@@ -181,7 +186,7 @@ class Journal:
         restored = {i: decided.chosen[i] for i in decided.restored}
         return Opened(decided, restored)
 
-    def _create_manifest(self, identities: list[StepIdentity]) -> tuple[bytes, str]:
+    def _create_manifest(self, names: tuple[str, ...]) -> tuple[Manifest, str]:
         orphan = next(iter(self.store.list(self.layout.steps)), None)
         if orphan is not None:
             raise CorruptCheckpoint(
@@ -191,7 +196,7 @@ class Journal:
                 f"`dotflow-providers reset {self.workflow_id}` to start over",
             )
         now = time.time()
-        manifest = Manifest(self.workflow_id, now, now, tuple(i.name for i in identities), {})
+        manifest = Manifest(self.workflow_id, now, now, names, {})
         document = manifest_document(manifest)
         try:
             version = self.store.put(self.layout.manifest, document, if_none_match=True)
@@ -201,8 +206,8 @@ class Journal:
                 raise CheckpointError(
                     f"the manifest of {self.workflow_id!r} appeared and vanished; start again"
                 ) from None
-            return found
-        return document, version
+            return load_manifest(self.layout.manifest, found[0]), found[1]
+        return manifest, version
 
     def _migrate_v1(
         self,

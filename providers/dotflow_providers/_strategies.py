@@ -67,8 +67,14 @@ def chains(specs: Sequence[StepSpec], layout: str) -> list[list[int]]:
 
 def upstreams(specs: Sequence[StepSpec], mode: str) -> list[int | None]:
     """For each step, the step whose output it receives as `previous_context` in `mode`."""
+    layout = CHAIN_LAYOUTS[mode]
+    if layout == "one":  # the common case: each step receives the one before it
+        return [
+            index - 1 if index and "previous_context" in spec.step.accepts else None
+            for index, spec in enumerate(specs)
+        ]
     found: list[int | None] = [None] * len(specs)
-    for chain in chains(specs, CHAIN_LAYOUTS[mode]):
+    for chain in chains(specs, layout):
         for before, index in itertools.pairwise(chain):
             if "previous_context" in specs[index].step.accepts:
                 found[index] = before

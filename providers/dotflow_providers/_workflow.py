@@ -10,6 +10,8 @@ import threading
 import time
 import warnings
 from collections.abc import Iterable
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 from ._action import Action, as_action, class_steps
@@ -27,7 +29,7 @@ from ._errors import (
     UnknownMode,
 )
 from ._format import Layout, StepDocument, check_workflow_id, step_key_name
-from ._identity import ON_CHANGE, OnChange, StepIdentity, code_version, digest_value
+from ._identity import ON_CHANGE, OnChange, StepIdentity, digest_value
 from ._journal import Journal, request_cancel
 from ._lease import Lease, LeaseConfig, read_lease
 from ._map import Items, check_commit_options, map_step
@@ -47,6 +49,8 @@ _new = tuple.__new__
 
 #: The input digest of a step that does not take `initial_context`: its context cannot matter.
 _NO_INPUT = "none"
+#: a StepSpec's name (`spec.name`, as a C function for `map`)
+_NAME = itemgetter(1)
 
 
 class Workflow:
@@ -428,31 +432,38 @@ class Workflow:
         self, mode: str, initial: list[Any], maps: dict[int, list[Any]] | None = None
     ) -> list[StepIdentity]:
         """What each step's checkpoint must be valid for in this run (salts come from the
-        manifest)."""
-        ups = upstreams(self._specs, mode)
-        inputs: dict[int, str] = {}
-        versions: dict[int, str] = {}  # by step object: the same @action added many times
-        identities: list[StepIdentity] = []
-        append = identities.append
-        for index, spec in enumerate(self._specs):
-            step = spec.step
-            version = versions.get(id(step))
-            if version is None:
-                version = versions[id(step)] = code_version(step.code or step.func, step.version)
-            if "initial_context" in step.accepts:
-                context = initial[index]
-                found = inputs.get(id(context))
-                if found is None:
-                    found = inputs[id(context)] = digest_value(
-                        context, f"the initial context of step {spec.name!r}"
-                    )
-            else:
-                found = _NO_INPUT
-            if spec.map is not None and maps is not None:
-                found = spec.map.input_digest(found, maps[index], spec.name)
-            # (position, name, version, input, salt, upstream), built without a Python call
-            append(_new(StepIdentity, (index, spec.name, version, found, "", ups[index])))
-        return identities
+        manifest). Built a column at a time: a run of many steps builds no Python frame per step."""
+        specs = self._specs
+        inputs: dict[int, str] = {}  # by context object: the same context given to many steps
+
+        def input_of(index: int) -> str:
+            context = initial[index]
+            found = inputs.get(id(context))
+            if found is None:
+                found = inputs[id(context)] = digest_value(
+                    context, f"the initial context of step {specs[index].name!r}"
+                )
+            return found
+
+        digests = [
+            input_of(index) if "initial_context" in spec.step.accepts else _NO_INPUT
+            for index, spec in enumerate(specs)
+        ]
+        if maps:
+            for index, items in maps.items():
+                spec = specs[index]
+                assert spec.map is not None
+                digests[index] = spec.map.input_digest(digests[index], items, spec.name)
+        columns = zip(
+            range(len(specs)),
+            map(_NAME, specs),
+            [spec.step.code_version for spec in specs],
+            digests,
+            repeat(""),
+            upstreams(specs, mode),
+        )
+        # (position, name, version, input, salt, upstream), each built by C calls only
+        return list(map(_new, repeat(StepIdentity), columns))
 
     def _prepare(
         self,
