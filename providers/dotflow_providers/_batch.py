@@ -34,6 +34,7 @@ from ._format import (
     load_step,
 )
 from .storage import CheckpointStore
+from .storage._base import get_many_versioned
 
 if TYPE_CHECKING:
     from ._engine import StepRecord
@@ -62,12 +63,14 @@ def read_steps(store: CheckpointStore, layout: Layout) -> StoredSteps:
     singles: dict[str, StepDocument] = {}
     versions: dict[str, str] = {}
     batch_keys: list[tuple[int, str]] = []
+    single_keys: list[str] = []
     for key in store.list(layout.steps):
         seq = batch_seq(layout, key)
-        if seq is not None:
+        if seq is None:
+            single_keys.append(key)
+        else:
             batch_keys.append((seq, key))
-            continue
-        found = store.get_versioned(key)
+    for key, found in zip(single_keys, get_many_versioned(store, single_keys), strict=True):
         if found is None:
             continue
         doc = load_step(key, found[0])

@@ -253,3 +253,56 @@ def test_a_key_is_refused_exactly_when_a_part_cannot_name_a_file(parts: list[str
         else:
             refused = False
     assert refused == expected_bad
+
+
+_PART = st.sampled_from(["a", "b", "c.json", "d-1"])
+
+
+@given(
+    present=st.lists(st.lists(_PART, min_size=1, max_size=3), max_size=8),
+    asked=st.lists(st.lists(_PART, min_size=1, max_size=3), max_size=12),
+)
+def test_reading_many_keys_at_once_answers_what_reading_each_does(
+    present: list[list[str]], asked: list[list[str]]
+) -> None:
+    # a resume reads a folder's documents in one pass: the answers must be get_versioned's,
+    # key by key, whatever mix of folders, missing keys and missing folders is asked for
+    with tempfile.TemporaryDirectory() as root:
+        store = FileStore(root)
+        for parts in present:
+            key = "/".join(parts)
+            try:
+                store.put(key, key.encode())
+            except StoreError:
+                pass  # a key where a folder of another key is: not a key this test can hold
+        keys = ["/".join(parts) for parts in asked]
+        expected: list[object] = []
+        for key in keys:
+            try:
+                expected.append(store.get_versioned(key))
+            except (StoreError, CorruptCheckpoint) as exc:
+                expected.append(type(exc))
+        answers: list[object] = []
+        for key in keys:  # one call per key, so an error answers that key only
+            try:
+                answers.extend(store.get_many_versioned([key]))
+            except (StoreError, CorruptCheckpoint) as exc:
+                answers.append(type(exc))
+        assert answers == expected
+        if all(not isinstance(e, type) for e in expected):
+            assert list(store.get_many_versioned(keys)) == expected
+
+
+def test_reading_many_keys_refuses_a_folder_swapped_for_a_link(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "root")
+    store.put("wf/steps/a.json", b"ours")
+    assert list(store.get_many_versioned(["wf/steps/a.json"]))[0] is not None
+    outside = tmp_path / "outside"
+    (outside / "steps").mkdir(parents=True)
+    (outside / "steps" / "a.json").write_bytes(b"planted")
+    steps = tmp_path / "root" / "wf" / "steps"
+    (steps / "a.json").unlink()
+    steps.rmdir()
+    steps.symlink_to(outside / "steps", target_is_directory=True)
+    with pytest.raises(StoreError, match="symbolic link"):
+        list(store.get_many_versioned(["wf/steps/a.json"]))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Protocol, runtime_checkable
 
 
@@ -48,6 +48,18 @@ class CheckpointStore(Protocol):
     def delete(self, key: str, *, if_match: str | None = None) -> None: ...
 
     def list(self, prefix: str) -> Iterator[str]: ...
+
+
+def get_many_versioned(
+    store: CheckpointStore, keys: Iterable[str]
+) -> Iterator[tuple[bytes, str] | None]:
+    """`store.get_versioned(key)` of each key, in order: through the store's own
+    `get_many_versioned` when it has one (a `FileStore` opens each folder once), which is
+    optional in the protocol."""
+    many = getattr(store, "get_many_versioned", None)
+    if many is not None:
+        return many(keys)  # type: ignore[no-any-return]
+    return map(store.get_versioned, keys)
 
 
 _USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")

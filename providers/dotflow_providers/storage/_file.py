@@ -10,7 +10,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .._errors import CorruptCheckpoint, PreconditionFailed, StoreError
@@ -216,33 +216,58 @@ class FileStore:
             if folder is None:
                 return None
             try:
-                fd = os.open(name, _READ, dir_fd=folder)
-            except FileNotFoundError:
-                return None
-            except OSError as exc:
-                if exc.errno == errno.ELOOP:
-                    raise self._link_refused("read", key, key) from None
-                raise
+                return self._read_in(folder, name, key)
             finally:
                 os.close(folder)
-            try:
-                st = os.fstat(fd)
-                if stat.S_ISDIR(st.st_mode):
-                    raise CorruptCheckpoint(
-                        key, f"{os.path.join(self._root, key)} is a directory, not a file"
-                    )
-                if not stat.S_ISREG(st.st_mode):
-                    raise StoreError(
-                        f"FileStore {self._root}: {key!r} is not a regular file; remove it"
-                    )
-                # Files are never changed in place (every write renames a new inode over the
-                # key), so the size and version read before the data still describe it.
-                data = _read_all(fd, st.st_size)
-            finally:
-                os.close(fd)
-            return data, _etag(st)
         except OSError as exc:
             raise self._error("read", key, exc) from exc
+
+    def _read_in(self, folder: int, name: str, key: str) -> tuple[bytes, str] | None:
+        """The file `name` in the open `folder` (the document `key`) and its version."""
+        try:
+            fd = os.open(name, _READ, dir_fd=folder)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self._link_refused("read", key, key) from None
+            raise
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise CorruptCheckpoint(
+                    key, f"{os.path.join(self._root, key)} is a directory, not a file"
+                )
+            if not stat.S_ISREG(st.st_mode):
+                raise StoreError(f"FileStore {self._root}: {key!r} is not a regular file; remove it")
+            # Files are never changed in place (every write renames a new inode over the
+            # key), so the size and version read before the data still describe it.
+            data = _read_all(fd, st.st_size)
+        finally:
+            os.close(fd)
+        return data, _etag(st)
+
+    def get_many_versioned(self, keys: Iterable[str]) -> Iterator[tuple[bytes, str] | None]:
+        """`get_versioned` of each key in turn, opening each folder once for a run of keys in
+        it (a resume reads every step document of one folder)."""
+        folder, at = -1, None
+        try:
+            for key in keys:
+                parts, name = self._split(key)
+                try:
+                    if parts != at:
+                        if folder >= 0:
+                            os.close(folder)
+                            folder = -1
+                        at = parts
+                        opened = self._open_dir(parts, key, "read", create=False)
+                        folder = -1 if opened is None else opened
+                    yield None if folder < 0 else self._read_in(folder, name, key)
+                except OSError as exc:
+                    raise self._error("read", key, exc) from exc
+        finally:
+            if folder >= 0:
+                os.close(folder)
 
     def get(self, key: str) -> bytes | None:
         found = self._read(key)
