@@ -178,36 +178,31 @@ async def arun_plain(
     plain_completed(record, started, finished)
 
 
-async def _run_step(ex: Execution, index: int, previous: Any) -> bool:
-    record, step = ex.run.steps[index], ex.specs[index].step
-    kwargs = ex.kwargs_for(index, previous) if step.accepts else {}
-    if step.on_cancel is not None:
-        with ex.cancel_hook(index):
-            await AsyncTaskEngine(
-                step, record, ex.journal.acommit, ex.tracer, ex.run.cancel_event
-            ).run(kwargs)
-    elif step.plain_async and ex.tracer is None:
-        await arun_plain(step, record, kwargs, ex.journal, ex.run.cancel_event)
-    else:
-        await AsyncTaskEngine(step, record, ex.journal.acommit, ex.tracer, ex.run.cancel_event).run(
-            kwargs
-        )
-    if record.status is COMPLETED:
-        return True
-    completed = ex.settle(index)
-    if not completed:
-        await _io(ex, ex.record_failure, index)
-    return completed
-
-
 async def _run_chain(
     ex: Execution, indices: Sequence[int], limit: asyncio.Semaphore | None
 ) -> None:
+    """`Execution.run_chain` for the event loop: each step of the chain through the engine (the
+    async `run_step`, in this one coroutine: a fan-out runs one chain per step)."""
     if limit is not None:
         await limit.acquire()
     try:
+        steps, specs, cancel = ex.run.steps, ex.specs, ex.run.cancel_event
         for index, previous in ex.walk_chain(indices):
-            await _run_step(ex, index, previous)
+            record, step = steps[index], specs[index].step
+            kwargs = ex.kwargs_for(index, previous) if step.accepts else {}
+            if step.on_cancel is not None:
+                with ex.cancel_hook(index):
+                    await AsyncTaskEngine(
+                        step, record, ex.journal.acommit, ex.tracer, cancel
+                    ).run(kwargs)
+            elif step.plain_async and ex.tracer is None:
+                await arun_plain(step, record, kwargs, ex.journal, cancel)
+            else:
+                await AsyncTaskEngine(step, record, ex.journal.acommit, ex.tracer, cancel).run(
+                    kwargs
+                )
+            if record.status is not COMPLETED and not ex.settle(index):
+                await _io(ex, ex.record_failure, index)
         if ex.compensate:
             await _io(ex, ex.compensate_failed, indices)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import hashlib
 import logging
 import threading
@@ -378,9 +379,14 @@ class Workflow:
                 "this workflow has async steps and start() was called inside a running event "
                 "loop, where they cannot run; use `await workflow.start_async()`"
             )
-        execution = self._prepare(
-            mode, keep_going, initial_context, max_workers, compensate, strict_recovery, rerun_from
-        )
+        gc.freeze()  # see `Execution.execute`, which unfreezes: preparing allocates per step too
+        try:
+            execution = self._prepare(
+                mode, keep_going, initial_context, max_workers, compensate, strict_recovery, rerun_from
+            )
+        except BaseException:
+            gc.unfreeze()
+            raise
         if mode == "background":
             threading.Thread(
                 target=execution.execute,
@@ -415,17 +421,21 @@ class Workflow:
         strategy = _choose(ASYNC_STRATEGIES, mode)
         if max_concurrency is not None and max_concurrency < 1:
             raise ConfigurationError(f"max_concurrency must be at least 1, got {max_concurrency}")
-        execution = await asyncio.to_thread(
-            self._prepare,
-            mode,
-            keep_going,
-            initial_context,
-            max_concurrency,
-            compensate,
-            strict_recovery,
-            rerun_from,
-        )
-        await execute_async(execution, strategy)
+        gc.freeze()  # as `start` does: what exists now is not rescanned while the run allocates
+        try:
+            execution = await asyncio.to_thread(
+                self._prepare,
+                mode,
+                keep_going,
+                initial_context,
+                max_concurrency,
+                compensate,
+                strict_recovery,
+                rerun_from,
+            )
+            await execute_async(execution, strategy)
+        finally:
+            gc.unfreeze()
         return execution.run
 
     def _identities(
