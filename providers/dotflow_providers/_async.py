@@ -192,9 +192,9 @@ async def _run_chain(
             kwargs = ex.kwargs_for(index, previous) if step.accepts else {}
             if step.on_cancel is not None:
                 with ex.cancel_hook(index):
-                    await AsyncTaskEngine(
-                        step, record, ex.journal.acommit, ex.tracer, cancel
-                    ).run(kwargs)
+                    await AsyncTaskEngine(step, record, ex.journal.acommit, ex.tracer, cancel).run(
+                        kwargs
+                    )
             elif step.plain_async and ex.tracer is None:
                 await arun_plain(step, record, kwargs, ex.journal, cancel)
             else:

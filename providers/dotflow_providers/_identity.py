@@ -17,11 +17,14 @@ Everything here is a pure function of its arguments, so tests call it directly.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import inspect
+import linecache
 import textwrap
+import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple, Protocol
 
@@ -74,16 +77,54 @@ def _code_of(func: Any) -> Any:
     return func
 
 
+def _last_line(code: types.CodeType) -> int:
+    """The last source line a code object (or one nested in it) has an instruction on."""
+    last = max((end for _, end, _, _ in code.co_positions() if end is not None), default=0)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            last = max(last, _last_line(const))
+    return last
+
+
+def _function_tree(func: Any) -> ast.Module:
+    """The parsed source of a function: the lines its code object spans, read from the file
+    (without `inspect.getsource`, whose tokenizer costs milliseconds in a new process); what
+    that cannot parse (a lambda inside a longer statement, say) goes through `inspect`."""
+    with contextlib.suppress(ValueError):  # as `inspect.getsource`: a wrapper's wrapped code
+        func = inspect.unwrap(func)
+    code = getattr(func, "__code__", None)
+    if isinstance(code, types.CodeType):
+        lines = linecache.getlines(code.co_filename, getattr(func, "__globals__", None))
+        first, last = code.co_firstlineno, _last_line(code)
+        if lines and 0 < first <= last <= len(lines):
+            # and the lines after it that are still inside the block (more indented than the
+            # `def`, or blank): statements that compile to nothing, such as `else: pass`
+            indent = len(lines[first - 1]) - len(lines[first - 1].lstrip())
+            while last < len(lines):
+                line = lines[last]
+                if line.strip() and len(line) - len(line.lstrip()) <= indent:
+                    break
+                last += 1
+            with contextlib.suppress(SyntaxError, ValueError):
+                return ast.parse(textwrap.dedent("".join(lines[first - 1 : last])))
+    return ast.parse(textwrap.dedent(inspect.getsource(func)))
+
+
 @functools.lru_cache(maxsize=4096)
 def _source_digest(func: Callable[..., Any]) -> str:
     """The digest of a function's code as Python parses it: comments, formatting, blank lines,
     docstrings and decorators do not count; its signature, defaults and body do."""
     try:
-        source = textwrap.dedent(inspect.getsource(func))
-        tree = ast.parse(source)
-    except (OSError, TypeError, SyntaxError, IndentationError):
+        tree = _function_tree(func)
+    except (OSError, TypeError, SyntaxError, ValueError):
         # no readable source (a builtin, code built at run time): only the name identifies it
         return "name:" + getattr(func, "__module__", "?") + ":" + default_step_name(func)
+    return tree_digest(tree)
+
+
+def tree_digest(tree: ast.Module) -> str:
+    """The digest of a parsed function (its source's first statement) without its decorators
+    and docstring."""
     node = tree.body[0] if tree.body else tree
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         node.decorator_list = []

@@ -162,7 +162,9 @@ class Journal:
                 manifest, steps=names, salts=salts, updated_at=time.time()
             )
             try:
-                self.store.put(self.layout.manifest, manifest_document(updated), if_match=manifest_version)
+                self.store.put(
+                    self.layout.manifest, manifest_document(updated), if_match=manifest_version
+                )
             except PreconditionFailed:
                 raise CheckpointError(
                     f"the manifest of workflow {self.workflow_id!r} changed while this runner "

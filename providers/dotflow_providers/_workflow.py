@@ -382,7 +382,13 @@ class Workflow:
         gc.freeze()  # see `Execution.execute`, which unfreezes: preparing allocates per step too
         try:
             execution = self._prepare(
-                mode, keep_going, initial_context, max_workers, compensate, strict_recovery, rerun_from
+                mode,
+                keep_going,
+                initial_context,
+                max_workers,
+                compensate,
+                strict_recovery,
+                rerun_from,
             )
         except BaseException:
             gc.unfreeze()

@@ -30,6 +30,10 @@ class CheckpointStore(Protocol):
     limit (for an object store, `max_key_bytes` is what its prefix leaves of the service's own
     limit). Workflows check the keys they will write against both when they are built, so an id
     too long for the store is refused before anything runs.
+
+    Optional: `get_many_versioned(keys)`, an iterator of what `get_versioned` answers for each
+    key in order, for a store that reads many keys cheaper in one pass (`FileStore` opens each
+    folder once); a resume reads every step document through it when the store has one.
     """
 
     url: str

@@ -239,7 +239,9 @@ class FileStore:
                     key, f"{os.path.join(self._root, key)} is a directory, not a file"
                 )
             if not stat.S_ISREG(st.st_mode):
-                raise StoreError(f"FileStore {self._root}: {key!r} is not a regular file; remove it")
+                raise StoreError(
+                    f"FileStore {self._root}: {key!r} is not a regular file; remove it"
+                )
             # Files are never changed in place (every write renames a new inode over the
             # key), so the size and version read before the data still describe it.
             data = _read_all(fd, st.st_size)

@@ -1,0 +1,144 @@
+"""A step's code version is the digest of its source as Python parses it. The engine reads the
+lines a function's code object spans instead of calling `inspect.getsource` (whose tokenizer
+costs milliseconds in every new process): the digest must be the one `inspect.getsource` gives,
+for every function, or an upgrade would re-run every finished step (or, worse, a digest could
+miss a change)."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import inspect
+import tempfile
+import textwrap
+import types
+import unittest.mock
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import dotflow_providers
+from dotflow_providers._identity import _source_digest, tree_digest
+
+
+def reference_digest(func: Any) -> str:
+    """The digest through `inspect.getsource`, as every earlier version computed it."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+    except (OSError, TypeError, SyntaxError, ValueError):
+        return "name:" + getattr(func, "__module__", "?") + ":" + func.__qualname__
+    return tree_digest(tree)
+
+
+def functions_of(module: types.ModuleType) -> Iterator[Any]:
+    for value in vars(module).values():
+        if isinstance(value, types.FunctionType) and value.__module__ == module.__name__:
+            yield value
+        elif isinstance(value, type) and value.__module__ == module.__name__:
+            for member in vars(value).values():
+                function = getattr(member, "__func__", member)
+                if isinstance(function, types.FunctionType):
+                    yield function
+
+
+CORPUS = [
+    "json.decoder", "json.encoder", "inspect", "ast", "textwrap", "dataclasses", "argparse",
+    "asyncio.tasks", "concurrent.futures.thread", "logging",
+    *sorted(
+        f"dotflow_providers.{p.stem}"
+        for p in Path(dotflow_providers.__file__).parent.glob("*.py")
+        if p.stem not in ("__init__", "__main__", "engine")  # `engine` only re-exports
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", CORPUS)
+def test_every_function_of_a_module_gets_the_digest_inspect_gives(name: str) -> None:
+    module = importlib.import_module(name)
+    functions = list(functions_of(module))
+    assert functions
+    different = [
+        f.__qualname__ for f in functions if _source_digest.__wrapped__(f) != reference_digest(f)
+    ]
+    assert different == []
+
+
+# --- generated functions: decorators, docstrings, defaults and returns over several lines,
+# nested functions, trailing comments, methods, lambdas, blocks at column 0 inside strings
+
+_BODY = st.sampled_from(
+    [
+        "return 1",
+        "return (\n        1 +\n        2\n    )",
+        "x = [\n        i for i in range(3)\n    ]\n    return x",
+        "def inner():\n        return 2\n    return inner",
+        "pass",
+        "return 'text'  # a trailing comment",
+        "s = '''\nat column zero\n'''\n    return s",
+        "if True:\n        return 3\n    # a comment after the last statement",
+        "for i in range(2):\n        pass",
+        "yield 1",
+        "async_ = None\n    return async_",
+        "if a:\n        return 1\n    else:\n        pass",
+        "x: int\n    ...",
+        "return 5\n    'a string statement after the return'",
+        "return lambda: (\n        4\n    )",
+    ]
+)
+
+
+@st.composite
+def function_sources(draw: st.DrawFn) -> tuple[str, str]:
+    decorators = draw(st.lists(st.sampled_from(["@staticmethod_like", "@ident"]), max_size=2))
+    doc = draw(st.sampled_from(["", '"""Docstring."""\n    ', '"""Two\n    lines."""\n    ']))
+    params = draw(
+        st.sampled_from(["", "a=1", "a=(\n        1,\n        2,\n    )", "*args, b: int = 2"])
+    )
+    body = draw(_BODY)
+    trailer = draw(st.sampled_from(["", "\n# a comment after the function\n", "\n\nx = 1\n"]))
+    in_class = draw(st.booleans())
+    lines = [*decorators, f"def step({params}):", f"    {doc}{body}"]
+    source = "\n".join(lines) + "\n" + trailer
+    header = "def ident(f):\n    return f\n\nstaticmethod_like = ident\n\n"
+    if in_class:
+        return header + "class Holder:\n" + textwrap.indent(source, "    "), "Holder.step"
+    return header + source, "step"
+
+
+_counter = iter(range(1_000_000))
+
+
+@settings(max_examples=150, deadline=None)
+@given(function_sources())
+def test_generated_functions_get_the_digest_inspect_gives(source_and_name: tuple[str, str]) -> None:
+    source, qualname = source_and_name
+    name = f"_generated_{next(_counter)}"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"{name}.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        func: Any = module
+        for part in qualname.split("."):
+            func = getattr(func, part)
+        expected = reference_digest(func)
+        assert not expected.startswith("name:")  # the source was read
+        # and read from the code object's lines: the tokenizer is not needed for a function
+        with unittest.mock.patch.object(inspect, "getsource", side_effect=AssertionError):
+            assert _source_digest.__wrapped__(func) == expected
+
+
+def test_a_lambda_inside_a_longer_statement_is_read_as_before() -> None:
+    steps = [lambda: 1, lambda: (
+        2
+    )]  # fmt: skip
+    for step in steps:
+        assert _source_digest.__wrapped__(step) == reference_digest(step)
