@@ -94,6 +94,9 @@ def _function_tree(func: Any) -> ast.Module:
         func = inspect.unwrap(func)
     code = getattr(func, "__code__", None)
     if isinstance(code, types.CodeType):
+        # as `inspect` does: lines cached before the file changed (in a parent process that
+        # forked this one, say) are dropped, never read against the new code's line numbers
+        linecache.checkcache(code.co_filename)
         lines = linecache.getlines(code.co_filename, getattr(func, "__globals__", None))
         first, last = code.co_firstlineno, _last_line(code)
         if lines and 0 < first <= last <= len(lines):

@@ -10,6 +10,8 @@ import ast
 import importlib
 import importlib.util
 import inspect
+import linecache
+import os
 import tempfile
 import textwrap
 import types
@@ -142,3 +144,21 @@ def test_a_lambda_inside_a_longer_statement_is_read_as_before() -> None:
     )]  # fmt: skip
     for step in steps:
         assert _source_digest.__wrapped__(step) == reference_digest(step)
+
+
+def test_lines_cached_before_the_file_changed_are_not_read(tmp_path: Path) -> None:
+    # a process forked from one that had read the old file (an Airflow worker, say) imports
+    # the edited file: the digest is the edited code's, never the cached old lines'
+    path = tmp_path / "edited_step.py"
+    path.write_text("def step():\n    return 1\n")
+    linecache.getlines(str(path))  # the old lines, cached
+    path.write_text("def step():\n    return 2 + 40\n")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    spec = importlib.util.spec_from_file_location("edited_step", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert _source_digest.__wrapped__(module.step) == tree_digest(
+        ast.parse("def step():\n    return 2 + 40\n")
+    )
