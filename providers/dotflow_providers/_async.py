@@ -8,6 +8,7 @@ commit that keeps store I/O off the loop.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -216,6 +217,7 @@ async def _run_chains(ex: Execution, chains: list[list[int]]) -> None:
     limit = asyncio.Semaphore(bound) if bound is not None and bound < len(chains) else None
     loop = asyncio.get_running_loop()
     tasks = [asyncio.create_task(_run_chain(ex, chain, limit)) for chain in chains]
+    gc.freeze()  # the run's records and tasks live until it ends: no collection rescans them
 
     def cancel_all() -> None:
         for task in tasks:
