@@ -245,8 +245,8 @@ ASYNC_STRATEGIES: dict[str, AsyncStrategy] = {
 
 
 async def execute_async(execution: Execution, strategy: AsyncStrategy) -> None:
-    execution.open()
     try:
+        execution.open()  # inside: a tracer that fails here still gets the lease released
         await strategy(execution)
         await _io(execution, execution.journal.flush)  # group commit: the last batch
     finally:

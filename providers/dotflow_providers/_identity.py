@@ -101,11 +101,14 @@ def _function_tree(func: Any) -> ast.Module:
         first, last = code.co_firstlineno, _last_line(code)
         if lines and 0 < first <= last <= len(lines):
             # and the lines after it that are still inside the block (more indented than the
-            # `def`, or blank): statements that compile to nothing, such as `else: pass`
+            # `def`, blank, or comments, at any indentation): statements that compile to
+            # nothing, such as `else: pass`, dead code after a return, `x: int`. A lambda has no
+            # block: its lines are all there is (`inspect` reads no further either)
             indent = len(lines[first - 1]) - len(lines[first - 1].lstrip())
-            while last < len(lines):
+            while code.co_name != "<lambda>" and last < len(lines):
                 line = lines[last]
-                if line.strip() and len(line) - len(line.lstrip()) <= indent:
+                text = line.strip()
+                if text and text[0] != "#" and len(line) - len(line.lstrip()) <= indent:
                     break
                 last += 1
             with contextlib.suppress(SyntaxError, ValueError):

@@ -275,13 +275,13 @@ class Execution:
             self.tracer.workflow_finished(run)
 
     def execute(self, strategy: Strategy) -> None:
-        self.open()
         # The definition and the prepared run live as long as the run: moved out of the cyclic
         # collector's sight, they are not rescanned by every full collection (which made a step
         # of a 100,000-step run cost a third more than one of a 1,000-step run). Collection
         # itself stays on for what the steps allocate; frozen objects come back at the end.
         gc.freeze()
         try:
+            self.open()  # inside: a tracer that fails here still gets the lease released
             strategy(self)
             self.journal.flush()  # group commit: the last batch
         finally:

@@ -394,12 +394,18 @@ class Workflow:
             gc.unfreeze()
             raise
         if mode == "background":
-            threading.Thread(
+            thread = threading.Thread(
                 target=execution.execute,
                 args=(strategy,),
                 name="dotflow-background",
                 daemon=True,
-            ).start()
+            )
+            try:
+                thread.start()
+            except BaseException:  # no thread: nothing will unfreeze or release but this
+                gc.unfreeze()
+                execution.close()
+                raise
         else:
             execution.execute(strategy)
         return execution.run

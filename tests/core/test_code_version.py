@@ -89,6 +89,7 @@ _BODY = st.sampled_from(
         "if a:\n        return 1\n    else:\n        pass",
         "x: int\n    ...",
         "return 5\n    'a string statement after the return'",
+        "return 6\n# a comment at column 0\n    ...",
         "return lambda: (\n        4\n    )",
     ]
 )
@@ -162,3 +163,54 @@ def test_lines_cached_before_the_file_changed_are_not_read(tmp_path: Path) -> No
     assert _source_digest.__wrapped__(module.step) == tree_digest(
         ast.parse("def step():\n    return 2 + 40\n")
     )
+
+
+# Each pair behaves differently, so their digests must differ; a comment at column 0 before
+# the last lines (what an editor's comment toggle writes) once cut those lines off unnoticed.
+CHANGED_PAIRS = [
+    (  # a dead `yield` makes the step a generator
+        "def step(ctx):\n    return [ctx]\n#   note\n    yield\n",
+        "def step(ctx):\n    return [ctx]\n",
+    ),
+    (  # a dead annotation makes `limit` local: the step raises UnboundLocalError
+        "limit = 10\ndef step(ctx):\n    if ctx > limit:\n        raise ValueError(ctx)\n"
+        "    return ctx\n# limit = 5\n    limit: int\n",
+        "limit = 10\ndef step(ctx):\n    if ctx > limit:\n        raise ValueError(ctx)\n"
+        "    return ctx\n",
+    ),
+    (  # a `yield` under `if False:` compiles to nothing and still makes a generator
+        "def step(ctx):\n    total = ctx\n    return total\n"
+        "# debug\n    if False:\n        yield\n",
+        "def step(ctx):\n    total = ctx\n    return total\n",
+    ),
+]
+
+
+def load_source(folder: Path, name: str, source: str) -> Any:
+    path = folder / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("before", "after"), CHANGED_PAIRS)
+def test_statements_after_a_column_zero_comment_count(
+    tmp_path: Path, before: str, after: str
+) -> None:
+    one = load_source(tmp_path, "changed_before", before).step
+    two = load_source(tmp_path, "changed_after", after).step
+    assert _source_digest.__wrapped__(one) == reference_digest(one)
+    assert _source_digest.__wrapped__(two) == reference_digest(two)
+    assert _source_digest.__wrapped__(one) != _source_digest.__wrapped__(two)
+
+
+def test_a_lambda_in_a_block_header_is_read_as_before(tmp_path: Path) -> None:
+    module = load_source(
+        tmp_path, "lambda_header", "R = []\nfor f in [lambda: 1]:\n    R.append(f)\n"
+    )
+    (step,) = module.R
+    assert _source_digest.__wrapped__(step) == reference_digest(step)

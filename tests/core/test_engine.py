@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import itertools
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from dotflow_providers import (
     ExponentialBackoff,
+    FileStore,
     FixedRetry,
     InvalidTransition,
+    Run,
     Status,
     Tracer,
     Workflow,
@@ -163,3 +168,35 @@ def test_cancel_cuts_a_retry_wait_short() -> None:
     assert run.status is Status.CANCELLED
     assert [s.status for s in run.steps] == [Status.CANCELLED, Status.CANCELLED]
     assert run.steps[0].attempts == 1
+
+
+class _FailingAtStart(Tracer):
+    def workflow_started(self, run: Run) -> None:
+        raise RuntimeError("tracer down")
+
+
+@action
+def _one() -> int:
+    return 1
+
+
+@action
+async def _aone() -> int:
+    return 1
+
+
+@pytest.mark.parametrize("mode", ["sequential", "async_sequential"])
+def test_a_run_that_fails_to_open_leaves_nothing_held(tmp_path: Path, mode: str) -> None:
+    # a tracer failing as the run opens: the lease is released and the collector unfrozen (a
+    # run freezes what it holds for its duration), so the next start runs at once
+    store = FileStore(tmp_path)
+    asynchronous = mode.startswith("async")
+    step = _aone if asynchronous else _one
+
+    def start(workflow: Workflow) -> Run:
+        return asyncio.run(workflow.start_async(mode)) if asynchronous else workflow.start(mode)
+
+    with pytest.raises(RuntimeError, match="tracer down"):
+        start(Workflow("opens", store=store, tracer=_FailingAtStart()).add(step))
+    assert gc.get_freeze_count() == 0
+    assert start(Workflow("opens", store=store).add(step)).status is Status.COMPLETED

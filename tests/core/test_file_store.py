@@ -13,12 +13,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dotflow_providers import (
+    Context,
     CorruptCheckpoint,
     FileStore,
     MemoryStore,
     PreconditionFailed,
+    Run,
     StoreError,
     UnknownStoreURL,
+    Workflow,
+    action,
     store_from_url,
 )
 
@@ -305,3 +309,30 @@ def test_reading_many_keys_refuses_a_folder_swapped_for_a_link(tmp_path: Path) -
     steps.symlink_to(outside / "steps", target_is_directory=True)
     with pytest.raises(StoreError, match="symbolic link"):
         list(store.get_many_versioned(["wf/steps/a.json"]))
+
+
+def test_a_subclass_that_changes_get_versioned_sees_every_read_of_a_resume(tmp_path: Path) -> None:
+    # a store that audits or transforms what it reads: a resume must not go around it
+    seen: list[str] = []
+
+    class Audited(FileStore):
+        def get_versioned(self, key: str) -> tuple[bytes, str] | None:
+            seen.append(key)
+            return super().get_versioned(key)
+
+    @action
+    def first() -> int:
+        return 1
+
+    @action
+    def second(previous_context: Context) -> int:
+        return previous_context.value + 1
+
+    def start() -> Run:
+        return Workflow("audited", store=Audited(tmp_path)).add(first).add(second).start()
+
+    assert start().output == 2
+    seen.clear()
+    run = start()
+    assert [s.restored for s in run.steps] == [True, True]
+    assert sum("/steps/" in key for key in seen) == 2

@@ -60,10 +60,19 @@ def get_many_versioned(
     """`store.get_versioned(key)` of each key, in order: through the store's own
     `get_many_versioned` when it has one (a `FileStore` opens each folder once), which is
     optional in the protocol."""
-    many = getattr(store, "get_many_versioned", None)
-    if many is not None:
-        return many(keys)  # type: ignore[no-any-return]
+    cls = type(store)
+    if (
+        hasattr(cls, "get_many_versioned")
+        and "get_versioned" not in getattr(store, "__dict__", {})  # not replaced on the instance
+        and issubclass(_owner(cls, "get_many_versioned"), _owner(cls, "get_versioned"))
+    ):  # else a subclass changed what `get_versioned` answers: every read must go through it
+        return store.get_many_versioned(keys)  # type: ignore[attr-defined,no-any-return]
     return map(store.get_versioned, keys)
+
+
+def _owner(cls: type, name: str) -> type:
+    """The class in `cls`'s MRO that defines the attribute `name`."""
+    return next(c for c in cls.__mro__ if name in vars(c))
 
 
 _USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
