@@ -11,7 +11,6 @@ import importlib
 import importlib.util
 import inspect
 import linecache
-import os
 import tempfile
 import textwrap
 import types
@@ -113,6 +112,17 @@ def function_sources(draw: st.DrawFn) -> tuple[str, str]:
     return header + source, "step"
 
 
+def load_source(folder: Path, name: str, source: str) -> Any:
+    path = folder / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 _counter = iter(range(1_000_000))
 
 
@@ -122,14 +132,7 @@ def test_generated_functions_get_the_digest_inspect_gives(source_and_name: tuple
     source, qualname = source_and_name
     name = f"_generated_{next(_counter)}"
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"{name}.py"
-        path.write_text(source)
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        func: Any = module
+        func: Any = load_source(Path(folder), name, source)
         for part in qualname.split("."):
             func = getattr(func, part)
         expected = reference_digest(func)
@@ -153,13 +156,7 @@ def test_lines_cached_before_the_file_changed_are_not_read(tmp_path: Path) -> No
     path = tmp_path / "edited_step.py"
     path.write_text("def step():\n    return 1\n")
     linecache.getlines(str(path))  # the old lines, cached
-    path.write_text("def step():\n    return 2 + 40\n")
-    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
-    spec = importlib.util.spec_from_file_location("edited_step", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_source(tmp_path, "edited_step", "def step():\n    return 2 + 40\n")
     assert _source_digest.__wrapped__(module.step) == tree_digest(
         ast.parse("def step():\n    return 2 + 40\n")
     )
@@ -184,17 +181,6 @@ CHANGED_PAIRS = [
         "def step(ctx):\n    total = ctx\n    return total\n",
     ),
 ]
-
-
-def load_source(folder: Path, name: str, source: str) -> Any:
-    path = folder / f"{name}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize(("before", "after"), CHANGED_PAIRS)
