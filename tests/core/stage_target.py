@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,21 @@ from typing import Any
 import pydantic
 
 from dotflow_providers import DotflowError, LeaseConfig, Stage, Workflow, store_from_url
+
+
+def command(folder: Path, *extra: str) -> list[str]:
+    """The command line that runs this module as a runner process on `folder`'s store."""
+    store = f"file://{folder / 'store'}"
+    return [
+        sys.executable,
+        "-m",
+        "tests.core.stage_target",
+        "--store",
+        store,
+        "--dir",
+        str(folder),
+        *extra,
+    ]
 
 
 class JobState(pydantic.BaseModel):

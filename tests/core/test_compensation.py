@@ -30,7 +30,7 @@ from dotflow_providers._format import Layout
 from dotflow_providers._lease import Lease, read_lease
 
 from .procs import ROOT
-from .stage_target import JobState, Recording
+from .stage_target import JobState, Recording, command
 
 
 def rollbacks(folder: Path) -> list[str]:
@@ -99,16 +99,7 @@ def test_the_compensations_receive_the_error_they_are_for(tmp_path: Path) -> Non
 
 def stage_process(tmp_path: Path, *extra: str) -> dict[str, Any]:
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.core.stage_target",
-            "--store",
-            f"file://{tmp_path / 'store'}",
-            "--dir",
-            str(tmp_path),
-            *extra,
-        ],
+        command(tmp_path, *extra),
         cwd=ROOT,
         check=False,
         capture_output=True,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from dotflow_providers import (
 from dotflow_providers._format import Layout, load_step
 
 from .procs import ROOT, wait_for
-from .stage_target import JobState, Recording
+from .stage_target import JobState, Recording, command
 
 
 def events(folder: Path) -> list[str]:
@@ -191,16 +190,7 @@ def test_a_stage_can_keep_progress_too() -> None:
 
 def runner(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.core.stage_target",
-            "--store",
-            f"file://{tmp_path / 'store'}",
-            "--dir",
-            str(tmp_path),
-            *extra,
-        ],
+        command(tmp_path, *extra),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
