@@ -397,26 +397,10 @@ class TaskEngine(StepLifecycle):
     def execute_with_retry(self, kwargs: dict[str, Any], failed: Exception | None = None) -> Any:
         """Call the step until it succeeds or its policy gives up; commit the success once.
         `failed`: the error of a first attempt already made."""
-        step, record, cancel = self.step, self.record, self.cancel
+        record = self.record
         if failed is not None:
             self._attempt_at = record.started_at or 0.0
-            output = self._retry(kwargs, failed)
-        elif step.plain and (cancel is None or not cancel.requested) and not record.attempts:
-            # the first attempt of a plain step (no guard, timeout, runner or coroutine): what
-            # `_start_attempt`, `_call` and `_attempt_succeeded` do for it, in this frame
-            record.attempts = 1
-            self._attempt_at = record.started_at or 0.0
-            try:
-                output = step.func(**kwargs) if self.runner is None else self._call(kwargs)
-            except Exception as error:
-                output = self._retry(kwargs, error)
-            else:
-                if cancel is not None and cancel.requested:
-                    raise WorkflowCancelled(f"the run was cancelled while step {step.name!r} ran")
-                record.output = output
-                record.finished_at = time.time()
-        else:
-            output = self._retry(kwargs, None)
+        output = self._retry(kwargs, failed)
         if self.commit is not None:
             self.commit(record)
         record.status = COMPLETED  # IN_PROGRESS -> COMPLETED, always allowed
