@@ -119,20 +119,9 @@ class Workflow:
         """Append a step: a function, an `@action`, a `Stage`, or a class/object with `@action`
         methods. Step names are unique within a workflow (they key its checkpoints)."""
         if type(step) is Action:  # the common case first: an @action added by name
-            name = name or step.name
-            store = self.store
-            if (
-                type(name) is str
-                and name
-                and name not in self._names
-                and not step.takes_item
-                and store.max_key_bytes is None  # else `_append` checks the keys' sizes
-                and store.max_key_part_bytes is None
-            ):
-                self._names.add(name)  # what `_append` checks, passed: append it here
-                self._specs.append(_new(StepSpec, (step, name, initial_context, group, None, None)))
-            else:
-                self._append(StepSpec(step, name, initial_context, group))
+            self._append(
+                _new(StepSpec, (step, name or step.name, initial_context, group, None, None))
+            )
             return self
         if isinstance(step, Stage):
             if name is not None:
@@ -191,8 +180,8 @@ class Workflow:
         return self
 
     def _append(self, spec: StepSpec) -> None:
-        name = spec.name
-        if spec.map is None and spec.step.takes_item:
+        step, name, _, _, _, map_ = spec
+        if map_ is None and step.takes_item:
             raise InvalidStep(
                 f"step {name!r} takes an `item` parameter, which only a map gives: add it with "
                 "workflow.map(step, items)"
@@ -204,8 +193,11 @@ class Workflow:
                 f"two steps are named {name!r}; step names key the checkpoints, so give one "
                 "of them another name with add(..., name=...)"
             )
-        if self._workflow_id is not None:
-            check_key_limits(self.store, self._workflow_id, (name,), workflow=False)
+        store = self.store
+        if self._workflow_id is not None and (
+            store.max_key_bytes is not None or store.max_key_part_bytes is not None
+        ):  # (most stores have no limit: no call then, one per `add()`)
+            check_key_limits(store, self._workflow_id, (name,), workflow=False)
         self._names.add(name)
         self._specs.append(spec)
 
