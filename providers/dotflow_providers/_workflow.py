@@ -296,12 +296,7 @@ class Workflow:
         """
         if mode not in CHAIN_LAYOUTS:
             raise UnknownMode(f"unknown mode {mode!r}; choose one of {', '.join(CHAIN_LAYOUTS)}")
-        if not self._specs:
-            raise InvalidStep("the workflow has no steps; add some with workflow.add(step)")
-        initial = self._initial(initial_context)
-        maps = {i: s.map.materialize() for i, s in enumerate(self._specs) if s.map is not None}
-        identities = self._identities(mode, initial, maps)
-        layout = Layout(self.workflow_id_for(initial_context))
+        initial, maps, identities, layout = self._derive(mode, initial_context)
         reason = error
         if reason is None:
             reason = RolledBack(f"workflow {layout.workflow_id!r} is compensated on request")
@@ -442,6 +437,19 @@ class Workflow:
             gc.unfreeze()
         return execution.run
 
+    def _derive(
+        self, mode: str, initial_context: Any
+    ) -> tuple[list[Any], dict[int, list[Any]], list[StepIdentity], Layout]:
+        """What a start and a compensation derive from the definition: each step's initial
+        context, the map steps' items, what each checkpoint must be valid for, and where the
+        workflow's documents live."""
+        if not self._specs:
+            raise InvalidStep("the workflow has no steps; add some with workflow.add(step)")
+        initial = self._initial(initial_context)
+        maps = {i: s.map.materialize() for i, s in enumerate(self._specs) if s.map is not None}
+        identities = self._identities(mode, initial, maps)
+        return initial, maps, identities, Layout(self.workflow_id_for(initial_context))
+
     def _identities(
         self, mode: str, initial: list[Any], maps: dict[int, list[Any]] | None = None
     ) -> list[StepIdentity]:
@@ -491,8 +499,6 @@ class Workflow:
     ) -> Execution:
         """Take the lease, decide from the stored checkpoints what is restored, and build the
         run (all before a step runs)."""
-        if not self._specs:
-            raise InvalidStep("the workflow has no steps; add some with workflow.add(step)")
         if max_workers is not None and max_workers < 1:
             raise ConfigurationError(f"max_workers must be at least 1, got {max_workers!r}")
         rerun_index = None
@@ -503,15 +509,12 @@ class Workflow:
                     f"{self.steps}"
                 )
             rerun_index = self.steps.index(rerun_from)
-        initial = self._initial(initial_context)
-        maps = {i: s.map.materialize() for i, s in enumerate(self._specs) if s.map is not None}
-        if maps and mode == "parallel":
+        if mode == "parallel" and any(spec.map is not None for spec in self._specs):
             raise ConfigurationError(
                 "map steps cannot run in parallel mode (their items are run by this runner); "
                 "give the map an executor= (a ProcessPoolExecutor) and start it sequentially"
             )
-        identities = self._identities(mode, initial, maps)
-        layout = Layout(self.workflow_id_for(initial_context))
+        initial, maps, identities, layout = self._derive(mode, initial_context)
         if self._workflow_id is None:  # derived: known only now (a given one was checked)
             check_key_limits(self.store, layout.workflow_id, self.steps)
         lease = None if self.lock is None else Lease(self.store, layout.lock, self.lock)
