@@ -10,7 +10,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 
 from .._errors import CorruptCheckpoint, PreconditionFailed, StoreError
@@ -210,17 +210,11 @@ class FileStore:
         return fd
 
     def _read(self, key: str) -> tuple[bytes, str] | None:
-        parts, name = self._split(key)
+        reads = self.get_many_versioned((key,))  # the one read path, for one key
         try:
-            folder = self._open_dir(parts, key, "read", create=False)
-            if folder is None:
-                return None
-            try:
-                return self._read_in(folder, name, key)
-            finally:
-                os.close(folder)
-        except OSError as exc:
-            raise self._error("read", key, exc) from exc
+            return next(reads)
+        finally:
+            reads.close()  # its folder is closed now, not when the generator is collected
 
     def _read_in(self, folder: int, name: str, key: str) -> tuple[bytes, str] | None:
         """The file `name` in the open `folder` (the document `key`) and its version."""
@@ -249,7 +243,9 @@ class FileStore:
             os.close(fd)
         return data, _etag(st)
 
-    def get_many_versioned(self, keys: Iterable[str]) -> Iterator[tuple[bytes, str] | None]:
+    def get_many_versioned(
+        self, keys: Iterable[str]
+    ) -> Generator[tuple[bytes, str] | None, None, None]:
         """`get_versioned` of each key in turn, opening each folder once for a run of keys in
         it (a resume reads every step document of one folder)."""
         folder, at = -1, None
