@@ -304,7 +304,7 @@ class Journal:
             self._prefix,
             record.name,
             index,
-            (identity.version, identity.input, identity.salt, token),
+            valid_for(identity, token),
             record.attempts,
             started,
             record.finished_at or started,
