@@ -207,9 +207,10 @@ class Lease:
                 return
             except StoreError as exc:  # transient: the lease may still be ours; try again
                 logger.warning("could not renew the lease on %s: %s", self.key, exc)
-            if self.on_heartbeat is not None:
+            watcher = self.on_heartbeat  # (`release` may drop it meanwhile)
+            if watcher is not None:
                 try:
-                    self.on_heartbeat()
+                    watcher()
                 except Exception as exc:  # a watcher must never kill the heartbeat
                     logger.warning("heartbeat watcher failed: %s", exc)
 
@@ -218,6 +219,9 @@ class Lease:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+        # The watcher refers to the run (to cancel it), which refers back to the lease: dropped,
+        # a finished run is freed as soon as nothing uses it, not by a full collection later.
+        self.on_heartbeat = None
         with self._mutex:
             if self.lost or self._version is None:
                 return
