@@ -204,6 +204,15 @@ def test_a_run_that_fails_to_open_leaves_nothing_held(tmp_path: Path, mode: str)
     assert start(Workflow("opens", store=store).add(step)).status is Status.COMPLETED
 
 
+@action
+def _item(item: int) -> int:
+    return item
+
+
+def _unavailable_items() -> list[int]:
+    raise RuntimeError("items unavailable")
+
+
 @pytest.mark.parametrize("collecting", [True, False])
 @pytest.mark.parametrize("mode", ["sequential", "async_sequential"])
 def test_starting_leaves_the_cyclic_collector_as_it_found_it(
@@ -223,10 +232,13 @@ def test_starting_leaves_the_cyclic_collector_as_it_found_it(
     (gc.enable if collecting else gc.disable)()
     try:
         assert start(Workflow("gc", store=store).add(step)).status is Status.COMPLETED
-        assert gc.isenabled() is collecting
+        assert (gc.isenabled(), gc.get_freeze_count()) == (collecting, 0)
         with pytest.raises(ConfigurationError, match="names no step"):
             start(Workflow("gc", store=store).add(step), rerun_from="missing")
-        assert gc.isenabled() is collecting
+        assert (gc.isenabled(), gc.get_freeze_count()) == (collecting, 0)
+        with pytest.raises(RuntimeError, match="items unavailable"):  # while building the run
+            start(Workflow("gc", store=store).map(_item, _unavailable_items))
+        assert (gc.isenabled(), gc.get_freeze_count()) == (collecting, 0)
     finally:
         (gc.enable if was else gc.disable)()
 
