@@ -8,7 +8,6 @@ commit that keeps store I/O off the loop.
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from ._engine import (
 )
 from ._errors import StepTimeout
 from ._status import COMPLETED, IN_PROGRESS, NOT_STARTED
+from ._strategies import kept_for_the_run
 from ._timeout import in_process, in_thread
 
 if TYPE_CHECKING:
@@ -216,8 +216,8 @@ async def _run_chains(ex: Execution, chains: list[list[int]]) -> None:
     # no semaphore when it could never make a chain wait
     limit = asyncio.Semaphore(bound) if bound is not None and bound < len(chains) else None
     loop = asyncio.get_running_loop()
-    tasks = [asyncio.create_task(_run_chain(ex, chain, limit)) for chain in chains]
-    gc.freeze()  # the run's records and tasks live until it ends: no collection rescans them
+    with kept_for_the_run():
+        tasks = [asyncio.create_task(_run_chain(ex, chain, limit)) for chain in chains]
 
     def cancel_all() -> None:
         for task in tasks:

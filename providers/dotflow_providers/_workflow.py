@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import gc
 import hashlib
 import logging
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from itertools import repeat
 from operator import itemgetter
 from typing import Any
@@ -38,7 +37,14 @@ from ._map import Items, check_commit_options, map_step
 from ._run import Run
 from ._stages import Stage
 from ._status import Status
-from ._strategies import CHAIN_LAYOUTS, STRATEGIES, Execution, StepSpec, upstreams
+from ._strategies import (
+    CHAIN_LAYOUTS,
+    STRATEGIES,
+    Execution,
+    StepSpec,
+    kept_for_the_run,
+    upstreams,
+)
 from .retry import RetryPolicy
 from .storage import CheckpointStore, MemoryStore, store_from_url
 from .tracing import LoggingTracer, Tracer, Tracers
@@ -500,7 +506,7 @@ class Workflow:
     ) -> Execution:
         """Take the lease, decide from the stored checkpoints what is restored, and build the
         run (all before a step runs). What it builds per step is built with the cyclic
-        collector paused (see `_kept_for_the_run`); waiting for the lease is not."""
+        collector paused (see `kept_for_the_run`); waiting for the lease is not."""
         if max_workers is not None and max_workers < 1:
             raise ConfigurationError(f"max_workers must be at least 1, got {max_workers!r}")
         rerun_index = None
@@ -516,7 +522,7 @@ class Workflow:
                 "map steps cannot run in parallel mode (their items are run by this runner); "
                 "give the map an executor= (a ProcessPoolExecutor) and start it sequentially"
             )
-        with _kept_for_the_run():
+        with kept_for_the_run():
             initial, maps, identities, layout = self._derive(mode, initial_context)
         if self._workflow_id is None:  # derived: known only now (a given one was checked)
             check_key_limits(self.store, layout.workflow_id, self.steps)
@@ -532,7 +538,7 @@ class Workflow:
                 commit_interval=self.commit_interval,
             )
             journal.check_cancel()
-            with _kept_for_the_run():
+            with kept_for_the_run():
                 opened = journal.open(
                     identities, on_change=self.on_change, rerun_from=rerun_index, v1_inputs=initial
                 )
@@ -607,24 +613,6 @@ class Workflow:
 
     def __repr__(self) -> str:
         return f"<Workflow {self._workflow_id or '(derived id)'} steps={self.steps}>"
-
-
-@contextlib.contextmanager
-def _kept_for_the_run() -> Iterator[None]:
-    """What a start builds per step (identities, keys, restored documents, records) lives as
-    long as the run: it is built with the cyclic collector paused and frozen afterwards, as
-    `start` froze everything before it (the run unfreezes all when it ends). Collections would
-    only rescan it: at 100,000 steps they cost a step a tenth of its time. Nothing inside runs a
-    step or waits (a map's items callable may run); the collector is back on afterwards unless
-    the program had turned it off."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if collecting:
-            gc.enable()
 
 
 class StagedTask:
