@@ -51,9 +51,9 @@ NAMESPACE = ".dotflow"
 
 _FIRST = r"[A-Za-z0-9][A-Za-z0-9._:+@=,~-]*"
 _SEGMENT = r"[A-Za-z0-9_:+@=,~-][A-Za-z0-9._:+@=,~-]*"  # never '.', so never '..' or '.dotflow'
-_ID_PATTERN = re.compile(rf"^{_FIRST}(/{_SEGMENT})*$")
+_ID_PATTERN = re.compile(rf"{_FIRST}(/{_SEGMENT})*")  # fullmatch: `$` takes a final "\n"
 _MAX_ID = 400
-_SIMPLE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,79}$")
+_SIMPLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,79}")  # fullmatch, as above
 
 
 def check_workflow_id(workflow_id: object) -> str:
@@ -65,7 +65,7 @@ def check_workflow_id(workflow_id: object) -> str:
     if (
         not isinstance(workflow_id, str)
         or not 0 < len(workflow_id) <= _MAX_ID
-        or not _ID_PATTERN.match(workflow_id)
+        or not _ID_PATTERN.fullmatch(workflow_id)
     ):
         raise InvalidWorkflowId(
             f"workflow id {workflow_id!r} is not usable: use 1 to {_MAX_ID} characters of "
@@ -80,7 +80,7 @@ def step_key_name(name: str) -> str:
 
     Hashed forms start with `~`, which simple names never do, so two names never share a key.
     """
-    if _SIMPLE_NAME.match(name):
+    if _SIMPLE_NAME.fullmatch(name):
         return name
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:40]
     return f"~{safe}-{hashlib.sha256(name.encode()).hexdigest()[:16]}"
@@ -124,7 +124,7 @@ class Layout:
 
     def steps_of(self, names: Iterable[str]) -> list[str]:
         """`[self.step(name) for name in names]`, cheaper for simple names (all of a run's)."""
-        steps, simple = f"{self.base}steps/", _SIMPLE_NAME.match
+        steps, simple = f"{self.base}steps/", _SIMPLE_NAME.fullmatch
         return [
             f"{steps}{name}.json" if simple(name) else f"{steps}{step_key_name(name)}.json"
             for name in names
@@ -780,7 +780,7 @@ def load_request(key: str, data: bytes) -> NextStartRequest:
 
 # --- format 1 (dotflow-providers 0.1.0), read only ----------------------------------------------
 
-_V1_STEP_KEY = re.compile(r"^(?P<index>\d{5})-[^/]+\.json$")
+_V1_STEP_KEY = re.compile(r"(?P<index>\d{5})-[^/]+\.json")  # fullmatch
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -803,7 +803,9 @@ def v1_manifest(key: str, data: bytes) -> tuple[list[str], str]:
 
 
 def is_v1_step_key(layout: Layout, key: str) -> bool:
-    return key.startswith(layout.v1_steps) and bool(_V1_STEP_KEY.match(key[len(layout.v1_steps) :]))
+    return key.startswith(layout.v1_steps) and bool(
+        _V1_STEP_KEY.fullmatch(key[len(layout.v1_steps) :])
+    )
 
 
 def v1_fingerprint(values: list[Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import string
 import sys
 import textwrap
 from pathlib import Path
@@ -12,6 +13,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dotflow_providers import (
     ConfigurationError,
@@ -338,7 +341,20 @@ def test_nested_ids_never_touch_each_other(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "../escape", "a//b", "/abs", "a/./b", "x" * 401, "a\nb", "x/.dotflow", "a/.b"]
+    "bad",
+    [
+        "",
+        "../escape",
+        "a//b",
+        "/abs",
+        "a/./b",
+        "x" * 401,
+        "a\nb",
+        "a\n",
+        "a/b\n",
+        "x/.dotflow",
+        "a/.b",
+    ],
 )
 def test_unusable_ids_are_refused_by_every_entry_point(bad: str) -> None:
     store = MemoryStore()
@@ -351,6 +367,64 @@ def test_unusable_ids_are_refused_by_every_entry_point(bad: str) -> None:
     ):
         with pytest.raises(InvalidWorkflowId):
             call()
+
+
+_ID_CHARS = frozenset(string.ascii_letters + string.digits + "._:+@=,~-")
+_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "._-")
+_ALPHABET = st.sampled_from([*"aZ09._:+@=,~-/", "\n", "\r", " ", "\\", "é", "\x00", "~"])
+
+
+def _usable_id(workflow_id: str) -> bool:
+    """The documented rule, written out without a regular expression."""
+    parts = workflow_id.split("/")
+    return (
+        0 < len(workflow_id) <= 400
+        and all(part and set(part) <= _ID_CHARS for part in parts)
+        and parts[0][0].isascii()
+        and parts[0][0].isalnum()
+        and not any(part.startswith(".") for part in parts[1:])
+    )
+
+
+_GOOD_PART = st.text(st.sampled_from("aZ09._:+@=,~-"), min_size=1, max_size=5)
+
+
+@st.composite
+def _ids(draw: st.DrawFn) -> str:
+    """Ids near the rule's edges: a well-formed one with a character put somewhere (or none)."""
+    workflow_id = "/".join(draw(st.lists(_GOOD_PART, min_size=1, max_size=3)))
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(workflow_id)))
+        workflow_id = workflow_id[:at] + draw(_ALPHABET) + workflow_id[at:]
+    return workflow_id
+
+
+@given(st.one_of(_ids(), st.text(_ALPHABET, max_size=12)))
+def test_an_id_is_usable_exactly_when_the_documented_rule_says_so(workflow_id: str) -> None:
+    # (a regular expression's `$` also matches before a final newline: "a\n" was taken)
+    if _usable_id(workflow_id):
+        assert Layout(workflow_id).workflow_id == workflow_id
+    else:
+        with pytest.raises(InvalidWorkflowId):
+            Layout(workflow_id)
+
+
+@given(st.lists(st.text(_ALPHABET, min_size=1, max_size=12), unique=True, max_size=8))
+def test_step_keys_are_the_simple_name_itself_or_a_hashed_form_never_shared(
+    names: list[str],
+) -> None:
+    layout = Layout("keys")
+    keys = layout.steps_of(names)
+    assert keys == [layout.step(name) for name in names]
+    assert len(set(keys)) == len(names)  # two steps never share a checkpoint
+    for name, key in zip(names, keys, strict=True):
+        simple = len(name) <= 80 and set(name) <= _NAME_CHARS and name[0] not in ".-"
+        assert (
+            key == f"keys/.dotflow/steps/{name}.json"
+            if simple
+            else key.startswith("keys/.dotflow/steps/~")
+        )
+        assert set(key) <= _ID_CHARS | {"/"}  # what every store takes in a key
 
 
 # --- cancel belongs to a run --------------------------------------------------------------------
