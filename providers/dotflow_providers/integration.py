@@ -63,11 +63,15 @@ def is_permanent(error: BaseException) -> bool:
     return isinstance(error, PERMANENT_ERRORS)
 
 
-def id_part(text: object) -> str:
+def id_part(text: object, *, first: bool = False) -> str:
     """`text` as one workflow-id part: itself when it is safe, else its safe characters (others
-    become `_`) and a digest of the original, so two distinct names never share a part."""
+    become `_`) and a digest of the original, so two distinct names never share a part. The
+    `first` part of an id must start with a letter or digit: one that does not gets an `x` in
+    front, and so the digest too (`_etl` and `x_etl` are two DAGs)."""
     text = str(text)
     safe = _UNSAFE.sub("_", text).lstrip(".") or "_"
+    if first and not safe[0].isalnum():
+        safe = "x" + safe
     if safe == text:
         return text
     return f"{safe[:150]}~{hashlib.sha256(text.encode()).hexdigest()[:8]}"
@@ -77,9 +81,7 @@ def workflow_id_from(*parts: object) -> str:
     """A valid workflow id made of orchestrator names (`dag/run/task/map_index`, ...), one
     `id_part` each, joined with `/`. Too long an id keeps its start and ends with a digest of
     the whole, so distinct names stay distinct."""
-    cleaned = [id_part(part) for part in parts]
-    if cleaned and not cleaned[0][0].isalnum():
-        cleaned[0] = "x" + cleaned[0]
+    cleaned = [id_part(part, first=index == 0) for index, part in enumerate(parts)]
     workflow_id = "/".join(cleaned)
     if len(workflow_id) > _MAX_ID:
         digest = hashlib.sha256(workflow_id.encode()).hexdigest()[:16]

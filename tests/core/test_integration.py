@@ -47,10 +47,37 @@ def test_distinct_names_never_share_an_id_part(a: str, b: str) -> None:
         assert id_part(a) != id_part(b)
 
 
+_EDGY = st.text(st.sampled_from("x_-.a~/ "), min_size=1, max_size=4)
+
+
+@given(st.lists(_EDGY, min_size=1, max_size=3), st.data())
+def test_distinct_orchestrator_names_never_share_a_workflow_id(
+    a: list[str], data: st.DataObject
+) -> None:
+    # another DAG's (or flow's) checkpoints must never be restored: `_etl` and `x_etl` were one
+    # id. The other names are one edit away (a character inserted, dropped or replaced in one
+    # part), where a lossy mapping would collide.
+    b = list(a)
+    at = data.draw(st.integers(0, len(b) - 1))
+    part = b[at]
+    cut = data.draw(st.integers(0, len(part)))
+    char = data.draw(st.sampled_from("x_-.a~/ "))
+    edit = data.draw(st.sampled_from(["insert", "drop", "replace"]))
+    if edit == "insert":
+        b[at] = part[:cut] + char + part[cut:]
+    elif edit == "drop" and cut < len(part) and len(part) > 1:
+        b[at] = part[:cut] + part[cut + 1 :]
+    elif cut < len(part):
+        b[at] = part[:cut] + char + part[cut + 1 :]
+    if a != b:
+        assert workflow_id_from(*a) != workflow_id_from(*b)
+
+
 def test_safe_names_are_kept_as_they_are() -> None:
     run_id = "manual__2026-11-22T15:00:00+00:00"
     assert workflow_id_from("sales", run_id, "etl", 3) == f"sales/{run_id}/etl/3"
     assert workflow_id_from(".hidden", "a b").startswith("hidden~")
+    assert workflow_id_from("_etl") != workflow_id_from("x_etl") == "x_etl"
 
 
 @pytest.mark.parametrize(
