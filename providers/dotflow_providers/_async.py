@@ -8,6 +8,7 @@ commit that keeps store I/O off the loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -216,8 +217,10 @@ async def _run_chains(ex: Execution, chains: list[list[int]]) -> None:
     # no semaphore when it could never make a chain wait
     limit = asyncio.Semaphore(bound) if bound is not None and bound < len(chains) else None
     loop = asyncio.get_running_loop()
-    with kept_for_the_run():
-        tasks = [asyncio.create_task(_run_chain(ex, chain, limit)) for chain in chains]
+    # Tasks live until the run ends (`kept_for_the_run`); only the default task factory is sure
+    # not to start a chain in `create_task` (an eager one runs its first steps right there).
+    with kept_for_the_run() if loop.get_task_factory() is None else contextlib.nullcontext():
+        tasks = [loop.create_task(_run_chain(ex, chain, limit)) for chain in chains]
 
     def cancel_all() -> None:
         for task in tasks:

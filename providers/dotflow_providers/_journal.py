@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import operator
 import os
@@ -68,6 +69,16 @@ class Opened:
 
     plan: Plan
     restored: dict[int, StepDocument]
+
+
+def clear_progress(
+    store: CheckpointStore, layout: Layout, progress: set[int], record: StepRecord
+) -> None:
+    """Forget the progress record of a step now committed, if it kept one (`progress`: the
+    indices of the steps that did)."""
+    if record.index in progress:
+        progress.discard(record.index)
+        store.delete(layout.progress(record.name))
 
 
 class Journal:
@@ -155,7 +166,9 @@ class Journal:
                 self.commit_every,
                 self.commit_interval,
                 stored.next_seq,
-                self._clear_progress,
+                # not a bound method: the journal would hold itself through its group, and a
+                # finished run's records would wait for a full collection to be freed
+                functools.partial(clear_progress, self.store, self.layout, self._progress),
             )
         if names != manifest.steps or salts != manifest.salts:
             updated = dataclasses.replace(
@@ -333,9 +346,8 @@ class Journal:
                 f"another runner while it ran ({key!r}); the existing one was kept"
             ) from None
         record.checksum = digest
-        if self._progress and index in self._progress:
-            self._progress.discard(index)
-            self.store.delete(self.layout.progress(record.name))
+        if self._progress:
+            clear_progress(self.store, self.layout, self._progress, record)
 
     async def acommit(self, record: StepRecord) -> None:
         """`commit` for the async engine, never blocking the event loop."""
@@ -379,11 +391,6 @@ class Journal:
         """Write the pending batch of completed steps, if any (group commit)."""
         if self.group is not None:
             self.group.flush()
-
-    def _clear_progress(self, record: StepRecord) -> None:
-        if record.index in self._progress:
-            self._progress.discard(record.index)
-            self.store.delete(self.layout.progress(record.name))
 
     def save_progress(self, index: int, value: Any) -> None:
         if self.lease is not None:

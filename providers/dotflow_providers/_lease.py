@@ -207,10 +207,9 @@ class Lease:
                 return
             except StoreError as exc:  # transient: the lease may still be ours; try again
                 logger.warning("could not renew the lease on %s: %s", self.key, exc)
-            watcher = self.on_heartbeat  # (`release` may drop it meanwhile)
-            if watcher is not None:
+            if self.on_heartbeat is not None:
                 try:
-                    watcher()
+                    self.on_heartbeat()
                 except Exception as exc:  # a watcher must never kill the heartbeat
                     logger.warning("heartbeat watcher failed: %s", exc)
 

@@ -10,6 +10,7 @@ import itertools
 import logging
 import os
 import pickle
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -30,22 +31,52 @@ if TYPE_CHECKING:
     from ._run import Run
 
 
+class _CollectorPause:
+    """The cyclic collector paused while any thread builds what a run keeps (see
+    `kept_for_the_run`). The collector's switch is process-wide and starts overlap (threads, an
+    async start preparing in a worker thread), so the pause is counted: the first to enter turns
+    the collector off, noting whether it was on, and the last to leave turns it back on."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._resume = False
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                self._resume = gc.isenabled()
+                gc.disable()
+            self._depth += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._resume:
+                gc.enable()
+        gc.freeze()  # last: interrupted before it, objects stay unfrozen, the collector is on
+
+
+_PAUSE = _CollectorPause()
+
+
 @contextlib.contextmanager
 def kept_for_the_run() -> Iterator[None]:
-    """For what a run builds per step and keeps until it ends (identities, keys, restored
-    documents, records; an async run's tasks): built with the cyclic collector paused, then
-    frozen, as `start` and `start_async` froze everything before it (and unfreeze all when the
-    run ends). Collections would only rescan it: at 100,000 steps they cost a step a tenth of
-    its time. Nothing inside runs a step or waits (a map's items callable may run); the
-    collector is back on afterwards unless the program had turned it off."""
-    collecting = gc.isenabled()
-    gc.disable()
+    """For what a run builds per step and keeps until it ends (identities and records; an async
+    run's tasks): built with the cyclic collector paused, then frozen, as `start` and
+    `start_async` froze everything before it (and unfreeze all when the run ends). Collections
+    would only rescan it: at 100,000 steps they cost a step a tenth of its time. What runs
+    inside only computes (restored outputs are decoded there, which may run a model's
+    validators): no step, no items callable, no store I/O, no waiting. Use it only between such
+    a freeze and its unfreeze."""
+    entered = False
     try:
+        _PAUSE.enter()
+        entered = True
         yield
     finally:
-        gc.freeze()
-        if collecting:
-            gc.enable()
+        if entered:
+            _PAUSE.leave()
 
 
 class StepSpec(NamedTuple):
@@ -308,6 +339,14 @@ class Execution:
             if self.journal.group is not None:
                 self.flush_quietly()
             self.close()
+
+    def give_up(self) -> None:
+        """A prepared run that will never run (its `start_async` was cancelled while it was
+        being prepared): its lease goes back, and what preparing froze is unfrozen."""
+        gc.unfreeze()
+        lease = self.journal.lease
+        if lease is not None:
+            lease.release()
 
     def flush_quietly(self) -> None:
         """On cancel or an error: commit what completed; a failure here is only logged."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import gc
 import hashlib
 import logging
 import threading
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import repeat
 from operator import itemgetter
 from typing import Any
@@ -429,8 +430,7 @@ class Workflow:
             raise ConfigurationError(f"max_concurrency must be at least 1, got {max_concurrency}")
         gc.freeze()  # as `start` does: what exists now is not rescanned while the run allocates
         try:
-            execution = await asyncio.to_thread(
-                self._prepare,
+            execution = await self._prepare_in_thread(
                 mode,
                 keep_going,
                 initial_context,
@@ -444,17 +444,66 @@ class Workflow:
             gc.unfreeze()
         return execution.run
 
+    async def _prepare_in_thread(
+        self,
+        mode: str,
+        keep_going: bool,
+        initial_context: Any,
+        max_concurrency: int | None,
+        compensate: bool,
+        strict_recovery: bool,
+        rerun_from: str | None,
+    ) -> Execution:
+        """`_prepare` in a worker thread (it reads the store). A thread cannot be stopped: when
+        the awaiting task is cancelled meanwhile, the run being prepared is given up wherever it
+        ends up (`Execution.give_up`: its lease released), by the thread if it is still
+        preparing, else by a thread started here."""
+        lock = threading.Lock()
+        prepared: list[Execution] = []
+        given_up = False
+
+        def prepare() -> Execution:
+            execution = self._prepare(
+                mode,
+                keep_going,
+                initial_context,
+                max_concurrency,
+                compensate,
+                strict_recovery,
+                rerun_from,
+            )
+            with lock:
+                prepared.append(execution)
+                abandoned = given_up
+            if abandoned:
+                execution.give_up()
+            return execution
+
+        try:
+            return await asyncio.to_thread(prepare)
+        except asyncio.CancelledError:
+            with lock:
+                given_up = True
+                orphan = prepared[0] if prepared else None
+            if orphan is not None:  # prepared, and the cancel came before its answer
+                threading.Thread(target=orphan.give_up, name="dotflow-give-up").start()
+            raise
+
     def _derive(
-        self, mode: str, initial_context: Any
+        self,
+        mode: str,
+        initial_context: Any,
+        building: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
     ) -> tuple[list[Any], dict[int, list[Any]], list[StepIdentity], Layout]:
         """What a start and a compensation derive from the definition: each step's initial
-        context, the map steps' items, what each checkpoint must be valid for, and where the
-        workflow's documents live."""
+        context, the map steps' items, what each checkpoint must be valid for (built inside
+        `building`: a start's `kept_for_the_run`), and where the workflow's documents live."""
         if not self._specs:
             raise InvalidStep("the workflow has no steps; add some with workflow.add(step)")
         initial = self._initial(initial_context)
         maps = {i: s.map.materialize() for i, s in enumerate(self._specs) if s.map is not None}
-        identities = self._identities(mode, initial, maps)
+        with building():
+            identities = self._identities(mode, initial, maps)
         return initial, maps, identities, Layout(self.workflow_id_for(initial_context))
 
     def _identities(
@@ -505,8 +554,9 @@ class Workflow:
         rerun_from: str | None = None,
     ) -> Execution:
         """Take the lease, decide from the stored checkpoints what is restored, and build the
-        run (all before a step runs). What it builds per step is built with the cyclic
-        collector paused (see `kept_for_the_run`); waiting for the lease is not."""
+        run (all before a step runs). What it keeps per step is built with the cyclic collector
+        paused (see `kept_for_the_run`); the lease, the store reads and the items callables are
+        not."""
         if max_workers is not None and max_workers < 1:
             raise ConfigurationError(f"max_workers must be at least 1, got {max_workers!r}")
         rerun_index = None
@@ -522,8 +572,7 @@ class Workflow:
                 "map steps cannot run in parallel mode (their items are run by this runner); "
                 "give the map an executor= (a ProcessPoolExecutor) and start it sequentially"
             )
-        with kept_for_the_run():
-            initial, maps, identities, layout = self._derive(mode, initial_context)
+        initial, maps, identities, layout = self._derive(mode, initial_context, kept_for_the_run)
         if self._workflow_id is None:  # derived: known only now (a given one was checked)
             check_key_limits(self.store, layout.workflow_id, self.steps)
         lease = None if self.lock is None else Lease(self.store, layout.lock, self.lock)
@@ -538,10 +587,10 @@ class Workflow:
                 commit_interval=self.commit_interval,
             )
             journal.check_cancel()
+            opened = journal.open(
+                identities, on_change=self.on_change, rerun_from=rerun_index, v1_inputs=initial
+            )
             with kept_for_the_run():
-                opened = journal.open(
-                    identities, on_change=self.on_change, rerun_from=rerun_index, v1_inputs=initial
-                )
                 records = self._records(layout.workflow_id, opened.restored, maps)
             interrupted = self._interrupted(layout, lease, opened.plan.restored, strict_recovery)
         except BaseException:

@@ -22,6 +22,7 @@ from dotflow_providers import (
     Status,
     Tracer,
     Workflow,
+    WorkflowDefinitionChanged,
     action,
 )
 from dotflow_providers.engine import StepRecord, TaskEngine
@@ -214,7 +215,7 @@ def _unavailable_items() -> list[int]:
 
 
 @pytest.mark.parametrize("collecting", [True, False])
-@pytest.mark.parametrize("mode", ["sequential", "async_sequential"])
+@pytest.mark.parametrize("mode", ["sequential", "background", "async_sequential"])
 def test_starting_leaves_the_cyclic_collector_as_it_found_it(
     tmp_path: Path, mode: str, collecting: bool
 ) -> None:
@@ -226,7 +227,7 @@ def test_starting_leaves_the_cyclic_collector_as_it_found_it(
     def start(workflow: Workflow, rerun_from: str | None = None) -> Run:
         if mode.startswith("async"):
             return asyncio.run(workflow.start_async(mode, rerun_from=rerun_from))
-        return workflow.start(mode, rerun_from=rerun_from)
+        return workflow.start(mode, rerun_from=rerun_from).wait()
 
     was = gc.isenabled()
     (gc.enable if collecting else gc.disable)()
@@ -239,31 +240,107 @@ def test_starting_leaves_the_cyclic_collector_as_it_found_it(
         with pytest.raises(RuntimeError, match="items unavailable"):  # while building the run
             start(Workflow("gc", store=store).map(_item, _unavailable_items))
         assert (gc.isenabled(), gc.get_freeze_count()) == (collecting, 0)
+        with pytest.raises(WorkflowDefinitionChanged):  # with the lease taken
+            start(Workflow("gc", store=store, on_change="raise").add(step, name="other"))
+        assert (gc.isenabled(), gc.get_freeze_count()) == (collecting, 0)
     finally:
         (gc.enable if was else gc.disable)()
 
 
-@pytest.mark.parametrize("mode", ["sequential", "parallel", "async_sequential", "async_parallel"])
-def test_a_finished_run_is_freed_without_the_cyclic_collector(tmp_path: Path, mode: str) -> None:
+def _start_and_wait(workflow: Workflow, mode: str) -> Run:
+    if mode.startswith("async"):
+        return asyncio.run(workflow.start_async(mode))
+    run = workflow.start(mode)
+    if mode == "background":
+        run.wait()
+        for thread in threading.enumerate():  # it still holds the run until it returns
+            if thread.name == "dotflow-background":
+                thread.join()
+    return run
+
+
+@pytest.mark.parametrize("commit_every", [1, 10])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "sequential",
+        "sequential_group",
+        "background",
+        "parallel",
+        "async_sequential",
+        "async_parallel",
+    ],
+)
+def test_a_finished_run_is_freed_without_the_cyclic_collector(
+    tmp_path: Path, mode: str, commit_every: int
+) -> None:
     # nothing a run builds refers back to itself (the lease's heartbeat watcher refers to the
-    # run, the run to the lease): a run of many steps is freed when the caller lets go of it,
-    # not by a full collection later, which at 100,000 steps took 100 ms of the next run
+    # run, the run to the lease; a group commit referred to its journal): a run is freed, with
+    # its records, when the caller lets go of it, not by a full collection later, which at
+    # 100,000 steps took 100 ms of the next run
     store = FileStore(tmp_path)
     step = _aone if mode.startswith("async") else _one
-    workflow = Workflow("freed", store=store).add(step).add(step, name="two")
+    workflow = Workflow("freed", store=store, commit_every=commit_every)
+    workflow.add(step).add(step, name="two")
     was = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
-        run = (
-            asyncio.run(workflow.start_async(mode))
-            if mode.startswith("async")
-            else workflow.start(mode)
-        )
+        run = _start_and_wait(workflow, mode)
         assert run.status is Status.COMPLETED
         gone = weakref.ref(run)
         del run
         assert gone() is None
+        kept = [o for o in gc.get_objects() if type(o) is StepRecord and o.workflow_id == "freed"]
+        assert kept == []  # (records have no weak references: found among tracked objects)
     finally:
         if was:
             gc.enable()
+
+
+def test_overlapping_starts_share_one_pause_of_the_collector() -> None:
+    # the collector's switch is process-wide: the first start to pause it and the last to
+    # resume it decide, whatever the order in which overlapping starts (threads) come and go
+    from dotflow_providers._strategies import kept_for_the_run
+
+    was = gc.isenabled()
+    try:
+        for collecting in (True, False):
+            (gc.enable if collecting else gc.disable)()
+            first, second = kept_for_the_run(), kept_for_the_run()
+            first.__enter__()
+            second.__enter__()  # (it finds the collector off: paused by the first)
+            first.__exit__(None, None, None)
+            assert not gc.isenabled()  # the second is still building
+            second.__exit__(None, None, None)
+            assert gc.isenabled() is collecting
+            gc.unfreeze()
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_a_start_async_cancelled_while_preparing_gives_its_run_up(tmp_path: Path) -> None:
+    # preparing runs in a thread, which a cancel cannot stop: when it ends, the run it prepared
+    # gives its lease back (the next start is not refused) and unfreezes what it froze
+    store = FileStore(tmp_path)
+    entered, go_on = threading.Event(), threading.Event()
+
+    def slow_items() -> list[int]:
+        entered.set()
+        go_on.wait(30)
+        return [1, 2]
+
+    async def main() -> None:
+        task = asyncio.create_task(
+            Workflow("given-up", store=store).map(_item, slow_items).start_async()
+        )
+        await asyncio.to_thread(entered.wait, 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        go_on.set()
+
+    asyncio.run(main())  # which waits for its worker threads: preparing has ended
+    assert gc.get_freeze_count() == 0
+    again = Workflow("given-up", store=store).map(_item, [1, 2]).start()
+    assert (again.status, again.output) == (Status.COMPLETED, [1, 2])
