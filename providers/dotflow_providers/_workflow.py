@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import gc
 import hashlib
 import logging
@@ -430,64 +431,22 @@ class Workflow:
             raise ConfigurationError(f"max_concurrency must be at least 1, got {max_concurrency}")
         gc.freeze()  # as `start` does: what exists now is not rescanned while the run allocates
         try:
-            execution = await self._prepare_in_thread(
-                mode,
-                keep_going,
-                initial_context,
-                max_concurrency,
-                compensate,
-                strict_recovery,
-                rerun_from,
+            execution = await _prepare_in_thread(
+                functools.partial(
+                    self._prepare,
+                    mode,
+                    keep_going,
+                    initial_context,
+                    max_concurrency,
+                    compensate,
+                    strict_recovery,
+                    rerun_from,
+                )
             )
             await execute_async(execution, strategy)
         finally:
             gc.unfreeze()
         return execution.run
-
-    async def _prepare_in_thread(
-        self,
-        mode: str,
-        keep_going: bool,
-        initial_context: Any,
-        max_concurrency: int | None,
-        compensate: bool,
-        strict_recovery: bool,
-        rerun_from: str | None,
-    ) -> Execution:
-        """`_prepare` in a worker thread (it reads the store). A thread cannot be stopped: when
-        the awaiting task is cancelled meanwhile, the run being prepared is given up wherever it
-        ends up (`Execution.give_up`: its lease released), by the thread if it is still
-        preparing, else by a thread started here."""
-        lock = threading.Lock()
-        prepared: list[Execution] = []
-        given_up = False
-
-        def prepare() -> Execution:
-            execution = self._prepare(
-                mode,
-                keep_going,
-                initial_context,
-                max_concurrency,
-                compensate,
-                strict_recovery,
-                rerun_from,
-            )
-            with lock:
-                prepared.append(execution)
-                abandoned = given_up
-            if abandoned:
-                execution.give_up()
-            return execution
-
-        try:
-            return await asyncio.to_thread(prepare)
-        except asyncio.CancelledError:
-            with lock:
-                given_up = True
-                orphan = prepared[0] if prepared else None
-            if orphan is not None:  # prepared, and the cancel came before its answer
-                threading.Thread(target=orphan.give_up, name="dotflow-give-up").start()
-            raise
 
     def _derive(
         self,
@@ -662,6 +621,35 @@ class Workflow:
 
     def __repr__(self) -> str:
         return f"<Workflow {self._workflow_id or '(derived id)'} steps={self.steps}>"
+
+
+async def _prepare_in_thread(prepare: Callable[[], Execution]) -> Execution:
+    """`prepare` (a `Workflow._prepare`) in a worker thread: it reads the store. A thread
+    cannot be stopped: when the awaiting task is cancelled meanwhile, the run being prepared is
+    given up wherever it ends up (`Execution.give_up`: its lease released), by the thread if it
+    is still preparing, else by a thread started here."""
+    lock = threading.Lock()
+    prepared: list[Execution] = []
+    given_up = False
+
+    def prepare_then_check() -> Execution:
+        execution = prepare()
+        with lock:
+            prepared.append(execution)
+            abandoned = given_up
+        if abandoned:
+            execution.give_up()
+        return execution
+
+    try:
+        return await asyncio.to_thread(prepare_then_check)
+    except asyncio.CancelledError:
+        with lock:
+            given_up = True
+            orphan = prepared[0] if prepared else None
+        if orphan is not None:  # prepared, and the cancel came before its answer
+            threading.Thread(target=orphan.give_up, name="dotflow-give-up").start()
+        raise
 
 
 class StagedTask:
