@@ -9,6 +9,7 @@ How a call finds its checkpoint is in `_identity`: flow run, function, arguments
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import inspect
 import logging
@@ -368,6 +369,9 @@ def dotflow_task(
             step = action(retry=resolve_policy(retry), timeout=timeout, name=step_name)(
                 functools.partial(function, *args, **kwargs)
             )
+            # its code is the function's; its arguments are the run's input (below), by their
+            # digest or the user's checkpoint_key (which may stand for undigestable arguments)
+            step = dataclasses.replace(step, code=function)
             # The digest of the resolved arguments is the run's input: when a future resolved
             # to another value than last time, the call runs again instead of restoring.
             workflow = Workflow(

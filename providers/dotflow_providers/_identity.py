@@ -25,7 +25,7 @@ import inspect
 import linecache
 import textwrap
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, NamedTuple, Protocol
 
 from . import _codec
@@ -145,11 +145,13 @@ def tree_digest(tree: ast.Module) -> str:
     return _hash("src", ast.dump(node, annotate_fields=False, include_attributes=False))
 
 
-def code_version(func: Callable[..., Any], version: str | None, bound: str = "") -> str:
-    """A step's code version: `version` when the user gave one, else its source digest.
-
-    `bound` is the digest of the arguments a `functools.partial` binds (part of what it does).
-    """
+def code_version(func: Callable[..., Any], version: str | None) -> str:
+    """A step's code version: `version` when the user gave one, else the digest of its source
+    and, for a `functools.partial`, of the arguments it binds: they are part of what it does,
+    so binding others is a change like an edit of the code. State an object or a closure holds
+    is not (it often holds clients, clocks or ids, which would make every start a change): what
+    changes a result belongs in the initial context. `CheckpointError` when a bound argument has
+    no stable digest (the caller names the step)."""
     if version is not None:
         return "v:" + version
     code = _code_of(func)
@@ -157,7 +159,35 @@ def code_version(func: Callable[..., Any], version: str | None, bound: str = "")
         digest = _source_digest(code)
     except TypeError:  # unhashable callable: cannot be cached, still has a source
         digest = _source_digest.__wrapped__(code)
-    return _hash(digest, bound) if bound else digest
+    bound = []
+    while isinstance(func, functools.partial):
+        bound.append((func.args, func.keywords))
+        func = func.func
+    if not bound or bound == [((), {})]:
+        return digest
+    try:
+        return _hash(digest, _codec.digest(bound, name="bound arguments"))
+    except _codec.UnencodableValue as exc:
+        what, why = next(_undigestable(bound), ("arguments", exc))
+        raise CheckpointError(
+            f"its functools.partial binds {what}, which cannot be fingerprinted ({why}), so a "
+            "change to it could not be told from a resume: bind plain data "
+            "(str, numbers, lists, dicts, dataclasses, pydantic models), pass the object as the "
+            "step's initial_context, or give the step its own version with @action(version=...)"
+        ) from None
+
+
+def _undigestable(
+    bound: list[tuple[tuple[Any, ...], dict[str, Any]]],
+) -> Iterator[tuple[str, _codec.UnencodableValue]]:
+    """Each bound argument without a stable digest, named as the call would name it."""
+    for args, keywords in bound:
+        named = [(f"positional argument {i + 1}", v) for i, v in enumerate(args)]
+        for what, value in named + [(f"argument {k!r}", v) for k, v in keywords.items()]:
+            try:
+                _codec.digest(value, name=what)
+            except _codec.UnencodableValue as exc:
+                yield what, exc
 
 
 def digest_value(value: object, what: str = "the value") -> str:

@@ -21,6 +21,7 @@ from ._action import Action, as_action, class_steps
 from ._compensation import Compensation, undo
 from ._engine import StepRecord
 from ._errors import (
+    CheckpointError,
     CompensationFailed,
     ConfigurationError,
     InterruptedStage,
@@ -491,10 +492,19 @@ class Workflow:
                 spec = specs[index]
                 assert spec.map is not None
                 digests[index] = spec.map.input_digest(digests[index], items, spec.name)
+        try:
+            versions = [spec.step.code_version for spec in specs]
+        except CheckpointError:  # an action does not know its step's name: find and name it
+            for spec in specs:
+                try:
+                    spec.step.code_version  # noqa: B018 (computed for its error)
+                except CheckpointError as exc:
+                    raise CheckpointError(f"step {spec.name!r}: {exc}") from exc
+            raise
         columns = zip(
             range(len(specs)),
             map(_NAME, specs),
-            [spec.step.code_version for spec in specs],
+            versions,
             digests,
             repeat(""),
             upstreams(specs, mode),

@@ -8,6 +8,7 @@ import importlib
 import string
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -17,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dotflow_providers import (
+    CheckpointError,
     ConfigurationError,
     Context,
     CorruptCheckpoint,
@@ -315,6 +317,66 @@ def test_partials_and_callable_instances_resume_with_new_objects(tmp_path: Path)
     assert build().start().output == 6
     run = build().start()  # new objects at new addresses, as in a new process
     assert all(s.restored for s in run.steps)
+
+
+def test_binding_other_arguments_to_a_partial_reruns_the_step() -> None:
+    # a partial's bound arguments are part of what the step does: after `scale, 2` became
+    # `scale, 5`, restoring the first result would hand on a stale value
+    store = MemoryStore()
+
+    def build(by: int) -> Workflow:
+        return Workflow("bound", store=store).add(functools.partial(scale, by), name="scale")
+
+    assert build(2).start().output == 2
+    assert build(2).start().steps[0].restored
+    run = build(5).start()
+    assert (run.output, run.steps[0].restored) == (5, False)
+
+
+def test_a_bound_argument_without_a_stable_digest_is_refused_before_any_step() -> None:
+    ran: list[object] = []
+
+    def write(client: object) -> None:
+        ran.append(client)
+
+    lock = threading.Lock()
+    workflow = Workflow("client", store=MemoryStore()).add(functools.partial(write, lock), name="w")
+    with pytest.raises(CheckpointError, match=r"step 'w': its functools.partial binds positional argument 1, .*version="):
+        workflow.start()
+    assert ran == []
+    pinned = Workflow("client", store=MemoryStore())
+    pinned.add(action(functools.partial(write, lock), version="1"), name="w")
+    assert pinned.start().status is Status.COMPLETED
+    assert ran == [lock]
+
+
+_BOUND = st.recursive(
+    st.none() | st.integers() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(
+    st.lists(_BOUND, max_size=3),
+    st.lists(_BOUND, max_size=3),
+    st.dictionaries(st.sampled_from("ab"), _BOUND),
+)
+def test_a_partials_code_version_changes_exactly_when_its_bound_arguments_do(
+    first: list[Any], second: list[Any], keywords: dict[str, Any]
+) -> None:
+    def version(args: list[Any]) -> str:
+        return action(functools.partial(_anything, *args, **keywords)).code_version
+
+    assert (version(first) == version(second)) is (first == second)
+    if not keywords:  # binding nothing is the function itself
+        assert version([]) == action(_anything).code_version
+
+
+def _anything(*args: Any, **kwargs: Any) -> None:
+    return None
 
 
 def test_two_steps_can_never_share_a_name() -> None:
