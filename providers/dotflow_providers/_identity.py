@@ -170,10 +170,11 @@ def code_version(func: Callable[..., Any], version: str | None) -> str:
     except _codec.UnencodableValue as exc:
         what, why = next(_undigestable(bound), ("arguments", exc))
         raise CheckpointError(
-            f"its functools.partial binds {what}, which cannot be fingerprinted ({why}), so a "
-            "change to it could not be told from a resume: bind plain data "
-            "(str, numbers, lists, dicts, dataclasses, pydantic models), pass the object as the "
-            "step's initial_context, or give the step its own version with @action(version=...)"
+            f"its code is bound to {what} (a functools.partial's argument or a stage's state), "
+            f"which cannot be fingerprinted ({why}), so a change to it could not be told from a "
+            "resume: bind plain data (str, numbers, lists, dicts, dataclasses, pydantic models), "
+            "pass the object as the step's initial_context, or give the step its own version "
+            "with @action(version=...)"
         ) from None
 
 

@@ -9,6 +9,7 @@ completes, so a failed stage never leaves half-written state behind.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import threading
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -118,12 +119,20 @@ class Stage(pydantic.BaseModel, Generic[StateT]):
             self.cancel(self._live)
 
     def as_action(self) -> AnyAction:
-        """This stage as a step for `Workflow.add` (the workflow calls it for you)."""
+        """This stage as a step for `Workflow.add` (the workflow calls it for you).
+
+        Its code is its class's `execute`, bound to the first stage's `state` (the staged task's
+        input) like a `functools.partial`'s arguments: a changed state runs the stage again. A
+        subclass's own fields are the object's state and do not count (as for any object a step
+        is bound to): a compensation must still find the checkpoints of a stage whose rollback
+        settings were fixed after the run. A stage without a state keeps the version of its
+        `execute` alone."""
         self._takes_progress = "checkpoint" in inspect.signature(self.execute).parameters
         step = make_action(self._run, self.retry, self.timeout, "thread", self.name)
+        execute = type(self).execute
         return dataclasses.replace(
             step,
-            code=type(self).execute,
+            code=execute if self.state is None else functools.partial(execute, state=self.state),
             on_failure=self._on_failure,
             compensate=self._compensate,
             on_cancel=self._on_cancel,

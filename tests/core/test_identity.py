@@ -343,7 +343,7 @@ def test_a_bound_argument_without_a_stable_digest_is_refused_before_any_step() -
     workflow = Workflow("client", store=MemoryStore()).add(functools.partial(write, lock), name="w")
     with pytest.raises(
         CheckpointError,
-        match=r"step 'w': its functools.partial binds positional argument 1, .*version=",
+        match=r"step 'w': its code is bound to positional argument 1 .*version=",
     ):
         workflow.start()
     assert ran == []

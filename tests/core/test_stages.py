@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pydantic
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dotflow_providers import (
+    CheckpointError,
     Context,
     FileStore,
     FixedRetry,
@@ -301,3 +305,60 @@ def test_dump_stages_shows_each_attempt(tmp_path: Path) -> None:
         run = wf.start(initial_context=JobState())
     assert "| fetch | COMPLETED | 2 (ConnectionError, ok) |" in dump_stages("flaky", store)
     assert "| fetch | COMPLETED | 2 (ConnectionError, ok) |" in dump_stages(run)
+
+
+# --- what a stage's checkpoint is valid for ------------------------------------------------------
+
+
+class Numbers(pydantic.BaseModel):
+    n: int = 0
+    out: int = 0
+
+
+class Scale(Stage[Numbers]):
+    factor: int = 2
+
+    def execute(self, state: Numbers) -> None:
+        state.out = state.n * self.factor
+
+
+def test_a_stage_runs_again_when_its_state_changes_and_only_then() -> None:
+    # the first stage's `state` is the task's input: a changed one must never restore a result
+    # computed from the old one (its name, description and retry policy change nothing)
+    store = MemoryStore()
+
+    def start(**fields: Any) -> Any:
+        run = Workflow("scaled", store=store).add(Scale(name="scale", **fields)).start()
+        return run.output.out, run.steps[0].restored
+
+    assert start(state=Numbers(n=1)) == (2, False)
+    assert start(state=Numbers(n=1), description="reworded", retry=3) == (2, True)
+    assert start(state=Numbers(n=5)) == (10, False)
+    assert start(state=Numbers(n=5)) == (10, True)
+
+
+def test_a_stage_state_without_a_stable_digest_is_refused_before_it_runs() -> None:
+    class Holder(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+        lock: Any = None
+
+    class Upload(Stage[Holder]):
+        def execute(self, state: Holder) -> None:
+            raise AssertionError("refused before it runs")
+
+    workflow = Workflow("upload", store=MemoryStore())
+    workflow.add(Upload(name="upload", state=Holder(lock=threading.Lock())))
+    with pytest.raises(
+        CheckpointError, match=r"step 'upload': its code is bound to argument 'state'"
+    ):
+        workflow.start()
+
+
+@given(st.integers(-3, 3), st.integers(-3, 3), st.integers(-3, 3))
+def test_a_stages_code_version_changes_exactly_when_its_state_does(
+    first: int, second: int, factor: int
+) -> None:
+    def version(n: int) -> str:
+        return Scale(name="scale", state=Numbers(n=n), factor=factor).as_action().code_version
+
+    assert (version(first) == version(second)) is (first == second)
