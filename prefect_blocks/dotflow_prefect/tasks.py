@@ -369,11 +369,11 @@ def dotflow_task(
             step = action(retry=resolve_policy(retry), timeout=timeout, name=step_name)(
                 functools.partial(function, *args, **kwargs)
             )
-            # its code is the function's; its arguments are the run's input (below), by their
-            # digest or the user's checkpoint_key (which may stand for undigestable arguments)
-            step = dataclasses.replace(step, code=function)
-            # The digest of the resolved arguments is the run's input: when a future resolved
-            # to another value than last time, the call runs again instead of restoring.
+            # Its code is the function's, bound to its arguments' digest (or the user's
+            # checkpoint_key, which may stand for arguments that have none): all the parameters
+            # are bound, so the step takes no initial context, and a future that resolved to
+            # another value than last time is a change that runs the call again.
+            step = dataclasses.replace(step, code=functools.partial(function, inputs))
             workflow = Workflow(
                 key.workflow_id,
                 store=chosen or default_store(),

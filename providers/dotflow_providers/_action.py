@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from ._errors import InvalidStep
+from ._identity import binds_arguments, default_step_name
 from ._identity import code_version as _code_version
-from ._identity import default_step_name
 from .retry import AttemptGuard, RetryPolicy, as_policy
 
 TimeoutMode = Literal["thread", "process"]
@@ -132,6 +132,8 @@ class Action(Generic[P, R]):
         object.__setattr__(self, "plain", unbounded and not self.is_async)
         object.__setattr__(self, "plain_async", unbounded and self.is_async)
         object.__setattr__(self, "takes_item", "item" in self.accepts)
+        code = self.code or self.func
+        object.__setattr__(self, "binds", self.version is None and binds_arguments(code))
 
     #: set by `__post_init__` (see there)
     plain: bool = dataclasses.field(init=False, repr=False, default=False)
@@ -139,11 +141,15 @@ class Action(Generic[P, R]):
     plain_async: bool = dataclasses.field(init=False, repr=False, default=False)
     #: it takes a map's `item` (set by `__post_init__`)
     takes_item: bool = dataclasses.field(init=False, repr=False, default=False)
+    #: its code is a `functools.partial` binding arguments, which count in its code version
+    #: as they are at each start (`_identity.with_bound_arguments`; set by `__post_init__`)
+    binds: bool = dataclasses.field(init=False, repr=False, default=False)
 
     @functools.cached_property
     def code_version(self) -> str:
-        """What the step's checkpoints record as its code: `version`, else its source digest
-        (computed once per action: it depends on its frozen fields only)."""
+        """What the step's checkpoints record as its code, as far as its definition decides it:
+        `version`, else its source digest (computed once per action: it depends on its frozen
+        fields only; bound arguments are added at each start, see `binds`)."""
         return _code_version(self.code or self.func, self.version)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:

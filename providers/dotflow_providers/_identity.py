@@ -146,35 +146,47 @@ def tree_digest(tree: ast.Module) -> str:
 
 
 def code_version(func: Callable[..., Any], version: str | None) -> str:
-    """A step's code version: `version` when the user gave one, else the digest of its source
-    and, for a `functools.partial`, of the arguments it binds: they are part of what it does,
-    so binding others is a change like an edit of the code. State an object or a closure holds
-    is not (it often holds clients, clocks or ids, which would make every start a change): what
-    changes a result belongs in the initial context. `CheckpointError` when a bound argument has
-    no stable digest (the caller names the step)."""
+    """A step's code version as far as its definition decides it (computed once per action):
+    `version` when the user gave one, else the digest of its source. A `functools.partial`'s
+    bound arguments count too, but they are read on every start (`with_bound_arguments`)."""
     if version is not None:
         return "v:" + version
     code = _code_of(func)
     try:
-        digest = _source_digest(code)
+        return _source_digest(code)
     except TypeError:  # unhashable callable: cannot be cached, still has a source
-        digest = _source_digest.__wrapped__(code)
+        return _source_digest.__wrapped__(code)
+
+
+def binds_arguments(func: Callable[..., Any]) -> bool:
+    """Whether `func` is a `functools.partial` that binds anything."""
+    while isinstance(func, functools.partial):
+        if func.args or func.keywords:
+            return True
+        func = func.func
+    return False
+
+
+def with_bound_arguments(version: str, func: Callable[..., Any]) -> str:
+    """`version` with the arguments a `functools.partial` binds, as they are now: they are part
+    of what it does, so binding others (or changing a bound value in place) is a change like an
+    edit of the code, read on every start like an initial context. State an object or a closure
+    holds does not count (it often holds clients, clocks or ids, which would make every start a
+    change): what changes a result belongs in the initial context. `CheckpointError` when a
+    bound argument has no stable digest (the caller names the step)."""
     bound = []
     while isinstance(func, functools.partial):
         bound.append((func.args, func.keywords))
         func = func.func
-    if not bound or bound == [((), {})]:
-        return digest
     try:
-        return _hash(digest, _codec.digest(bound, name="bound arguments"))
+        return _hash(version, _codec.digest(bound, name="bound arguments"))
     except _codec.UnencodableValue as exc:
         what, why = next(_undigestable(bound), ("arguments", exc))
         raise CheckpointError(
-            f"its code is bound to {what} (a functools.partial's argument or a stage's state), "
-            f"which cannot be fingerprinted ({why}), so a change to it could not be told from a "
-            "resume: bind plain data (str, numbers, lists, dicts, dataclasses, pydantic models), "
-            "pass the object as the step's initial_context, or give the step its own version "
-            "with @action(version=...)"
+            f"its functools.partial binds {what}, which cannot be fingerprinted ({why}), so a "
+            "change to it could not be told from a resume: bind plain data (str, numbers, "
+            "lists, dicts, dataclasses, pydantic models), create the object inside the step, "
+            "or give the step its own version with @action(version=...)"
         ) from None
 
 

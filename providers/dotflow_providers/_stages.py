@@ -9,7 +9,6 @@ completes, so a failed stage never leaves half-written state behind.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 import threading
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -121,18 +120,16 @@ class Stage(pydantic.BaseModel, Generic[StateT]):
     def as_action(self) -> AnyAction:
         """This stage as a step for `Workflow.add` (the workflow calls it for you).
 
-        Its code is its class's `execute`, bound to the first stage's `state` (the staged task's
-        input) like a `functools.partial`'s arguments: a changed state runs the stage again. A
-        subclass's own fields are the object's state and do not count (as for any object a step
-        is bound to): a compensation must still find the checkpoints of a stage whose rollback
-        settings were fixed after the run. A stage without a state keeps the version of its
-        `execute` alone."""
+        Its code is its class's `execute`; its `state` is its initial context when none is given
+        (see `Workflow._initial`), so a changed state runs it again. A subclass's own fields are
+        the object's state and do not count (as for any object a step is bound to): a
+        compensation must still find the checkpoints of a stage whose rollback settings were
+        fixed after the run."""
         self._takes_progress = "checkpoint" in inspect.signature(self.execute).parameters
         step = make_action(self._run, self.retry, self.timeout, "thread", self.name)
-        execute = type(self).execute
         return dataclasses.replace(
             step,
-            code=execute if self.state is None else functools.partial(execute, state=self.state),
+            code=type(self).execute,
             on_failure=self._on_failure,
             compensate=self._compensate,
             on_cancel=self._on_cancel,

@@ -33,7 +33,7 @@ from ._errors import (
     UnknownMode,
 )
 from ._format import Layout, StepDocument, check_workflow_id, step_key_name
-from ._identity import ON_CHANGE, OnChange, StepIdentity, digest_value
+from ._identity import ON_CHANGE, OnChange, StepIdentity, digest_value, with_bound_arguments
 from ._journal import Journal, request_cancel
 from ._lease import Lease, LeaseConfig, read_lease
 from ._map import Items, check_commit_options, map_step
@@ -256,7 +256,15 @@ class Workflow:
         raise ConfigurationError(f"no step is named {name!r}; the steps are {self.steps}")
 
     def _initial(self, default: Any) -> list[Any]:
-        return [default if s.initial_context is None else s.initial_context for s in self._specs]
+        """Each step's initial context: its own (`add(initial_context=...)`), else the start's;
+        a stage given neither starts from its `state`, read now (it is the stage's input, and
+        counts as one: a changed state runs the stage again)."""
+        return [
+            s.initial_context
+            if s.initial_context is not None
+            else (default if default is not None or s.stage is None else s.stage.state)
+            for s in self._specs
+        ]
 
     def workflow_id_for(self, initial_context: Any = None) -> str:
         """The id checkpoints are stored under: the given one, or one derived from the first
@@ -492,15 +500,13 @@ class Workflow:
                 spec = specs[index]
                 assert spec.map is not None
                 digests[index] = spec.map.input_digest(digests[index], items, spec.name)
-        try:
-            versions = [spec.step.code_version for spec in specs]
-        except CheckpointError:  # an action does not know its step's name: find and name it
-            for spec in specs:
-                try:
-                    spec.step.code_version  # noqa: B018 (computed for its error)
-                except CheckpointError as exc:
-                    raise CheckpointError(f"step {spec.name!r}: {exc}") from exc
-            raise
+        versions = [spec.step.code_version for spec in specs]
+        for index in [i for i, spec in enumerate(specs) if spec.step.binds]:
+            step = specs[index].step
+            try:  # a partial's bound arguments as they are now (they may change in place)
+                versions[index] = with_bound_arguments(versions[index], step.code or step.func)
+            except CheckpointError as exc:
+                raise CheckpointError(f"step {specs[index].name!r}: {exc}") from exc
         columns = zip(
             range(len(specs)),
             map(_NAME, specs),

@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from prefect.cache_policies import NO_CACHE
 from prefect.transactions import transaction
 
 from dotflow_prefect import dotflow_task, run_workflow
@@ -133,3 +134,27 @@ def named_flow() -> str:
     result = take_named(Opaque("a"))
     maybe_fail("named")
     return result
+
+
+@task(cache_policy=NO_CACHE)
+def attempt_number() -> int:
+    """0 on a flow run's first attempt, 1 on its retry (a plain Prefect task, not checkpointed)."""
+    counter = _dir() / "attempt-number"
+    number = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(number + 1))
+    return number
+
+
+@dotflow_task
+def times_ten(x: int) -> int:
+    ran(f"times_ten-{x}")
+    return x * 10
+
+
+@flow(retries=1, retry_delay_seconds=0)
+def upstream_changes_on_retry() -> int:
+    """`times_ten` gets a future that resolves to 0 on the first attempt and to 1 on the retry."""
+    out = times_ten.submit(attempt_number.submit()).result()
+    record(out)
+    maybe_fail("after-times-ten")
+    return out

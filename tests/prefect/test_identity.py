@@ -44,6 +44,20 @@ def test_identical_calls_in_one_flow_run_each_run_and_each_restore_their_own(wor
     assert sum("step stamp restored from its checkpoint" in m for m in messages) == 2
 
 
+def test_a_future_that_resolves_to_another_value_on_the_retry_runs_the_call_again(
+    work: Path,
+) -> None:
+    # the call's arguments are its input: restoring times_ten(0)'s 0 for times_ten(1) on the
+    # flow retry would hand on a stale result (all the call's parameters are bound, so its
+    # arguments' digest must count in its code version, not as an initial context it ignores)
+    from .identity_flows import attempts, upstream_changes_on_retry
+
+    (work / "fail-after-times-ten").touch()
+    assert upstream_changes_on_retry() == 10
+    assert attempts() == [0, 10]
+    assert steps_ran(work) == ["times_ten-0", "times_ten-1"]
+
+
 def test_map_with_duplicates_runs_each_element_and_a_retry_restores_each_in_place(
     work: Path,
 ) -> None:
