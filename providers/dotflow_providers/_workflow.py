@@ -13,8 +13,8 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from itertools import repeat
-from operator import itemgetter
+from itertools import compress, count, repeat
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from ._action import Action, as_action, class_steps
@@ -62,6 +62,8 @@ _new = tuple.__new__
 _NO_INPUT = "none"
 #: a StepSpec's name (`spec.name`, as a C function for `map`)
 _NAME = itemgetter(1)
+_STEP = itemgetter(0)
+_CODE_VERSION, _BINDS = attrgetter("code_version"), attrgetter("binds")
 
 
 class Workflow:
@@ -117,6 +119,9 @@ class Workflow:
         self.commit_interval = commit_interval
         self._specs: list[StepSpec] = []
         self._names: set[str] = set()
+        #: some step has its own initial context, is a stage, or binds arguments (without
+        #: any, a start derives initial contexts and versions by C calls only)
+        self._uncommon = False
 
     def add(
         self,
@@ -190,7 +195,7 @@ class Workflow:
         return self
 
     def _append(self, spec: StepSpec) -> None:
-        step, name, _, _, _, map_ = spec
+        step, name, context, _, stage, map_ = spec
         if map_ is None and step.takes_item:
             raise InvalidStep(
                 f"step {name!r} takes an `item` parameter, which only a map gives: add it with "
@@ -210,6 +215,8 @@ class Workflow:
             check_key_limits(store, self._workflow_id, (name,), workflow=False)
         self._names.add(name)
         self._specs.append(spec)
+        if context is not None or stage is not None or step.binds:
+            self._uncommon = True
 
     def copy(
         self,
@@ -242,6 +249,7 @@ class Workflow:
             check_key_limits(clone.store, clone._workflow_id, self.steps)
         clone._specs = list(self._specs)
         clone._names = set(self._names)
+        clone._uncommon = self._uncommon
         return clone
 
     @property
@@ -259,12 +267,17 @@ class Workflow:
         """Each step's initial context: its own (`add(initial_context=...)`), else the start's;
         a stage given neither starts from its `state`, read now (it is the stage's input, and
         counts as one: a changed state runs the stage again)."""
-        return [
-            s.initial_context
-            if s.initial_context is not None
-            else (default if default is not None or s.stage is None else s.stage.state)
-            for s in self._specs
+        specs = self._specs
+        if not self._uncommon:
+            return [default] * len(specs)
+        initial = [
+            default if spec.initial_context is None else spec.initial_context for spec in specs
         ]
+        if default is None:
+            for index, spec in enumerate(specs):
+                if spec.stage is not None and initial[index] is None:
+                    initial[index] = spec.stage.state
+        return initial
 
     def workflow_id_for(self, initial_context: Any = None) -> str:
         """The id checkpoints are stored under: the given one, or one derived from the first
@@ -491,18 +504,19 @@ class Workflow:
                 )
             return found
 
+        steps = list(map(_STEP, specs))
         digests = [
-            input_of(index) if "initial_context" in spec.step.accepts else _NO_INPUT
-            for index, spec in enumerate(specs)
+            input_of(index) if "initial_context" in step.accepts else _NO_INPUT
+            for index, step in enumerate(steps)
         ]
         if maps:
             for index, items in maps.items():
                 spec = specs[index]
                 assert spec.map is not None
                 digests[index] = spec.map.input_digest(digests[index], items, spec.name)
-        versions = [spec.step.code_version for spec in specs]
-        for index in [i for i, spec in enumerate(specs) if spec.step.binds]:
-            step = specs[index].step
+        versions = list(map(_CODE_VERSION, steps))
+        for index in compress(count(), map(_BINDS, steps)) if self._uncommon else ():
+            step = steps[index]
             try:  # a partial's bound arguments as they are now (they may change in place)
                 versions[index] = with_bound_arguments(versions[index], step.code or step.func)
             except CheckpointError as exc:
