@@ -233,7 +233,7 @@ def _ending_the_flow_run_on_permanent_errors() -> Iterator[None]:
         raise
 
 
-def _forget_on_rollback(workflow: Workflow, initial_context: Any) -> None:
+def _forget_on_rollback(workflow: Workflow, initial_context: Any = None) -> None:
     """Inside a Prefect transaction, a rollback deletes this call's checkpoints, so a retry runs
     it again instead of restoring work that the rollback undid. Called once the call succeeded
     (a failed task's own transaction rolls back too, and its checkpoints must stay)."""
@@ -242,7 +242,7 @@ def _forget_on_rollback(workflow: Workflow, initial_context: Any) -> None:
         return
 
     def forget_dotflow_checkpoint(_: object) -> None:
-        workflow.reset(initial_context)
+        workflow.reset(initial_context)  # (which a derived workflow id depends on)
 
     # appended before the engine stages the task's own hooks, so it runs after them
     transaction.on_rollback_hooks.append(forget_dotflow_checkpoint)
@@ -358,7 +358,7 @@ def dotflow_task(
         def identify(parameters: dict[str, Any]) -> tuple[str, str, tuple[str, ...]]:
             return identity, arguments_digest(parameters, checkpoint_key), (step_name,)
 
-        def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Workflow, str, CallKey]:
+        def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Workflow, CallKey]:
             parameters = get_call_parameters(function, args, kwargs)
             inputs = arguments_digest(parameters, checkpoint_key)
             key = current_call(identity) or OCCURRENCES.next(identity, inputs, (step_name,))
@@ -381,7 +381,7 @@ def dotflow_task(
                 lock=lock,
                 tracer=RunLogTracer(_run_logger()),
             )
-            return workflow.add(step), inputs, key
+            return workflow.add(step), key
 
         def outcome(run: Run) -> Any:
             failed = run.failed_step
@@ -395,12 +395,12 @@ def dotflow_task(
             async def run_async(*args: Any, **kwargs: Any) -> Any:
                 scope, run = current_scope(), None
                 try:
-                    workflow, inputs, key = bind(args, kwargs)
+                    workflow, key = bind(args, kwargs)
                     rerun = None if scope is None else scope.rerun_step(key, workflow)
                     try:
                         run = await start_in_scope_async(
                             workflow,
-                            lambda w: w.start_async(initial_context=inputs, rerun_from=rerun),
+                            lambda w: w.start_async(rerun_from=rerun),
                             _run_logger(),
                         )
                     finally:
@@ -410,7 +410,7 @@ def dotflow_task(
                     await asyncio.to_thread(_end_flow_run, error)
                     raise
                 output = outcome(run)
-                _forget_on_rollback(workflow, inputs)
+                _forget_on_rollback(workflow)
                 return output
 
             return _make_task(run_async, identify, {"name": step_name, **task_options})
@@ -419,19 +419,19 @@ def dotflow_task(
         def run_sync(*args: Any, **kwargs: Any) -> Any:
             scope, run = current_scope(), None
             with _ending_the_flow_run_on_permanent_errors():
-                workflow, inputs, key = bind(args, kwargs)
+                workflow, key = bind(args, kwargs)
                 rerun = None if scope is None else scope.rerun_step(key, workflow)
                 try:
                     run = start_in_scope(
                         workflow,
-                        lambda w: w.start(initial_context=inputs, rerun_from=rerun),
+                        lambda w: w.start(rerun_from=rerun),
                         _run_logger(),
                     )
                 finally:
                     if scope is not None:
                         scope.record(key, workflow.store, run, sys.exc_info()[1])
             output = outcome(run)
-            _forget_on_rollback(workflow, inputs)
+            _forget_on_rollback(workflow)
             return output
 
         return _make_task(run_sync, identify, {"name": step_name, **task_options})
