@@ -13,9 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._action import AnyAction
 from ._engine import (
-    CancelToken,
     StepLifecycle,
     StepRecord,
     call_step,
@@ -29,7 +27,6 @@ from ._strategies import kept_for_the_run
 from ._timeout import in_process, in_thread
 
 if TYPE_CHECKING:
-    from ._journal import Journal
     from ._strategies import Execution
 
 AsyncCommit = Callable[[StepRecord], Awaitable[None]]
@@ -94,7 +91,7 @@ class AsyncTaskEngine(StepLifecycle):
     async def run(self, kwargs: dict[str, Any], failed: Exception | None = None) -> None:
         """The step's whole lifecycle (what `async with engine: await
         engine.execute_with_retry(kwargs)` does). `failed`: the step has begun and its first
-        attempt failed with this error (`arun_plain` hands such a step over here)."""
+        attempt failed with this error (`_run_chain` hands such a step over here)."""
         if failed is None:
             self._begin()
         try:
@@ -144,65 +141,60 @@ async def _io(ex: Execution, call: Callable[..., None], *args: Any) -> None:
         call(*args)
 
 
-async def arun_plain(
-    step: AnyAction,
-    record: StepRecord,
-    kwargs: dict[str, Any],
-    journal: Journal,
-    cancel: CancelToken,
-) -> None:
-    """`run_plain` for a coroutine step with no guard, time limit or deadline: the success
-    path in this one coroutine (the commit called directly when the store does no I/O);
-    anything else goes to an `AsyncTaskEngine` where it happened."""
-    commit = journal.acommit
-    if record.status is not NOT_STARTED or cancel.requested:
-        await AsyncTaskEngine(step, record, commit, None, cancel).run(kwargs)
-        return
-    started = plain_begin(record)
-    try:
-        output = await step.func(**kwargs)
-    except Exception as error:
-        await AsyncTaskEngine(step, record, commit, None, cancel).run(kwargs, failed=error)
-        return
-    except BaseException as exc:  # cancelled: recorded, and the cancellation goes on
-        AsyncTaskEngine(step, record, commit, None, cancel)._end(type(exc), exc, None)
-        raise
-    try:
-        finished = plain_output(step, record, output, cancel)
-        if journal.blocking:
-            await commit(record)
-        else:
-            journal.commit(record)
-    except BaseException as exc:
-        if not AsyncTaskEngine(step, record, commit, None, cancel)._end(type(exc), exc, None):
-            raise
-        return
-    plain_completed(record, started, finished)
-
-
 async def _run_chain(
     ex: Execution, indices: Sequence[int], limit: asyncio.Semaphore | None
 ) -> None:
     """`Execution.run_chain` for the event loop: each step of the chain through the engine (the
-    async `run_step`, in this one coroutine: a fan-out runs one chain per step)."""
+    async `run_step`, in this one coroutine: a fan-out runs one chain per step).
+
+    A coroutine step with no guard, time limit, deadline or tracer takes `run_plain`'s success
+    path right here, with no engine built and no coroutine of its own between the task and
+    the step (the commit called directly when the store does no I/O); anything else goes to an
+    `AsyncTaskEngine`, from the start or from where it happened."""
     if limit is not None:
         await limit.acquire()
     try:
-        steps, specs, cancel = ex.run.steps, ex.specs, ex.run.cancel_event
+        steps, specs, journal, cancel = ex.run.steps, ex.specs, ex.journal, ex.run.cancel_event
         for index, previous in ex.walk_chain(indices):
             record, step = steps[index], specs[index].step
             kwargs = ex.kwargs_for(index, previous) if step.accepts else {}
             if step.on_cancel is not None:
                 with ex.cancel_hook(index):
-                    await AsyncTaskEngine(step, record, ex.journal.acommit, ex.tracer, cancel).run(
+                    await AsyncTaskEngine(step, record, journal.acommit, ex.tracer, cancel).run(
                         kwargs
                     )
-            elif step.plain_async and ex.tracer is None:
-                await arun_plain(step, record, kwargs, ex.journal, cancel)
-            else:
-                await AsyncTaskEngine(step, record, ex.journal.acommit, ex.tracer, cancel).run(
-                    kwargs
-                )
+            elif (
+                not step.plain_async
+                or ex.tracer is not None
+                or record.status is not NOT_STARTED
+                or cancel.requested
+            ):
+                await AsyncTaskEngine(step, record, journal.acommit, ex.tracer, cancel).run(kwargs)
+            else:  # `run_plain`, inlined: one coroutine less per step
+                started = plain_begin(record)
+                try:
+                    output = await step.func(**kwargs)
+                except Exception as error:
+                    await AsyncTaskEngine(step, record, journal.acommit, None, cancel).run(
+                        kwargs, failed=error
+                    )
+                except BaseException as exc:  # cancelled: recorded, and the cancellation goes on
+                    engine = AsyncTaskEngine(step, record, journal.acommit, None, cancel)
+                    engine._end(type(exc), exc, None)
+                    raise
+                else:
+                    try:
+                        finished = plain_output(step, record, output, cancel)
+                        if journal.blocking:
+                            await journal.acommit(record)
+                        else:
+                            journal.commit(record)
+                    except BaseException as exc:
+                        engine = AsyncTaskEngine(step, record, journal.acommit, None, cancel)
+                        if not engine._end(type(exc), exc, None):
+                            raise
+                    else:
+                        plain_completed(record, started, finished)
             if record.status is not COMPLETED and not ex.settle(index):
                 await _io(ex, ex.record_failure, index)
         if ex.compensate:

@@ -439,7 +439,7 @@ def run_plain(
     guard, time limit, deadline or coroutine) run here with no tracer: the same lifecycle, its
     success path in this one frame with no engine built. Anything else (a failed first attempt,
     a cancel, a commit that fails) goes to a `TaskEngine` at the point where it happened.
-    `arun_plain` is the same for coroutine steps; both use the `plain_*` helpers below."""
+    `_async._run_chain` does the same for coroutine steps; both use the `plain_*` helpers below."""
     if record.status is not NOT_STARTED or cancel.requested:
         TaskEngine(step, record, commit, None, cancel).run(kwargs)
         return

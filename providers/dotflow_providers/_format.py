@@ -33,7 +33,7 @@ import pathlib
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pydantic
@@ -45,6 +45,9 @@ from ._errors import (
     InvalidWorkflowId,
     UnsupportedCheckpointFormat,
 )
+
+if TYPE_CHECKING:
+    from ._identity import StepIdentity
 
 FORMAT_VERSION = 2
 NAMESPACE = ".dotflow"
@@ -279,9 +282,8 @@ def step_prefix(workflow_id: str) -> bytes:
 
 def step_document(
     prefix: bytes,
-    name: str,
-    index: int,
-    valid_for: tuple[str, str, str, str],
+    identity: StepIdentity,
+    upstream: str,
     attempts: int,
     started_at: float,
     finished_at: float,
@@ -290,16 +292,17 @@ def step_document(
     digest: str,
 ) -> bytes:
     """The bytes committed for a completed step: its workflow's `step_prefix`, what the
-    checkpoint is valid for (`valid_for`: code version, input digest, salt, upstream token), what
+    checkpoint is valid for (the step's `identity` and the `upstream` token it received), what
     the run recorded, then the encoded output, whose checksum `digest` is. `history` is left
     out when the step succeeded at its first attempt (a reader derives it)."""
+    position, name, version, input_, salt, _ = identity
     members = {
         "name": name,
-        "index": index,
-        "version": valid_for[0],
-        "input": valid_for[1],
-        "salt": valid_for[2],
-        "upstream": valid_for[3],
+        "index": position,
+        "version": version,
+        "input": input_,
+        "salt": salt,
+        "upstream": upstream,
         "attempts": attempts,
         "started_at": started_at,
         "finished_at": finished_at,

@@ -239,11 +239,6 @@ def upstream_token(identity: StepIdentity, restored: Mapping[int, str]) -> str |
     return restored.get(identity.upstream)
 
 
-def valid_for(identity: StepIdentity, upstream_token: str) -> tuple[str, str, str, str]:
-    """What a checkpoint of this step, given this upstream token, records it is valid for."""
-    return (identity.version, identity.input, identity.salt, upstream_token)
-
-
 class StoredStep(Protocol):
     """What a stored step checkpoint says it is valid for (a `_format.StepDocument`)."""
 

@@ -49,7 +49,6 @@ from ._identity import (
     StepIdentity,
     plan,
     upstream_token,
-    valid_for,
 )
 from .storage import CheckpointStore
 
@@ -271,9 +270,8 @@ class Journal:
             digest = checksum(payload)
             document = step_document(
                 self._prefix,
-                step.name,
-                identity.position,
-                valid_for(identity, token),
+                identity,
+                token,
                 step.attempts,
                 step.started_at,
                 step.finished_at,
@@ -315,9 +313,8 @@ class Journal:
         started = record.started_at or 0.0
         document = step_document(
             self._prefix,
-            record.name,
-            index,
-            valid_for(identity, token),
+            identity,
+            token,
             record.attempts,
             started,
             record.finished_at or started,

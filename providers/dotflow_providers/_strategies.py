@@ -8,6 +8,7 @@ import dataclasses
 import gc
 import itertools
 import logging
+import operator
 import os
 import pickle
 import threading
@@ -90,6 +91,14 @@ class StepSpec(NamedTuple):
     map: MapSpec | None = None  # how a `workflow.map` step runs its items
 
 
+_GROUP = operator.itemgetter(3)  # StepSpec.group
+
+
+def _ungrouped(specs: Sequence[StepSpec]) -> bool:
+    """No step has a group (counted by C calls only: a fan-out has many steps)."""
+    return list(map(_GROUP, specs)).count(None) == len(specs)
+
+
 #: How each mode passes outputs on: "one" chain of every step, one chain per "group" (ungrouped
 #: steps forming one chain together), one chain per group and per ungrouped "step", or "none".
 CHAIN_LAYOUTS: dict[str, str] = {
@@ -106,8 +115,8 @@ def chains(specs: Sequence[StepSpec], layout: str) -> list[list[int]]:
     """The chains in which a mode runs steps, each step receiving the previous one's output."""
     if layout == "one":
         return [list(range(len(specs)))]
-    if layout == "none":
-        return [[index] for index in range(len(specs))]
+    if layout == "none" or (layout == "steps" and _ungrouped(specs)):
+        return [[index] for index in range(len(specs))]  # (a fan-out of ungrouped steps)
     found: dict[Any, list[int]] = {}
     for index, spec in enumerate(specs):
         key = (None, index) if layout == "steps" and spec.group is None else spec.group
@@ -124,6 +133,8 @@ def upstreams(specs: Sequence[StepSpec], mode: str) -> list[int | None]:
             for index, spec in enumerate(specs)
         ]
     found: list[int | None] = [None] * len(specs)
+    if layout == "none" or (layout == "steps" and _ungrouped(specs)):
+        return found  # every step is a chain of its own
     for chain in chains(specs, layout):
         for before, index in itertools.pairwise(chain):
             if "previous_context" in specs[index].step.accepts:
