@@ -496,7 +496,35 @@ def test_an_id_is_usable_exactly_when_the_documented_rule_says_so(workflow_id: s
             Layout(workflow_id)
 
 
-@given(st.lists(st.text(_ALPHABET, min_size=1, max_size=12), unique=True, max_size=8))
+_SIMPLE_TEXT = st.text(st.sampled_from("aZ09._-"), min_size=1, max_size=12)
+
+
+@st.composite
+def _step_names(draw: st.DrawFn) -> list[str]:
+    """Names mostly simple (a run's usual names, which keys take a faster way), one of them
+    perhaps edited into a name that is not: too long, or given any character (a newline too)."""
+    names = draw(st.lists(_SIMPLE_TEXT, min_size=1, max_size=8))
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(names) - 1))
+        name = names[at]
+        if draw(st.booleans()):
+            name = name * 8  # past 80 characters, or not
+        else:
+            cut = draw(st.integers(0, len(name)))
+            # a newline above all: joined, "a\nb" reads as two simple names
+            name = name[:cut] + draw(st.one_of(st.just("\n"), _ALPHABET)) + name[cut:]
+        names[at] = name
+    return list(dict.fromkeys(names))
+
+
+@example(["a", "b\nc"])  # joined, they read as three simple names
+@example(["a\n", "b"])
+@given(
+    st.one_of(
+        st.lists(st.text(_ALPHABET, min_size=1, max_size=12), unique=True, max_size=8),
+        _step_names(),
+    )
+)
 def test_step_keys_are_the_simple_name_itself_or_a_hashed_form_never_shared(
     names: list[str],
 ) -> None:
