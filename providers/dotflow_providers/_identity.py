@@ -190,6 +190,28 @@ def with_bound_arguments(version: str, func: Callable[..., Any]) -> str:
         ) from None
 
 
+def with_fields(version: str, fields: dict[str, Any]) -> str:
+    """`version` with an object's fields as they are now (a `Stage`'s own fields: settings that
+    change what its `execute` computes), read on every start like bound arguments.
+    `CheckpointError` naming the field when one has no stable digest."""
+    if not fields:
+        return version
+    try:
+        return _hash(version, _codec.digest(fields, name="fields"))
+    except _codec.UnencodableValue:
+        for name, value in fields.items():
+            try:
+                _codec.digest(value, name=name)
+            except _codec.UnencodableValue as exc:
+                raise CheckpointError(
+                    f"its field {name!r} cannot be fingerprinted ({exc}), so a change to it "
+                    "could not be told from a resume: hold plain data there, create the object "
+                    "inside execute(), or, if the field never changes what execute() computes "
+                    "(a client, a rollback setting), declare it with pydantic.Field(exclude=True)"
+                ) from None
+        raise
+
+
 def _undigestable(
     bound: list[tuple[tuple[Any, ...], dict[str, Any]]],
 ) -> Iterator[tuple[str, _codec.UnencodableValue]]:

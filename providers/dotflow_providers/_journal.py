@@ -12,7 +12,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._batch import GroupCommit, read_steps
@@ -64,10 +64,13 @@ _NAME = operator.itemgetter(1)
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Opened:
-    """What `Journal.open` found: the plan and the restored steps' documents, by index."""
+    """What `Journal.open` found: the plan, the restored steps' documents by index, and each
+    step's newest document by name, valid now or not (what was committed: a compensation undoes
+    that, whatever the definition is now)."""
 
     plan: Plan
     restored: dict[int, StepDocument]
+    committed: Mapping[str, StepDocument]
 
 
 def clear_progress(
@@ -198,7 +201,7 @@ class Journal:
                 extra={"workflow_id": self.workflow_id},
             )
         restored = {i: decided.chosen[i] for i in decided.restored}
-        return Opened(decided, restored)
+        return Opened(decided, restored, docs)
 
     def _create_manifest(self, names: tuple[str, ...]) -> tuple[Manifest, str]:
         orphan = next(iter(self.store.list(self.layout.steps)), None)

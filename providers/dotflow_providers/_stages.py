@@ -117,14 +117,23 @@ class Stage(pydantic.BaseModel, Generic[StateT]):
         if self._live is not None:
             self.cancel(self._live)
 
+    def counted_fields(self) -> dict[str, Any]:
+        """The fields that count in what this stage's checkpoint is valid for, as they are now:
+        a subclass's own fields (settings that change what `execute` computes), but those
+        declared with `pydantic.Field(exclude=True)`, as `retry` and `timeout` are. `name` keys
+        the checkpoint, `state` counts as the initial context, `description` is documentation."""
+        return {
+            name: getattr(self, name)
+            for name, field in type(self).model_fields.items()
+            if name not in _NOT_COUNTED and not field.exclude
+        }
+
     def as_action(self) -> AnyAction:
         """This stage as a step for `Workflow.add` (the workflow calls it for you).
 
         Its code is its class's `execute`; its `state` is its initial context when none is given
-        (see `Workflow._initial`), so a changed state runs it again. A subclass's own fields are
-        the object's state and do not count (as for any object a step is bound to): a
-        compensation must still find the checkpoints of a stage whose rollback settings were
-        fixed after the run."""
+        (see `Workflow._initial`), so a changed state runs it again; its `counted_fields` count
+        with its code, read at every start, so a changed setting runs it again too."""
         self._takes_progress = "checkpoint" in inspect.signature(self.execute).parameters
         step = make_action(self._run, self.retry, self.timeout, "thread", self.name)
         return dataclasses.replace(
@@ -134,6 +143,10 @@ class Stage(pydantic.BaseModel, Generic[StateT]):
             compensate=self._compensate,
             on_cancel=self._on_cancel,
         )
+
+
+#: Stage's own fields that never count in its code version (see `Stage.counted_fields`)
+_NOT_COUNTED = frozenset({"name", "description", "state"})
 
 
 def dump_stages(run_or_id: Run | str, store: CheckpointStore | None = None) -> str:

@@ -33,7 +33,14 @@ from ._errors import (
     UnknownMode,
 )
 from ._format import Layout, StepDocument, check_workflow_id, step_key_name
-from ._identity import ON_CHANGE, OnChange, StepIdentity, digest_value, with_bound_arguments
+from ._identity import (
+    ON_CHANGE,
+    OnChange,
+    StepIdentity,
+    digest_value,
+    with_bound_arguments,
+    with_fields,
+)
 from ._journal import Journal, request_cancel
 from ._lease import Lease, LeaseConfig, read_lease
 from ._map import Items, check_commit_options, map_step
@@ -315,11 +322,14 @@ class Workflow:
     ) -> Compensation:
         """Undo the completed steps of a finished run, newest first, from their checkpoints.
 
-        Every step with a valid checkpoint and a compensation (a `Stage`'s `rollback`) is undone
-        with its committed output, in this process or any other, and its checkpoint forgotten,
-        so the next start runs it again and a second `compensate` (a second rollback, a retry)
-        never undoes it twice; steps without a compensation keep their checkpoints. Give the
-        run's `initial_context` and `mode` (they decide which checkpoints are valid); `error`
+        Every step with a checkpoint and a compensation (a `Stage`'s `rollback`) is undone with
+        its committed output, in this process or any other, and its checkpoint forgotten, so
+        the next start runs it again and a second `compensate` (a second rollback, a retry)
+        never undoes it twice; steps without a compensation keep their checkpoints. What was
+        committed is undone whether or not it is still valid for the definition as it is now
+        (its work was done: a stage whose code, fields or rollback settings changed since is
+        still undone, by its rollback as it is now). Give the run's `initial_context` (a
+        derived workflow id depends on it); `mode` no longer changes what is undone. `error`
         is what the compensations receive (`RolledBack` by default). The workflow's lease is
         held throughout (`LockHeld` while a run holds it). The first compensation that raises
         stops it with `CompensationFailed` (caused by that failure): that step and the ones
@@ -342,8 +352,16 @@ class Workflow:
                 # a checkpoint inside a batch is forgotten by a discard entry (a batch write)
                 batched = next(iter(self.store.list(layout.batches)), None) is not None
                 journal = Journal(self.store, layout, lease, commit_every=2 if batched else 1)
-                opened = journal.open(identities, on_change=self.on_change, v1_inputs=initial)
-                records = journal.records = self._records(layout.workflow_id, opened.restored, maps)
+                # what was committed is undone, valid for the definition as it is now or not: its
+                # work was done (and a stage whose rollback settings were fixed since still
+                # counts as the same step, whatever else changed)
+                opened = journal.open(identities, on_change="rerun", v1_inputs=initial)
+                committed = {
+                    index: opened.committed[name]
+                    for index, name in enumerate(self.steps)
+                    if name in opened.committed
+                }
+                records = journal.records = self._records(layout.workflow_id, committed, maps)
                 for record in records:
                     record.restored = False  # completed before, not restored by a run
                 steps = [spec.step for spec in self._specs]
@@ -521,6 +539,12 @@ class Workflow:
                 versions[index] = with_bound_arguments(versions[index], step.code or step.func)
             except CheckpointError as exc:
                 raise CheckpointError(f"step {specs[index].name!r}: {exc}") from exc
+        for index, spec in enumerate(specs) if self._uncommon else ():
+            if spec.stage is not None:
+                try:  # a stage's settings as they are now (they may be reassigned after add())
+                    versions[index] = with_fields(versions[index], spec.stage.counted_fields())
+                except CheckpointError as exc:
+                    raise CheckpointError(f"stage {spec.name!r}: {exc}") from exc
         columns = zip(
             range(len(specs)),
             map(_NAME, specs),

@@ -293,3 +293,36 @@ def test_compensated_is_the_completed_set_in_reverse_order_and_never_twice(
     assert undone == expected
     rerun = stages(store, count, None, None).start(initial_context=Trail())
     assert not any(s.restored for s in rerun.steps)
+
+
+class Rescaled(Recording):
+    """`Recording` with another `execute`: the stage's code changed since its run."""
+
+    def execute(self, state: JobState) -> None:
+        super().execute(state)
+        state.rows.append(1)
+
+
+def test_what_was_committed_is_undone_whatever_changed_in_the_definition_since(
+    tmp_path: Path,
+) -> None:
+    # its work was done: a stage whose code or fields changed after the run (or whose rollback
+    # was fixed) is still undone, by its rollback as it is now, with its committed state
+    store = FileStore(tmp_path / "store")
+    three(tmp_path, store).start(initial_context=JobState())
+    changed = Workflow("job", store=store)
+    changed.add(Recording(name="download", folder=str(tmp_path), fail_rollback=False))
+    changed.add(Rescaled(name="transform", folder=str(tmp_path)))  # code changed
+    changed.add(Recording(name="publish", folder=str(tmp_path), hang=True))  # a field changed
+    done = changed.compensate(initial_context=JobState(), mode="parallel")
+    assert done.compensated == ["publish", "transform", "download"]
+    assert [line.split(" error=")[0] for line in rollback_lines(tmp_path)] == [
+        "rollback publish written=['download', 'transform', 'publish']",
+        "rollback transform written=['download', 'transform']",
+        "rollback download written=['download']",
+    ]
+    assert list(store.list(Layout("job").steps)) == []
+
+
+def rollback_lines(folder: Path) -> list[str]:
+    return [line for line in (folder / "events.log").read_text().splitlines() if "rollback" in line]

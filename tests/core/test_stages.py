@@ -381,3 +381,83 @@ def test_what_a_stage_is_valid_for_changes_exactly_when_its_state_does(
         return found
 
     assert (identity(first) == identity(second)) is (first == second)
+
+
+def test_a_stage_runs_again_when_one_of_its_fields_changes_and_only_then() -> None:
+    # `factor` changes what execute computes: a changed one must never restore the result
+    # computed with the old one (reassigned after add() too); a field declared excluded does not
+    # count, like retry and timeout
+    store = MemoryStore()
+    state = Numbers(n=3)
+
+    def start(stage: Stage[Numbers]) -> tuple[int, bool]:
+        run = Workflow("fields", store=store).add(stage).start()
+        return run.output.out, run.steps[0].restored
+
+    assert start(Scale(name="scale", state=state)) == (6, False)
+    assert start(Scale(name="scale", state=state, factor=2)) == (6, True)
+    assert start(Scale(name="scale", state=state, factor=5)) == (15, False)
+    stage = Scale(name="scale", state=state, factor=5)
+    workflow = Workflow("fields", store=store).add(stage)
+    assert workflow.start().steps[0].restored
+    stage.factor = 7
+    run = workflow.start()
+    assert (run.output.out, run.steps[0].restored) == (21, False)
+    # the same execute and counted fields (the class is not what counts)
+    assert start(Notified(name="scale", state=state, factor=7, channel="#a")) == (21, True)
+    assert start(Notified(name="scale", state=state, factor=7, channel="#b")) == (21, True)
+    assert start(Notified(name="scale", state=state, factor=2, channel="#b")) == (6, False)
+
+
+class Notified(Scale):
+    """Its `channel` is read by its rollback only: declared excluded, it does not count."""
+
+    channel: str = pydantic.Field(default="", exclude=True)
+
+
+class Uploader(Stage[Numbers]):
+    client: Any = None
+
+    def execute(self, state: Numbers) -> None:
+        state.out = state.n
+
+
+class Client:
+    """An object with no stable digest (a connection, say)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+
+class ExcludedClient(Stage[Numbers]):
+    client: Any = pydantic.Field(default=None, exclude=True)
+
+    def execute(self, state: Numbers) -> None:
+        state.out = state.n
+
+
+def test_a_stage_field_without_a_stable_digest_is_refused_before_it_runs() -> None:
+    store = MemoryStore()
+    workflow = Workflow("client", store=store)
+    workflow.add(Uploader(name="upload", state=Numbers(n=1), client=Client()))
+    with pytest.raises(
+        CheckpointError, match=r"stage 'upload': its field 'client' cannot be.*exclude=True"
+    ):
+        workflow.start()
+    assert list(store.list("")) == []  # nothing ran, nothing was written
+    fine = Workflow("client", store=store)
+    fine.add(ExcludedClient(name="upload", state=Numbers(n=1), client=Client()))
+    assert fine.start().output.out == 1
+
+
+@given(st.integers(-3, 3), st.integers(-3, 3), st.text(max_size=3), st.text(max_size=3))
+def test_what_a_stage_is_valid_for_changes_exactly_when_a_counted_field_does(
+    first: int, second: int, channel: str, other_channel: str
+) -> None:
+    def identity(factor: int, channel: str) -> Any:
+        stage = Notified(name="scale", state=Numbers(n=1), factor=factor, channel=channel)
+        workflow = Workflow("valid-for").add(stage)
+        (found,) = workflow._identities("sequential", workflow._initial(None))
+        return found
+
+    assert (identity(first, channel) == identity(second, other_channel)) is (first == second)
