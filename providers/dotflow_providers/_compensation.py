@@ -27,9 +27,9 @@ logger = logging.getLogger("dotflow_providers")
 class Compensation:
     """What `Workflow.compensate` did: every step of the workflow, the undone ones marked.
 
-    A step that had a valid checkpoint is COMPLETED in `steps`; `compensated` marks the ones
-    whose compensation ran (their checkpoints are gone, so the next start runs them again), and
-    `rollback_error` the one whose compensation failed.
+    A step that had a checkpoint (valid for the definition now or not) is COMPLETED in `steps`;
+    `compensated` marks the ones whose compensation ran (their checkpoints are gone, so the next
+    start runs them again), and `rollback_error` the one whose compensation failed.
     """
 
     workflow_id: str

@@ -129,8 +129,9 @@ class Layout:
 
     def steps_of(self, names: Sequence[str]) -> list[str]:
         """`[self.step(name) for name in names]`, cheaper when every name is simple (the usual
-        case): one match over the names joined by newlines (which no simple name holds, so
-        the count of newlines must be theirs) and the keys made by C string operations."""
+        case): one match over the names joined by newlines, and the keys made by C string
+        operations. No simple name holds a newline, so the joined text must hold exactly the
+        `len(names) - 1` the join put there (else a name such as "a\nb" would pass as two)."""
         steps = f"{self.base}steps/"
         joined = "\n".join(names)
         if joined.count("\n") == len(names) - 1 and _SIMPLE_NAMES.fullmatch(joined):

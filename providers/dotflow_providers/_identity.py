@@ -198,18 +198,20 @@ def with_fields(version: str, fields: dict[str, Any]) -> str:
         return version
     try:
         return _hash(version, _codec.digest(fields, name="fields"))
-    except _codec.UnencodableValue:
+    except _codec.UnencodableValue as exc:
+        what, why = f"fields ({exc})", exc
         for name, value in fields.items():
             try:
                 _codec.digest(value, name=name)
-            except _codec.UnencodableValue as exc:
-                raise CheckpointError(
-                    f"its field {name!r} cannot be fingerprinted ({exc}), so a change to it "
-                    "could not be told from a resume: hold plain data there, create the object "
-                    "inside execute(), or, if the field never changes what execute() computes "
-                    "(a client, a rollback setting), declare it with pydantic.Field(exclude=True)"
-                ) from None
-        raise
+            except _codec.UnencodableValue as found:
+                what, why = f"field {name!r}", found
+                break
+        raise CheckpointError(
+            f"its {what} cannot be fingerprinted ({why}), so a change to it could not be told "
+            "from a resume: hold plain data there, create the object inside execute(), or, if "
+            "the field never changes what execute() computes (a client, a rollback setting), "
+            "declare it with pydantic.Field(exclude=True)"
+        ) from None
 
 
 def _undigestable(

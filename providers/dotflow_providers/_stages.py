@@ -119,14 +119,18 @@ class Stage(pydantic.BaseModel, Generic[StateT]):
 
     def counted_fields(self) -> dict[str, Any]:
         """The fields that count in what this stage's checkpoint is valid for, as they are now:
-        a subclass's own fields (settings that change what `execute` computes), but those
-        declared with `pydantic.Field(exclude=True)`, as `retry` and `timeout` are. `name` keys
-        the checkpoint, `state` counts as the initial context, `description` is documentation."""
-        return {
+        a subclass's own fields (settings that change what `execute` computes) and, with
+        `extra="allow"`, its extra fields; not those declared with
+        `pydantic.Field(exclude=True)`, as `retry` and `timeout` are. `name` keys the
+        checkpoint, `state` counts as the initial context, `description` is documentation, and
+        private attributes are the object's own state (as for any object a step is bound to)."""
+        counted = {
             name: getattr(self, name)
             for name, field in type(self).model_fields.items()
             if name not in _NOT_COUNTED and not field.exclude
         }
+        extra = self.__pydantic_extra__
+        return {**counted, **extra} if extra else counted
 
     def as_action(self) -> AnyAction:
         """This stage as a step for `Workflow.add` (the workflow calls it for you).

@@ -328,16 +328,18 @@ class Workflow:
         never undoes it twice; steps without a compensation keep their checkpoints. What was
         committed is undone whether or not it is still valid for the definition as it is now
         (its work was done: a stage whose code, fields or rollback settings changed since is
-        still undone, by its rollback as it is now). Give the run's `initial_context` (a
-        derived workflow id depends on it); `mode` no longer changes what is undone. `error`
-        is what the compensations receive (`RolledBack` by default). The workflow's lease is
+        still undone, by its rollback as it is now), newest first in the order the steps are
+        defined now. A step no longer defined cannot be undone: a warning names it, and its
+        checkpoint is kept. Give the run's `initial_context` (a derived workflow id depends on
+        it); `mode` is checked but no longer changes what is undone. `error` is what the
+        compensations receive (`RolledBack` by default). The workflow's lease is
         held throughout (`LockHeld` while a run holds it). The first compensation that raises
         stops it with `CompensationFailed` (caused by that failure): that step and the ones
         before it keep their checkpoints, so calling `compensate` again resumes there.
         """
         if mode not in CHAIN_LAYOUTS:
             raise UnknownMode(f"unknown mode {mode!r}; choose one of {', '.join(CHAIN_LAYOUTS)}")
-        initial, maps, identities, layout = self._derive(mode, initial_context)
+        initial, maps, identities, layout = self._derive(mode, initial_context, settings=False)
         reason = error
         if reason is None:
             reason = RolledBack(f"workflow {layout.workflow_id!r} is compensated on request")
@@ -347,20 +349,31 @@ class Workflow:
         if lease is not None:
             lease.acquire()
         try:
-            stored = self.store.get(layout.manifest) or self.store.get(layout.v1_manifest)
-            if stored is not None:  # never started: nothing to undo, and no manifest to write
+            current = self.store.get(layout.manifest)
+            legacy = current is None and self.store.get(layout.v1_manifest) is not None
+            if current is not None or legacy:  # else never started: nothing to undo
                 # a checkpoint inside a batch is forgotten by a discard entry (a batch write)
                 batched = next(iter(self.store.list(layout.batches)), None) is not None
                 journal = Journal(self.store, layout, lease, commit_every=2 if batched else 1)
-                # what was committed is undone, valid for the definition as it is now or not: its
-                # work was done (and a stage whose rollback settings were fixed since still
-                # counts as the same step, whatever else changed)
-                opened = journal.open(identities, on_change="rerun", v1_inputs=initial)
+                # What was committed is undone, valid for the definition as it is now or not:
+                # its work was done. Format-1 checkpoints (0.1.0) are migrated first, and that
+                # migration keeps only those its own rule trusts, as a start does.
+                on_change = self.on_change if legacy else "rerun"
+                opened = journal.open(identities, on_change=on_change, v1_inputs=initial)
                 committed = {
                     index: opened.committed[name]
                     for index, name in enumerate(self.steps)
                     if name in opened.committed
                 }
+                gone = sorted(set(opened.committed) - set(self.steps))
+                if gone:
+                    logger.warning(
+                        "workflow %s: steps %s have checkpoints but are no longer defined, so "
+                        "they cannot be undone; their checkpoints are kept",
+                        layout.workflow_id,
+                        ", ".join(gone),
+                        extra={"workflow_id": layout.workflow_id},
+                    )
                 records = journal.records = self._records(layout.workflow_id, committed, maps)
                 for record in records:
                     record.restored = False  # completed before, not restored by a run
@@ -493,23 +506,32 @@ class Workflow:
         mode: str,
         initial_context: Any,
         building: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
+        settings: bool = True,
     ) -> tuple[list[Any], dict[int, list[Any]], list[StepIdentity], Layout]:
         """What a start and a compensation derive from the definition: each step's initial
         context, the map steps' items, what each checkpoint must be valid for (built inside
-        `building`: a start's `kept_for_the_run`), and where the workflow's documents live."""
+        `building`: a start's `kept_for_the_run`; without the `settings` a compensation never
+        needs, see `_identities`), and where the workflow's documents live."""
         if not self._specs:
             raise InvalidStep("the workflow has no steps; add some with workflow.add(step)")
         initial = self._initial(initial_context)
         maps = {i: s.map.materialize() for i, s in enumerate(self._specs) if s.map is not None}
         with building():
-            identities = self._identities(mode, initial, maps)
+            identities = self._identities(mode, initial, maps, settings)
         return initial, maps, identities, Layout(self.workflow_id_for(initial_context))
 
     def _identities(
-        self, mode: str, initial: list[Any], maps: dict[int, list[Any]] | None = None
+        self,
+        mode: str,
+        initial: list[Any],
+        maps: dict[int, list[Any]] | None = None,
+        settings: bool = True,
     ) -> list[StepIdentity]:
         """What each step's checkpoint must be valid for in this run (salts come from the
-        manifest). Built a column at a time: a run of many steps builds no Python frame per step."""
+        manifest). Built a column at a time: a run of many steps builds no Python frame per step.
+        `settings`: count partials' bound arguments and stages' fields in their versions (a
+        compensation, which undoes whatever was committed, does without them, so a stage
+        holding a client in a counted field can still be undone)."""
         specs = self._specs
         inputs: dict[int, str] = {}  # by context object: the same context given to many steps
 
@@ -533,13 +555,14 @@ class Workflow:
                 assert spec.map is not None
                 digests[index] = spec.map.input_digest(digests[index], items, spec.name)
         versions = list(map(_CODE_VERSION, steps))
-        for index in compress(count(), map(_BINDS, steps)) if self._uncommon else ():
+        counting = self._uncommon and settings
+        for index in compress(count(), map(_BINDS, steps)) if counting else ():
             step = steps[index]
             try:  # a partial's bound arguments as they are now (they may change in place)
                 versions[index] = with_bound_arguments(versions[index], step.code or step.func)
             except CheckpointError as exc:
                 raise CheckpointError(f"step {specs[index].name!r}: {exc}") from exc
-        for index, spec in enumerate(specs) if self._uncommon else ():
+        for index, spec in enumerate(specs) if counting else ():
             if spec.stage is not None:
                 try:  # a stage's settings as they are now (they may be reassigned after add())
                     versions[index] = with_fields(versions[index], spec.stage.counted_fields())

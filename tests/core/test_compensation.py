@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -326,3 +327,24 @@ def test_what_was_committed_is_undone_whatever_changed_in_the_definition_since(
 
 def rollback_lines(folder: Path) -> list[str]:
     return [line for line in (folder / "events.log").read_text().splitlines() if "rollback" in line]
+
+
+class Holding(Recording):
+    """Holds a client in a counted field: a start refuses it, a compensation does without."""
+
+    client: Any = None
+
+
+def test_a_stage_holding_a_client_is_still_undone_and_removed_steps_are_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FileStore(tmp_path / "store")
+    three(tmp_path, store).start(initial_context=JobState())
+    later = Workflow("job", store=store)  # "publish" is no longer defined
+    later.add(Recording(name="download", folder=str(tmp_path)))
+    later.add(Holding(name="transform", folder=str(tmp_path), client=threading.Lock()))
+    with caplog.at_level("WARNING", logger="dotflow_providers"):
+        done = later.compensate(initial_context=JobState())
+    assert done.compensated == ["transform", "download"]
+    assert "steps publish have checkpoints but are no longer defined" in caplog.text
+    assert sorted(Path(k).stem for k in store.list(Layout("job").steps)) == ["publish"]

@@ -461,3 +461,26 @@ def test_what_a_stage_is_valid_for_changes_exactly_when_a_counted_field_does(
         return found
 
     assert (identity(first, channel) == identity(second, other_channel)) is (first == second)
+
+
+class Loose(Stage[Numbers]):
+    """Takes extra fields (`extra="allow"`): they are settings like declared ones."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+
+    def execute(self, state: Numbers) -> None:
+        state.out = state.n * getattr(self, "factor", 1)
+
+
+def test_extra_fields_of_a_stage_that_allows_them_count_too() -> None:
+    store = MemoryStore()
+
+    def start(**extra: Any) -> tuple[int, bool]:
+        stage = Loose(name="loose", state=Numbers(n=3), **extra)
+        run = Workflow("loose", store=store).add(stage).start()
+        return run.output.out, run.steps[0].restored
+
+    assert start(factor=2) == (6, False)
+    assert start(factor=2) == (6, True)
+    assert start(factor=5) == (15, False)
+    assert start() == (3, False)
