@@ -329,7 +329,14 @@ def find_changes(
         if doc is None:
             continue
         if doc.version != identity.version:
-            changes.append(Change(identity.name, "code", f"the code of {identity.name!r} changed"))
+            changes.append(
+                Change(
+                    identity.name,
+                    "code",
+                    f"the code of {identity.name!r} changed (or its bound arguments, or a "
+                    "stage's fields)",
+                )
+            )
         if doc.input != identity.input:
             changes.append(
                 Change(identity.name, "input", f"the initial context of {identity.name!r} changed")

@@ -261,6 +261,15 @@ class Journal:
             if raw is not None:
                 legacy = load_v1_step(key, raw)
                 old[legacy.index] = legacy
+        if old and not trusted:
+            logger.warning(
+                "workflow %s: its format-1 checkpoints (of %s) were written for other steps or "
+                "inputs, so they are not migrated (nor undone by a compensation): those steps "
+                "run again",
+                self.workflow_id,
+                ", ".join(step.name for _, step in sorted(old.items())),
+                extra={"workflow_id": self.workflow_id},
+            )
         tokens: dict[int, str] = {}
         for identity in identities:
             step = old.get(identity.position)

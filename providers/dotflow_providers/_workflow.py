@@ -359,6 +359,8 @@ class Workflow:
                 # its work was done. Format-1 checkpoints (0.1.0) are migrated first, and that
                 # migration keeps only those its own rule trusts, as a start does.
                 on_change = self.on_change if legacy else "rerun"
+                if legacy:  # migrated documents record their versions: a start's, settings in
+                    identities = self._identities(mode, initial, maps)
                 opened = journal.open(identities, on_change=on_change, v1_inputs=initial)
                 committed = {
                     index: opened.committed[name]

@@ -3,6 +3,7 @@ committed outputs, in any process, once, under the workflow's lease; then they r
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -27,7 +28,7 @@ from dotflow_providers import (
     Status,
     Workflow,
 )
-from dotflow_providers._format import Layout
+from dotflow_providers._format import Layout, v1_fingerprint
 from dotflow_providers._lease import Lease, read_lease
 
 from .procs import ROOT
@@ -348,3 +349,47 @@ def test_a_stage_holding_a_client_is_still_undone_and_removed_steps_are_named(
     assert done.compensated == ["transform", "download"]
     assert "steps publish have checkpoints but are no longer defined" in caplog.text
     assert sorted(Path(k).stem for k in store.list(Layout("job").steps)) == ["publish"]
+
+
+class V1Numbers(pydantic.BaseModel):
+    n: int = 0
+
+
+class V1Mul(Stage[V1Numbers]):
+    factor: int = 2
+
+    def execute(self, state: V1Numbers) -> None:
+        state.n = 7 * self.factor
+
+
+def v1_scale(k: int) -> int:
+    return 10 * k
+
+
+def test_format_1_checkpoints_are_migrated_by_a_compensation_as_a_start_migrates_them() -> None:
+    # the migrated documents record what they are valid for: a compensation must write the
+    # versions a start computes (bound arguments and stage fields in), or the next start would
+    # run again a step no compensation undid (and, with on_change="raise", refuse to start)
+    store = MemoryStore()
+
+    def build() -> Workflow:
+        workflow = Workflow("legacy", store=store, on_change="raise")
+        workflow.add(V1Mul(name="mul", state=V1Numbers()))
+        return workflow.add(functools.partial(v1_scale, k=3), name="scale")
+
+    layout = Layout("legacy")
+    fingerprint = v1_fingerprint(build()._initial(None))
+    v1 = {"format": 1, "workflow_id": "legacy", "status": "COMPLETED", "attempts": 1}
+    store.put(
+        layout.v1_manifest,
+        json.dumps({**v1, "steps": ["mul", "scale"], "fingerprint": fingerprint}).encode(),
+    )
+    mul = {"index": 0, "name": "mul", "started_at": 2.0, "finished_at": 3.0, "output": {"n": 14}}
+    mul["output_type"] = {"type": f"{__name__}:V1Numbers"}
+    scale = {"index": 1, "name": "scale", "started_at": 1.0, "finished_at": 2.0, "output": 30}
+    store.put(f"{layout.v1_steps}00000-mul.json", json.dumps({**v1, **mul}).encode())
+    store.put(f"{layout.v1_steps}00001-scale.json", json.dumps({**v1, **scale}).encode())
+    assert build().compensate().compensated == ["mul"]
+    run = build().start()
+    assert [s.restored for s in run.steps] == [False, True]  # only what was undone runs again
+    assert run.output == 30
