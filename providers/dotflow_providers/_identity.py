@@ -25,7 +25,7 @@ import inspect
 import linecache
 import textwrap
 import types
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, NamedTuple, Protocol
 
 from . import _codec
@@ -181,7 +181,11 @@ def with_bound_arguments(version: str, func: Callable[..., Any]) -> str:
     try:
         return _hash(version, _codec.digest(bound, name="bound arguments"))
     except _codec.UnencodableValue as exc:
-        what, why = next(_undigestable(bound), ("arguments", exc))
+        named: list[tuple[str, Any]] = []
+        for args, keywords in bound:  # each as the call would name it
+            named += [(f"positional argument {i + 1}", v) for i, v in enumerate(args)]
+            named += [(f"argument {k!r}", v) for k, v in keywords.items()]
+        what, why = next(_undigestable(named), ("arguments", exc))
         raise CheckpointError(
             f"its functools.partial binds {what}, which cannot be fingerprinted ({why}), so a "
             "change to it could not be told from a resume: bind plain data (str, numbers, "
@@ -199,13 +203,8 @@ def with_fields(version: str, fields: dict[str, Any]) -> str:
     try:
         return _hash(version, _codec.digest(fields, name="fields"))
     except _codec.UnencodableValue as exc:
-        what, why = f"fields ({exc})", exc
-        for name, value in fields.items():
-            try:
-                _codec.digest(value, name=name)
-            except _codec.UnencodableValue as found:
-                what, why = f"field {name!r}", found
-                break
+        named = [(f"field {name!r}", value) for name, value in fields.items()]
+        what, why = next(_undigestable(named), (f"fields ({exc})", exc))
         raise CheckpointError(
             f"its {what} cannot be fingerprinted ({why}), so a change to it could not be told "
             "from a resume: hold plain data there, create the object inside execute(), or, if "
@@ -215,16 +214,15 @@ def with_fields(version: str, fields: dict[str, Any]) -> str:
 
 
 def _undigestable(
-    bound: list[tuple[tuple[Any, ...], dict[str, Any]]],
+    named: Iterable[tuple[str, Any]],
 ) -> Iterator[tuple[str, _codec.UnencodableValue]]:
-    """Each bound argument without a stable digest, named as the call would name it."""
-    for args, keywords in bound:
-        named = [(f"positional argument {i + 1}", v) for i, v in enumerate(args)]
-        for what, value in named + [(f"argument {k!r}", v) for k, v in keywords.items()]:
-            try:
-                _codec.digest(value, name=what)
-            except _codec.UnencodableValue as exc:
-                yield what, exc
+    """Each (what, value) whose value has no stable digest, with the reason (a whole that
+    cannot be digested says which of its parts is at fault)."""
+    for what, value in named:
+        try:
+            _codec.digest(value, name=what)
+        except _codec.UnencodableValue as exc:
+            yield what, exc
 
 
 def digest_value(value: object, what: str = "the value") -> str:

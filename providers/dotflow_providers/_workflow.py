@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import functools
 import gc
 import hashlib
@@ -339,7 +338,7 @@ class Workflow:
         """
         if mode not in CHAIN_LAYOUTS:
             raise UnknownMode(f"unknown mode {mode!r}; choose one of {', '.join(CHAIN_LAYOUTS)}")
-        initial, maps, identities, layout = self._derive(mode, initial_context, settings=False)
+        initial, maps, layout = self._derive(initial_context)
         reason = error
         if reason is None:
             reason = RolledBack(f"workflow {layout.workflow_id!r} is compensated on request")
@@ -356,11 +355,11 @@ class Workflow:
                 batched = next(iter(self.store.list(layout.batches)), None) is not None
                 journal = Journal(self.store, layout, lease, commit_every=2 if batched else 1)
                 # What was committed is undone, valid for the definition as it is now or not:
-                # its work was done. Format-1 checkpoints (0.1.0) are migrated first, and that
-                # migration keeps only those its own rule trusts, as a start does.
+                # its work was done, so versions need no settings (a stage holding a client
+                # is still undone). Format-1 checkpoints (0.1.0) are migrated first, exactly as
+                # a start migrates them: the documents written record a start's versions.
+                identities = self._identities(mode, initial, maps, settings=legacy)
                 on_change = self.on_change if legacy else "rerun"
-                if legacy:  # migrated documents record their versions: a start's, settings in
-                    identities = self._identities(mode, initial, maps)
                 opened = journal.open(identities, on_change=on_change, v1_inputs=initial)
                 committed = {
                     index: opened.committed[name]
@@ -503,24 +502,15 @@ class Workflow:
             gc.unfreeze()
         return execution.run
 
-    def _derive(
-        self,
-        mode: str,
-        initial_context: Any,
-        building: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
-        settings: bool = True,
-    ) -> tuple[list[Any], dict[int, list[Any]], list[StepIdentity], Layout]:
-        """What a start and a compensation derive from the definition: each step's initial
-        context, the map steps' items, what each checkpoint must be valid for (built inside
-        `building`: a start's `kept_for_the_run`; without the `settings` a compensation never
-        needs, see `_identities`), and where the workflow's documents live."""
+    def _derive(self, initial_context: Any) -> tuple[list[Any], dict[int, list[Any]], Layout]:
+        """What a start and a compensation derive from the definition before what each
+        checkpoint must be valid for (`_identities`): each step's initial context, the map
+        steps' items, and where the workflow's documents live."""
         if not self._specs:
             raise InvalidStep("the workflow has no steps; add some with workflow.add(step)")
         initial = self._initial(initial_context)
         maps = {i: s.map.materialize() for i, s in enumerate(self._specs) if s.map is not None}
-        with building():
-            identities = self._identities(mode, initial, maps, settings)
-        return initial, maps, identities, Layout(self.workflow_id_for(initial_context))
+        return initial, maps, Layout(self.workflow_id_for(initial_context))
 
     def _identities(
         self,
@@ -531,9 +521,8 @@ class Workflow:
     ) -> list[StepIdentity]:
         """What each step's checkpoint must be valid for in this run (salts come from the
         manifest). Built a column at a time: a run of many steps builds no Python frame per step.
-        `settings`: count partials' bound arguments and stages' fields in their versions (a
-        compensation, which undoes whatever was committed, does without them, so a stage
-        holding a client in a counted field can still be undone)."""
+        `settings`: count partials' bound arguments and stages' fields in their versions (see
+        `compensate`, which does without them)."""
         specs = self._specs
         inputs: dict[int, str] = {}  # by context object: the same context given to many steps
 
@@ -610,7 +599,9 @@ class Workflow:
                 "map steps cannot run in parallel mode (their items are run by this runner); "
                 "give the map an executor= (a ProcessPoolExecutor) and start it sequentially"
             )
-        initial, maps, identities, layout = self._derive(mode, initial_context, kept_for_the_run)
+        initial, maps, layout = self._derive(initial_context)
+        with kept_for_the_run():
+            identities = self._identities(mode, initial, maps)
         if self._workflow_id is None:  # derived: known only now (a given one was checked)
             check_key_limits(self.store, layout.workflow_id, self.steps)
         lease = None if self.lock is None else Lease(self.store, layout.lock, self.lock)
