@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import itertools
 import threading
 import time
@@ -314,3 +316,94 @@ def test_async_steps_keep_progress_without_blocking_the_loop(tmp_path: Path) -> 
     assert run.output == [0, 1, 2, 3, 4, 5]
     assert run.steps[0].attempts == 2
     assert list(store.list("apages/progress/")) == []
+
+
+def test_cancelling_a_fan_out_raises_only_once_every_step_has_finished_its_cleanup() -> None:
+    """As `asyncio.gather` did: the caller's cancellation reaches every chain, and it is raised
+    only when they have all ended (a second cancel while they clean up changes nothing), so
+    nothing runs after `start_async` has released its lease."""
+    store = RecordingStore()
+    events: list[str] = []
+    started = 0
+
+    def slow_to_clean(n: int) -> Any:
+        async def step() -> None:
+            nonlocal started
+            started += 1
+            try:
+                await asyncio.sleep(10)
+            finally:  # an async cleanup that finishes even when cancelled again
+                for _ in range(5):
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.sleep(0.01)
+                events.append(f"cleaned s{n}")
+
+        return action(step)
+
+    wf = Workflow("fan-cancel", store=store)
+    for n in range(4):
+        wf.add(slow_to_clean(n), name=f"s{n}")
+    wf.add(lambda: "waits for a slot", name="queued")
+
+    async def main() -> None:
+        task = asyncio.create_task(wf.start_async(mode="async_parallel", max_concurrency=4))
+        while started < 4:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.sleep(0.01)  # the chains are cleaning up now
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        events.append("start_async raised")
+
+    asyncio.run(main())
+    assert sorted(events[:4]) == [f"cleaned s{n}" for n in range(4)]
+    assert events[4:] == ["start_async raised"]
+    assert store.get(Layout("fan-cancel").lock) is None  # released after the cleanups
+    assert store.count("put", "/steps/") == 0  # nothing was committed
+
+
+class FailsToRecordFailures(RecordingStore):
+    """A store that cannot keep failure records (a flaky connection) but commits steps."""
+
+    def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+        if "/failures/" in key:
+            raise ConnectionError(f"could not write {key}")
+        return super().put(key, data, **kwargs)
+
+
+def test_an_error_escaping_parallel_chains_is_the_first_chains_and_raised_after_all_ended() -> None:
+    """Not a step's failure (recorded) but the store failing while recording one: it ends that
+    chain, the others run to their end, and `start_async` raises the error of the first chain
+    (in the order of the steps, not of the failures), with no task's error left unretrieved."""
+    unretrieved: list[dict[str, Any]] = []
+
+    @action
+    async def fails_late() -> None:
+        await asyncio.sleep(0.05)
+        raise ValueError("late")
+
+    @action
+    async def fails_at_once() -> None:
+        raise ValueError("at once")
+
+    @action
+    async def succeeds() -> str:
+        await asyncio.sleep(0.02)
+        return "ok"
+
+    store = FailsToRecordFailures()
+    wf = Workflow("escapes", store=store)
+    wf.add(fails_late, name="late").add(fails_at_once, name="early").add(succeeds, name="ok")
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: unretrieved.append(ctx))
+        with pytest.raises(ConnectionError, match="failures/late"):
+            await wf.start_async(mode="async_parallel", keep_going=True)
+        gc.collect()  # an unretrieved task error is reported when its task is freed
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert unretrieved == []
+    assert store.get(Layout("escapes").step("ok")) is not None  # the third chain ran to its end
+    assert store.get(Layout("escapes").lock) is None
