@@ -347,9 +347,7 @@ class Execution:
             self.journal.flush()  # group commit: the last batch
         finally:
             gc.unfreeze()
-            if self.journal.group is not None:
-                self.flush_quietly()
-            self.close()
+            self.end()
 
     def give_up(self) -> None:
         """A prepared run that will never run (its `start_async` was cancelled while it was
@@ -359,12 +357,15 @@ class Execution:
         if lease is not None:
             lease.release()
 
-    def flush_quietly(self) -> None:
-        """On cancel or an error: commit what completed; a failure here is only logged."""
-        try:
-            self.journal.flush()
-        except DotflowError as exc:
-            logger.warning("could not commit the last batch of completed steps: %s", exc)
+    def end(self) -> None:
+        """After the steps, however they ended (sync and async): commit what completed if a
+        group commit holds it (a failure here is only logged), then `close`."""
+        if self.journal.group is not None:
+            try:
+                self.journal.flush()
+            except DotflowError as exc:
+                logger.warning("could not commit the last batch of completed steps: %s", exc)
+        self.close()
 
 
 def sequential(ex: Execution) -> None:

@@ -407,3 +407,165 @@ def test_an_error_escaping_parallel_chains_is_the_first_chains_and_raised_after_
     assert unretrieved == []
     assert store.get(Layout("escapes").step("ok")) is not None  # the third chain ran to its end
     assert store.get(Layout("escapes").lock) is None
+
+
+def _new_tasks_after(known: set[Any]) -> set[asyncio.Task[Any]]:
+    return asyncio.all_tasks() - known
+
+
+def test_a_chain_cancelled_before_it_began_still_ends_the_run() -> None:
+    """Code that cancels tasks it finds (a shutdown handler, a test fixture) may cancel a
+    chain's task before its coroutine ever ran: the run still ends (that step not run), as
+    with `asyncio.gather`, rather than waiting forever for the chain to report its end."""
+
+    @action
+    async def nap() -> str:
+        await asyncio.sleep(0.05)
+        return "ok"
+
+    wf = Workflow("unbegun")
+    for n in range(3):
+        wf.add(nap, name=f"s{n}")
+
+    async def main() -> Any:
+        caller = asyncio.current_task()
+        task = asyncio.create_task(wf.start_async(mode="async_parallel"))
+        known = {caller, task}
+        while not _new_tasks_after(known):  # the chains' tasks, before any has run
+            await asyncio.sleep(0)
+        chains = _new_tasks_after(known)
+        assert len(chains) == 3
+        min(chains, key=id).cancel()
+        done, _ = await asyncio.wait({task}, timeout=60)  # (a hang fails here, no timing)
+        assert done, "start_async did not end"
+        return task.result()
+
+    run = asyncio.run(main())
+    assert sorted(s.status.value for s in run.steps) == ["COMPLETED", "COMPLETED", "NOT_STARTED"]
+
+
+def test_cancelling_everything_before_the_chains_began_raises_cancelled() -> None:
+    @action
+    async def nap() -> None:
+        await asyncio.sleep(0.05)
+
+    wf = Workflow("all-cancelled").add(nap, name="a").add(nap, name="b")
+
+    async def main() -> None:
+        caller = asyncio.current_task()
+        task = asyncio.create_task(wf.start_async(mode="async_parallel"))
+        while not _new_tasks_after({caller, task}):
+            await asyncio.sleep(0)
+        for other in asyncio.all_tasks() - {caller}:
+            other.cancel()
+        done, _ = await asyncio.wait({task}, timeout=60)  # (a hang fails here, no timing)
+        assert done, "start_async did not end"
+        assert task.cancelled()
+
+    asyncio.run(main())
+
+
+def test_the_callers_cancellation_reaches_running_steps_at_once_with_its_message() -> None:
+    """As with `gather`: cancelling the awaiting task cancels the chains inside `cancel()`, so a
+    step woken in the same loop iteration is cancelled rather than committed, the step after it
+    never starts, and the steps see the caller's message."""
+    events: list[str] = []
+    release = asyncio.Event()
+    seen: list[tuple[Any, ...]] = []
+    store = RecordingStore()
+
+    @action
+    async def waits() -> str:
+        events.append("A waits")
+        try:
+            await release.wait()
+        except asyncio.CancelledError as cancelled:
+            seen.append(cancelled.args)
+            raise
+        events.append("A done")
+        return "a"
+
+    @action
+    async def after(previous_context: Any) -> None:
+        events.append("B started")
+
+    wf = Workflow("at-once", store=store).add(waits, name="A").add(after, name="B")
+
+    async def main() -> None:
+        task = asyncio.create_task(wf.start_async(mode="async_sequential"))
+        while not events:  # A awaits the event
+            await asyncio.sleep(0.001)
+        task.cancel("shutting down")
+        release.set()  # A would wake in the next iteration, were it not cancelled already
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert events == ["A waits"]
+    assert seen == [("shutting down",)]
+    assert store.count("put", "/steps/") == 0
+
+
+class Abort(BaseException):
+    """Neither an `Exception` nor a cancellation: it must not vanish."""
+
+
+def test_a_base_exception_from_a_step_is_raised_by_start_async() -> None:
+    unretrieved: list[dict[str, Any]] = []
+
+    @action
+    async def aborts() -> None:
+        await asyncio.sleep(0.01)
+        raise Abort("stop everything")
+
+    @action
+    async def finishes() -> str:
+        await asyncio.sleep(0.03)
+        return "ok"
+
+    wf = Workflow("aborts").add(aborts, name="aborts").add(finishes, name="ok")
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: unretrieved.append(ctx))
+        with pytest.raises(Abort, match="stop everything"):
+            await wf.start_async(mode="async_parallel")
+        gc.collect()
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert unretrieved == []
+
+
+def test_a_cancellation_repeated_while_the_run_ends_still_releases_the_lease(
+    tmp_path: Path,
+) -> None:
+    """The caller cancelled again and again while the run ends (a shutdown pressing on): the
+    lease is still released (a cancellation pending on the task used to drop the store I/O that
+    releases it before its worker thread began it), so the next start need not wait for the
+    lease to expire."""
+    store = FileStore(tmp_path)
+    started: list[str] = []
+
+    def sleeper(name: str) -> Any:
+        async def step() -> None:
+            started.append(name)
+            await asyncio.sleep(10)
+
+        return action(step)
+
+    wf = Workflow("pressed", store=store)
+    for n in range(3):
+        wf.add(sleeper(f"s{n}"), name=f"s{n}")
+
+    async def main() -> None:
+        task = asyncio.create_task(wf.start_async(mode="async_parallel"))
+        while len(started) < 3:
+            await asyncio.sleep(0.005)
+        for _ in range(6):
+            task.cancel()
+            await asyncio.sleep(0)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert store.get(Layout("pressed").lock) is None
