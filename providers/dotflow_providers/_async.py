@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from ._strategies import Execution
 
 AsyncCommit = Callable[[StepRecord], Awaitable[None]]
+logger = logging.getLogger("dotflow_providers")
 
 
 class AsyncTaskEngine(StepLifecycle):
@@ -154,6 +156,12 @@ async def _to_the_end(ex: Execution, call: Callable[[], None]) -> None:
             if running.cancelled():  # (nothing here cancels it: never wait on it forever)
                 raise
             cancelled = exc
+        except Exception as exc:
+            if cancelled is None:
+                raise
+            # the cancellation is what the caller asked for and gets; the error is not lost
+            logger.error("ending the run failed while it was being cancelled: %r", exc)
+            break
     if cancelled is not None:
         raise cancelled
 
@@ -170,8 +178,8 @@ class _Join(asyncio.Future[None]):
     """What `_run_chains` awaits instead of `asyncio.gather(*tasks, return_exceptions=True)`,
     with the same outcome and no done callback per task (gather's, each run as a handle of the
     loop, was 15,000 instructions a step of a fan-out): every chain counts its own end, and the
-    join then completes, raising the error of the first chain (in chain order) that ended with
-    one other than a cancellation.
+    join then completes; `_run_chains` raises the error of the first chain (in chain order)
+    that ended with one other than a cancellation.
 
     As with gather, cancelling the join (the caller's task being cancelled) cancels every chain
     at once, with the caller's message, and the join raises `CancelledError` only when every
@@ -230,10 +238,8 @@ class _Join(asyncio.Future[None]):
             return
         if self.abandoned is not None:
             self.set_exception(self.abandoned)
-        elif self.errors:
-            self.set_exception(min(self.errors, key=lambda ended: ended[0])[1])
-        else:
-            self.set_result(None)
+        else:  # errors are raised by `_run_chains` itself: a GeneratorExit thrown into the
+            self.set_result(None)  # awaiting coroutine would close its whole await chain
 
     def cancel(self, msg: Any = None) -> bool:
         if self.done():
@@ -353,6 +359,8 @@ async def _run_chains(ex: Execution, chains: list[list[int]]) -> None:
 
     ex.run.on_cancel(cancel_all)
     await join
+    if join.errors:
+        raise min(join.errors, key=lambda ended: ended[0])[1]
 
 
 async def async_sequential(ex: Execution) -> None:

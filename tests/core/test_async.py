@@ -569,3 +569,69 @@ def test_a_cancellation_repeated_while_the_run_ends_still_releases_the_lease(
 
     asyncio.run(main())
     assert store.get(Layout("pressed").lock) is None
+
+
+def test_a_generator_exit_from_a_step_reaches_a_caller_a_coroutine_up() -> None:
+    """A step raising `GeneratorExit` (odd, but an exception like any) reaches whoever awaits
+    `start_async`, through any coroutine in between, as `gather` let it: thrown into the
+    awaiting coroutine instead, it would close the caller's whole await chain."""
+
+    @action
+    async def odd() -> None:
+        await asyncio.sleep(0.01)
+        raise GeneratorExit("from a step")
+
+    wf = Workflow("odd").add(odd, name="odd").add(lambda: "fine", name="fine")
+
+    async def helper() -> str:  # (a coroutine between the task and start_async)
+        try:
+            await wf.start_async(mode="async_parallel")
+        except GeneratorExit as exc:
+            return f"caught {exc}"
+        return "returned"
+
+    async def main() -> str:
+        return await helper()
+
+    assert asyncio.run(main()) == "caught from a step"
+
+
+class SlowFailingRelease(FileStore):
+    """Releasing the lease takes a while and then fails with an unexpected error."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.releasing = threading.Event()
+
+    def delete(self, key: str, **kwargs: Any) -> None:
+        if key.endswith("/lock"):
+            self.releasing.set()
+            time.sleep(0.3)
+            raise RuntimeError("the release broke")
+        super().delete(key, **kwargs)
+
+
+def test_a_cancellation_during_the_runs_end_is_raised_and_an_error_there_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SlowFailingRelease(tmp_path)
+
+    @action
+    async def quick() -> str:
+        return "ok"
+
+    wf = Workflow("ending", store=store).add(quick, name="quick")
+
+    async def main() -> None:
+        task = asyncio.create_task(wf.start_async())
+        while not store.releasing.is_set():
+            await asyncio.sleep(0.005)
+        for _ in range(3):
+            task.cancel()
+            await asyncio.sleep(0)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert "ending the run failed while it was being cancelled" in caplog.text
+    assert "the release broke" in caplog.text
