@@ -337,11 +337,11 @@ async def _run_chain(
 
 
 async def _run_chains(ex: Execution, chains: list[list[int]]) -> None:
+    if not chains:
+        return
     bound = ex.max_workers
     # no semaphore when it could never make a chain wait
     limit = asyncio.Semaphore(bound) if bound is not None and bound < len(chains) else None
-    if not chains:
-        return
     loop = asyncio.get_running_loop()
     join = _Join(loop, len(chains))
     # Tasks live until the run ends (`kept_for_the_run`); only the default task factory is sure
