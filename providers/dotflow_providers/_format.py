@@ -680,15 +680,24 @@ def load_failure(key: str, data: bytes) -> FailureRecord:
 # --- progress records ---------------------------------------------------------------------------
 
 
-def progress_document(name: str, value: Any) -> bytes:
+def progress_document(name: str, value: Any, valid_for: Sequence[str]) -> bytes:
+    """A step's progress record: its value, and what it is valid for (`valid_for`: the step's
+    code version, input, salt and upstream token while it ran, as its checkpoint would be)."""
     payload = encode_value(value, f"the progress of step {name!r}")
     header = orjson.dumps(
-        {"format": FORMAT_VERSION, "kind": "progress", "checksum": checksum(payload)}
+        {
+            "format": FORMAT_VERSION,
+            "kind": "progress",
+            "valid_for": list(valid_for),
+            "checksum": checksum(payload),
+        }
     )
     return b"".join((header[:-1], b',"value":', payload, b"}"))
 
 
-def load_progress(key: str, data: bytes) -> Any:
+def load_progress(key: str, data: bytes, valid_for: Sequence[str]) -> tuple[bool, Any]:
+    """(True, the value) of a progress record saved for `valid_for`; (False, None) for one
+    saved by other code, for another input or upstream output, or before a `rerun_from`."""
     at = data.find(b',"value":')
     if at < 0 or not data.endswith(b"}"):
         raise CorruptCheckpoint(key, "not a progress record")
@@ -696,7 +705,9 @@ def load_progress(key: str, data: bytes) -> Any:
     payload = data[at + len(b',"value":') : -1]
     if raw.get("kind") != "progress" or raw.get("checksum") != checksum(payload):
         raise CorruptCheckpoint(key, "not a progress record, or its checksum does not match")
-    return decode_value(key, payload)
+    if raw.get("valid_for") != list(valid_for):  # a record of an earlier release has none
+        return False, None
+    return True, decode_value(key, payload)
 
 
 # --- lease and cancel documents -----------------------------------------------------------------

@@ -311,11 +311,7 @@ class Journal:
         if it kept one, is cleared). The hot path of every step."""
         index = record.index
         identity = self.identities[index]
-        upstream = identity.upstream
-        if upstream is None:
-            token = NO_UPSTREAM
-        else:
-            token = self.records[upstream].checksum or UPSTREAM_FAILED
+        token = self._received(identity)
         output = record.output
         if output is None:  # most steps return nothing
             payload, digest = b"null", NULL_CHECKSUM
@@ -405,16 +401,42 @@ class Journal:
         if self.lease is not None:
             self.lease.check()
         name = self.identities[index].name
-        self.store.put(self.layout.progress(name), progress_document(name, value))
+        document = progress_document(name, value, self._progress_valid_for(index))
+        self.store.put(self.layout.progress(name), document)
         self._progress.add(index)
 
     def load_progress(self, index: int) -> tuple[bool, Any]:
-        key = self.layout.progress(self.identities[index].name)
+        """The step's progress record, if one was saved for what its checkpoint would be valid
+        for now: progress made by other code, on another input or upstream output, or before a
+        `rerun_from` is not handed on (the step starts from its default; the record is replaced
+        by its next save and cleared when it completes)."""
+        name = self.identities[index].name
+        key = self.layout.progress(name)
         data = self.store.get(key)
         if data is None:
             return False, None
         self._progress.add(index)  # found: clear it once the step completes
-        return True, load_progress(key, data)
+        found, value = load_progress(key, data, self._progress_valid_for(index))
+        if not found:
+            logger.warning(
+                "workflow %s: step %r has a progress record saved by other code, for another "
+                "input or upstream output, or before a rerun_from; it starts from its default",
+                self.workflow_id,
+                name,
+            )
+        return found, value
+
+    def _progress_valid_for(self, index: int) -> tuple[str, str, str, str]:
+        identity = self.identities[index]
+        return identity.version, identity.input, identity.salt, self._received(identity)
+
+    def _received(self, identity: StepIdentity) -> str:
+        """The upstream token a running step's checkpoint records: none, its upstream's
+        checksum, or that its upstream failed (`keep_going`)."""
+        upstream = identity.upstream
+        if upstream is None:
+            return NO_UPSTREAM
+        return self.records[upstream].checksum or UPSTREAM_FAILED
 
     # --- cancel requests ------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import json
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,89 @@ def test_progress_survives_a_failed_attempt_and_is_cleared_on_completion() -> No
     # attempt 2 continued from the last saved page (3), not from the start
     assert seen == [0, 1, 2, 3, 4, 3, 4, 5, 6, 7, 8, 9]
     assert list(store.list("crawl/progress/")) == []
+
+
+def progress_runs(
+    workflow_id: str,
+    store: MemoryStore,
+    contexts: tuple[Any, Any],
+    versions: tuple[str, str],
+    rerun_from: str | None,
+    first_run: Callable[[Progress], Any],
+) -> tuple[Any, bool]:
+    """Two starts of up -> step, `step` run first by `first_run`, then by a step that returns
+    what `checkpoint.load("default")` gives; what that gave and whether `step` was restored."""
+
+    def up(initial_context: Context) -> Any:
+        return initial_context.value
+
+    def step_one(previous_context: Context, checkpoint: Progress) -> Any:
+        return first_run(checkpoint)
+
+    def step_two(previous_context: Context, checkpoint: Progress) -> Any:
+        return checkpoint.load("default")
+
+    for context, version, body, options in (
+        (contexts[0], versions[0], step_one, {}),
+        (contexts[1], versions[1], step_two, {"rerun_from": rerun_from}),
+    ):
+        workflow = Workflow(workflow_id, store=store).add(action(up, name="up"))
+        workflow.add(action(body, name="step", version=version))
+        run = workflow.start(initial_context=context, keep_going=True, **options)
+    return run.steps[1].output, run.steps[1].restored
+
+
+def fail_after_saving(checkpoint: Progress) -> Any:
+    checkpoint.save("saved")
+    raise RuntimeError("fails after saving its progress")
+
+
+def complete(checkpoint: Progress) -> Any:
+    return "saved"
+
+
+#: contexts whose values compare equal across types (1, 1.0, True): each is a different input
+_CONTEXTS = st.sampled_from([None, 0, 1, 1.0, True, "1", (1,), [1], {"a": 1}, {"a": 1.0}])
+
+
+@given(
+    contexts=st.tuples(_CONTEXTS, _CONTEXTS),
+    versions=st.tuples(st.sampled_from("12"), st.sampled_from("12")),
+    rerun_from=st.sampled_from([None, "up", "step"]),
+)
+def test_progress_is_handed_on_exactly_when_the_checkpoint_would_be_restored(
+    contexts: tuple[Any, Any], versions: tuple[str, str], rerun_from: str | None
+) -> None:
+    """A progress record is valid for what the step's checkpoint would be: its code version,
+    its upstream's output (here: what `up` returns, its initial context) and rerun salts."""
+    store = MemoryStore()
+    loaded, _ = progress_runs("p", store, contexts, versions, rerun_from, fail_after_saving)
+    output, restored = progress_runs("c", store, contexts, versions, rerun_from, complete)
+    assert output == ("saved" if restored else "default")
+    assert (loaded == "saved") is restored, (loaded, restored)
+
+
+def test_progress_saved_for_another_input_is_not_handed_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = MemoryStore()
+
+    @action
+    def total(initial_context: Context, checkpoint: Progress) -> int:
+        done, acc = checkpoint.load((0, 0))
+        for i, page in enumerate(initial_context.value[done:], start=done):
+            if page == "boom":
+                raise RuntimeError("half-way")
+            acc += page
+            checkpoint.save((i + 1, acc))
+        return int(acc)
+
+    first = Workflow("pages", store=store).add(total).start(initial_context=[1, 2, "boom"])
+    assert first.status is Status.FAILED
+    run = Workflow("pages", store=store).add(total).start(initial_context=[100, 200, 300])
+    assert run.output == 600  # not 303: the progress made on [1, 2] is not continued
+    assert "saved by other code, for another input" in caplog.text
+    assert list(store.list("pages/progress/")) == []  # cleared once it completed
 
 
 def test_a_stage_can_keep_progress_too() -> None:
