@@ -134,6 +134,9 @@ class Action(Generic[P, R]):
         object.__setattr__(self, "takes_item", "item" in self.accepts)
         code = self.code or self.func
         object.__setattr__(self, "binds", self.version is None and binds_arguments(code))
+        # read now, as the step is declared (as its module is imported, for `@action`): a
+        # process whose module file is edited later keeps the version of the code it runs
+        self.__dict__["code_version"] = _code_version(code, self.version)
 
     #: set by `__post_init__` (see there)
     plain: bool = dataclasses.field(init=False, repr=False, default=False)
@@ -148,8 +151,9 @@ class Action(Generic[P, R]):
     @functools.cached_property
     def code_version(self) -> str:
         """What the step's checkpoints record as its code, as far as its definition decides it:
-        `version`, else its source digest (computed once per action: it depends on its frozen
-        fields only; bound arguments are added at each start, see `binds`)."""
+        `version`, else its source digest (read when the action is made, by `__post_init__`:
+        it depends on its frozen fields only; bound arguments are added at each start, see
+        `binds`)."""
         return _code_version(self.code or self.func, self.version)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:

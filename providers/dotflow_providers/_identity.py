@@ -23,6 +23,7 @@ import functools
 import hashlib
 import inspect
 import linecache
+import sysconfig
 import textwrap
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -86,12 +87,13 @@ def _last_line(code: types.CodeType) -> int:
     return last
 
 
-def _function_tree(func: Any) -> ast.Module:
+def _function_tree(func: Any) -> ast.AST:
     """The parsed source of a function: the lines its code object spans, read from the file
-    (without `inspect.getsource`, whose tokenizer costs milliseconds in a new process); what
-    that cannot parse (a lambda inside a longer statement, say) goes through `inspect`."""
-    with contextlib.suppress(ValueError):  # as `inspect.getsource`: a wrapper's wrapped code
-        func = inspect.unwrap(func)
+    (without `inspect.getsource`, whose tokenizer costs milliseconds in a new process); a
+    lambda is found in its whole file by the positions of its code (it may share its lines with
+    other code, or span lines that do not parse alone); what neither finds goes through
+    `inspect`."""
+    func = _unwrapped(func)  # as `inspect.getsource`: a wrapper's wrapped code
     code = getattr(func, "__code__", None)
     if isinstance(code, types.CodeType):
         # as `inspect` does: lines cached before the file changed (in a parent process that
@@ -99,13 +101,16 @@ def _function_tree(func: Any) -> ast.Module:
         linecache.checkcache(code.co_filename)
         lines = linecache.getlines(code.co_filename, getattr(func, "__globals__", None))
         first, last = code.co_firstlineno, _last_line(code)
-        if lines and 0 < first <= last <= len(lines):
+        if code.co_name == "<lambda>":
+            found = _lambda_node(code, lines)
+            if found is not None:
+                return found
+        elif lines and 0 < first <= last <= len(lines):
             # and the lines after it that are still inside the block (more indented than the
             # `def`, blank, or comments, at any indentation): statements that compile to
-            # nothing, such as `else: pass`, dead code after a return, `x: int`. A lambda has no
-            # block: its lines are all there is (`inspect` reads no further either)
+            # nothing, such as `else: pass`, dead code after a return, `x: int`
             indent = len(lines[first - 1]) - len(lines[first - 1].lstrip())
-            while code.co_name != "<lambda>" and last < len(lines):
+            while last < len(lines):
                 line = lines[last]
                 text = line.strip()
                 if text and text[0] != "#" and len(line) - len(line.lstrip()) <= indent:
@@ -116,22 +121,142 @@ def _function_tree(func: Any) -> ast.Module:
     return ast.parse(textwrap.dedent(inspect.getsource(func)))
 
 
+@functools.lru_cache(maxsize=8)
+def _parsed_file(text: str) -> ast.Module:
+    return ast.parse(text)
+
+
+def _lambda_node(code: types.CodeType, lines: list[str]) -> ast.Lambda | None:
+    """The lambda expression a lambda's code was compiled from: the innermost one in its file
+    that spans every position of its code (None when the file does not parse, or when the
+    code has no positions)."""
+    spans = [
+        (line, col, end_line, end_col)
+        for line, end_line, col, end_col in code.co_positions()
+        if line is not None and end_line is not None and col is not None and end_col is not None
+        and (line, col) != (end_line, end_col)  # the zero-width entry and exit
+    ]  # fmt: skip
+    if not spans or not lines:
+        return None
+    start = min((line, col) for line, col, _, _ in spans)
+    end = max((end_line, end_col) for _, _, end_line, end_col in spans)
+    try:
+        tree = _parsed_file("".join(lines))
+    except (SyntaxError, ValueError):
+        return None
+    found: ast.Lambda | None = None
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Lambda)
+            and node.end_lineno is not None
+            and node.end_col_offset is not None
+            and (node.lineno, node.col_offset) <= start
+            and end <= (node.end_lineno, node.end_col_offset)
+            and (found is None or (node.lineno, node.col_offset) > (found.lineno, found.col_offset))
+        ):
+            found = node  # a lambda inside the one found so far starts after it
+    return found
+
+
 @functools.lru_cache(maxsize=4096)
 def _source_digest(func: Callable[..., Any]) -> str:
     """The digest of a function's code as Python parses it: comments, formatting, blank lines,
-    docstrings and decorators do not count; its signature, defaults and body do."""
+    docstrings and decorators do not count; its signature, defaults and body do, and so do the
+    functions its closure holds (a decorator's wrapped function, say) unless they come from an
+    installed package or the standard library. Without readable source (a deploy of `.pyc`
+    files only, code built at run time), its compiled code counts instead."""
+    digest = _own_digest(func)
+    held = _closure_functions(func)
+    return _hash(digest, *map(_own_digest, held)) if held else digest
+
+
+def _own_digest(func: Callable[..., Any]) -> str:
     try:
-        tree = _function_tree(func)
+        return tree_digest(_function_tree(func))
     except (OSError, TypeError, SyntaxError, ValueError):
-        # no readable source (a builtin, code built at run time): only the name identifies it
-        return "name:" + getattr(func, "__module__", "?") + ":" + default_step_name(func)
-    return tree_digest(tree)
+        pass
+    code = getattr(_unwrapped(func), "__code__", None)
+    if isinstance(code, types.CodeType):
+        return "code:" + _code_digest(code)
+    # a builtin, or a callable with no code: only the name identifies it
+    return "name:" + getattr(func, "__module__", "?") + ":" + default_step_name(func)
 
 
-def tree_digest(tree: ast.Module) -> str:
-    """The digest of a parsed function (its source's first statement) without its decorators
-    and docstring."""
-    node = tree.body[0] if tree.body else tree
+def _unwrapped(func: Any) -> Any:
+    with contextlib.suppress(ValueError):
+        return inspect.unwrap(func)
+    return func
+
+
+def _code_digest(code: types.CodeType) -> str:
+    """A digest of compiled code without its line numbers or file name (a bytecode-only deploy:
+    a new Python version compiles differently, so it counts as a change too)."""
+    consts = [
+        _code_digest(const) if isinstance(const, types.CodeType) else _const_text(const)
+        for const in code.co_consts
+    ]
+    shape = (
+        code.co_argcount,
+        code.co_posonlyargcount,
+        code.co_kwonlyargcount,
+        code.co_flags,
+        code.co_names,
+        code.co_varnames,
+        code.co_freevars,
+        code.co_cellvars,
+    )
+    return _hash(code.co_code.hex(), repr(shape), *consts)
+
+
+def _const_text(value: object) -> str:
+    if isinstance(value, frozenset):  # its order varies with the string hash seed
+        return "frozenset(" + ",".join(sorted(map(_const_text, value))) + ")"
+    if isinstance(value, tuple):
+        return "(" + ",".join(map(_const_text, value)) + ")"
+    return repr(value)
+
+
+#: where the standard library and installed packages live: their functions do not count
+_INSTALLED = tuple(
+    sorted(
+        {
+            path
+            for key in ("stdlib", "platstdlib", "purelib", "platlib")
+            if (path := sysconfig.get_paths().get(key))
+        }
+    )
+)
+
+
+def _closure_functions(func: Any, limit: int = 32) -> list[Callable[..., Any]]:
+    """The Python functions a function's closure holds, and theirs in turn (in the order of
+    their free variables; each once, itself excluded; at most `limit`), but for those of the
+    standard library and installed packages."""
+    start = _unwrapped(func)
+    seen = {id(start)}
+    found: list[Callable[..., Any]] = []
+    queue = [start]
+    while queue and len(found) < limit:
+        for cell in getattr(queue.pop(0), "__closure__", None) or ():
+            try:
+                held = _unwrapped(cell.cell_contents)
+            except ValueError:  # an empty cell (a variable not assigned yet)
+                continue
+            if (
+                isinstance(held, types.FunctionType)
+                and id(held) not in seen
+                and not held.__code__.co_filename.startswith(_INSTALLED)
+            ):
+                seen.add(id(held))
+                found.append(held)
+                queue.append(held)
+    return found[:limit]
+
+
+def tree_digest(tree: ast.AST) -> str:
+    """The digest of a parsed function (its source's first statement, or a lambda expression)
+    without its decorators and docstring."""
+    node = tree.body[0] if isinstance(tree, ast.Module) and tree.body else tree
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         node.decorator_list = []
         body = node.body

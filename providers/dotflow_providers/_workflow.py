@@ -8,6 +8,8 @@ import functools
 import gc
 import hashlib
 import logging
+import os
+import sys
 import threading
 import time
 import warnings
@@ -294,7 +296,7 @@ class Workflow:
         if not self._specs:
             raise InvalidStep("the workflow has no steps; add some with workflow.add(step)")
         first = self._specs[0]
-        module = getattr(first.step.func, "__module__", None) or ""
+        module = _module_identity(getattr(first.step.func, "__module__", None) or "")
         inputs = digest_value(self._initial(initial_context), "the initial contexts")
         return (
             "wf-"
@@ -720,6 +722,21 @@ async def _prepare_in_thread(prepare: Callable[[], Execution]) -> Execution:
         if orphan is not None:  # prepared, and the cancel came before its answer
             threading.Thread(target=orphan.give_up, name="dotflow-give-up").start()
         raise
+
+
+def _module_identity(module: str) -> str:
+    """What a derived workflow id takes from the first step's module: its name, but for a
+    script run as `__main__`, which every script is: then its module name when run with
+    `python -m`, else its file's absolute path (two scripts must not share their checkpoints;
+    moving a script starts it afresh), else `__main__` (an interactive session)."""
+    if module != "__main__":
+        return module
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name not in ("__main__", ""):
+        return str(spec.name)
+    path = getattr(main, "__file__", None)
+    return "__main__:" + os.path.abspath(path) if isinstance(path, str) else module
 
 
 class StagedTask:

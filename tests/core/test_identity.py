@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 import string
+import subprocess
 import sys
 import textwrap
 import threading
@@ -38,6 +40,8 @@ from dotflow_providers import (
     inspect_workflow,
 )
 from dotflow_providers._format import Layout
+
+from .procs import ROOT
 
 
 def add_one(previous_context: Context) -> int:
@@ -605,3 +609,52 @@ def test_a_missing_manifest_is_never_a_silent_rerun() -> None:
     store.delete(Layout("m").manifest)
     with pytest.raises(CorruptCheckpoint):
         Workflow("m", store=store).add(add_one, name="a").start()
+
+
+_SCRIPT = """
+import sys
+from dotflow_providers import FileStore, Workflow
+
+def rows():
+    return ROWS
+
+def extract():
+    return rows()
+
+def load(previous_context):
+    return sum(previous_context.value)
+
+run = Workflow(store=FileStore(sys.argv[1])).add(extract).add(load).start()
+print(run.workflow_id, run.output, [step.restored for step in run.steps])
+"""
+
+
+def run_script(*command: str, cwd: Path) -> list[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "providers")}
+    done = subprocess.run(
+        [sys.executable, *command], cwd=cwd, env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip().split(maxsplit=1)
+
+
+def test_two_scripts_with_the_same_steps_do_not_share_a_derived_id(tmp_path: Path) -> None:
+    """Every script runs as `__main__`: a derived id takes the script's path (or its module
+    name under `python -m`), so another script's checkpoints are never restored."""
+    store = tmp_path / "store"
+    (tmp_path / "jobs").mkdir()
+    for name, rows in (("sales_eu.py", [1, 2, 3]), ("sales_us.py", [100, 200])):
+        (tmp_path / name).write_text(_SCRIPT.replace("ROWS", repr(rows)))
+        (tmp_path / "jobs" / name).write_text(_SCRIPT.replace("ROWS", repr(rows)))
+    eu_id, eu = run_script("sales_eu.py", str(store), cwd=tmp_path)
+    us_id, us = run_script("sales_us.py", str(store), cwd=tmp_path)
+    assert eu == "6 [False, False]"
+    assert us == "300 [False, False]"  # not the EU output, restored
+    assert eu_id != us_id
+    # the same script again resumes; as a module (`python -m jobs.sales_eu`) it is the module
+    assert run_script("sales_eu.py", str(store), cwd=tmp_path) == [eu_id, "6 [True, True]"]
+    module_id, module = run_script("-m", "jobs.sales_eu", str(store), cwd=tmp_path)
+    assert module == "6 [False, False]"
+    assert run_script("-m", "jobs.sales_eu", str(store), cwd=tmp_path) == [
+        module_id,
+        "6 [True, True]",
+    ]
