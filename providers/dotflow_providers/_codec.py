@@ -9,12 +9,14 @@ so the two never meet:
     {"$tuples": [[1, "a"], [2, "b"]]}       a list of tuples of JSON scalars (database rows)
     {"$dict": [[key, value], ...]}          a dict with any non-str key, or a "$" key alone
     {"$bytes": "<base64>"}  {"$bytearray": "<base64>"}
-    {"$int": "<digits>"}    beyond 64 bits     {"$float": "nan" | "inf" | "-inf"}
+    {"$int": "<digits>"}    beyond 64 bits (hex "0x..." beyond 4300 digits)
+    {"$float": "nan" | "inf" | "-inf"}
     {"$str": "<base64>"}    a str with lone surrogates, as UTF-8 with surrogatepass
     {"$decimal": "1.50"}    {"$uuid": "<hex>" | ["<hex>", is_safe]}
     {"$datetime": [iso, tz, fold]}   {"$date": iso}   {"$time": [iso, tz, fold]}
     {"$timedelta": [days, seconds, microseconds]}
     {"$timezone": [[days, seconds, microseconds], name | null]}   {"$zoneinfo": key}
+    {"$pydantic_tzinfo": seconds}           pydantic_core.TzInfo (pydantic's parsed offsets)
     {"$path": ["PurePosixPath", "a/b"]}     the four concrete pathlib classes
     {"$enum": ["module:Qualname", name]}    or ["module:Qualname", null, value] (composite flag)
     {"$namedtuple": ["module:Qualname", [items]]}
@@ -52,6 +54,7 @@ from typing import Any, TypeAlias, cast
 
 import orjson
 import pydantic
+import pydantic_core
 
 __all__ = ["UndecodableValue", "UnencodableValue", "decode", "digest", "encode"]
 
@@ -191,11 +194,19 @@ def _enc_str_careful(v: str) -> Json:
     return v
 
 
+# Ints with more digits than CPython's default int/str limit (sys.int_info.
+# default_max_str_digits) are written in hex, which no limit applies to, whatever limit the
+# writing process has set: any process can read them back.
+_DECIMAL_BELOW = 10**4300
+
+
 def _enc_big_int(v: int) -> Json:
+    if not -_DECIMAL_BELOW < v < _DECIMAL_BELOW:
+        return {"$int": hex(v)}
     try:
         return {"$int": str(v)}
-    except ValueError:  # more digits than sys.get_int_max_str_digits(): hex has no limit
-        return {"$int": hex(v)}
+    except ValueError:  # this process limits int/str below the default; Decimal is not limited
+        return {"$int": str(decimal.Decimal(v))}
 
 
 def _b64(data: bytes | bytearray) -> str:
@@ -328,11 +339,28 @@ def _enc_tzinfo(tz: datetime.tzinfo | None, owner: object) -> Json:
         return {"$timezone": [_timedelta(offset), name[0] if name else None]}
     if type(tz) is zoneinfo.ZoneInfo and tz.key is not None:
         return {"$zoneinfo": tz.key}
+    if type(tz) is _PYDANTIC_TZINFO:  # what pydantic gives a datetime parsed from text
+        offset = tz.utcoffset(None)
+        if offset is not None and not offset.microseconds:
+            return {"$pydantic_tzinfo": offset.days * 86400 + offset.seconds}
     raise _Refusal(
         owner,
         f"a {_type_label(type(owner))} with tzinfo {tz!r} ({_type_label(type(tz))}) cannot be "
         "restored exactly; use datetime.timezone or zoneinfo.ZoneInfo(key)",
     )
+
+
+def _pydantic_tzinfo() -> type[pydantic_core.TzInfo] | None:
+    """pydantic_core.TzInfo, if this version has it and makes it from an offset in seconds."""
+    cls: type[pydantic_core.TzInfo] | None = getattr(pydantic_core, "TzInfo", None)
+    try:
+        ok = cls is not None and cls(-3600).utcoffset(None) == datetime.timedelta(hours=-1)
+    except Exception:  # a version whose TzInfo is made differently
+        ok = False
+    return cls if ok else None
+
+
+_PYDANTIC_TZINFO = _pydantic_tzinfo()
 
 
 def _timedelta(v: datetime.timedelta) -> list[Json]:
@@ -365,6 +393,10 @@ def _enc_zoneinfo(v: zoneinfo.ZoneInfo, ctx: _Context, depth: int) -> Json:
     return _enc_tzinfo(v, v)
 
 
+def _enc_pydantic_tzinfo(v: datetime.tzinfo, ctx: _Context, depth: int) -> Json:
+    return _enc_tzinfo(v, v)
+
+
 _PATHS: dict[str, type[pathlib.PurePath]] = {
     cls.__name__: cls
     for cls in (
@@ -377,7 +409,16 @@ _PATHS: dict[str, type[pathlib.PurePath]] = {
 
 
 def _enc_path(v: pathlib.PurePath, ctx: _Context, depth: int) -> Json:
-    return {"$path": [type(v).__name__, str(v)]}
+    text = str(v)
+    back = type(v)(text)
+    if back != v or (back.drive, back.root, back.parts) != (v.drive, v.root, v.parts):
+        # Python 3.11 does not parse the str() of some Windows paths back to the same path
+        raise _Refusal(
+            v,
+            f"a {_type_label(type(v))} {v!r} cannot be restored exactly: its text {text!r} "
+            f"reads back as {back!r}",
+        )
+    return {"$path": [type(v).__name__, text]}
 
 
 _Encoder: TypeAlias = Callable[[Any, _Context, int], Json]
@@ -400,6 +441,8 @@ _ENCODERS: dict[type, _Encoder] = {
     zoneinfo.ZoneInfo: _enc_zoneinfo,
     **dict.fromkeys(_PATHS.values(), _enc_path),
 }
+if _PYDANTIC_TZINFO is not None:
+    _ENCODERS[_PYDANTIC_TZINFO] = _enc_pydantic_tzinfo
 
 # Classes of the allowed kinds seen so far, with the name that finds them again.
 _NAMES: dict[type, str] = {}
@@ -411,8 +454,12 @@ def _class_encoder(v: object, t: type) -> _Encoder:
     if issubclass(t, enum.Enum):
         encoder = _enc_enum
     elif issubclass(t, pydantic.BaseModel):
+        _refuse_builtin_base(v, t, "pydantic model")
+        _MODELS[t] = (frozenset(t.model_fields), _hidden_slots(t, set(_MODEL_SLOTS)))
         encoder = _enc_model
     elif dataclasses.is_dataclass(t):
+        _refuse_builtin_base(v, t, "dataclass")
+        _DATACLASSES[t] = _DataclassLayout(t)
         encoder = _enc_dataclass
     elif issubclass(t, tuple) and isinstance(getattr(t, "_fields", None), tuple):
         encoder = _enc_namedtuple
@@ -421,6 +468,62 @@ def _class_encoder(v: object, t: type) -> _Encoder:
     _NAMES[t] = _class_name(v, t)
     _ENCODERS[t] = encoder
     return encoder
+
+
+# Bases whose instances keep their content outside any field a model or dataclass writes.
+_VALUE_BASES = (
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    decimal.Decimal,
+    uuid.UUID,
+    pathlib.PurePath,
+)
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE; a static C type whose instances are bigger holds state
+
+
+def _refuse_builtin_base(v: object, t: type, kind: str) -> None:
+    """Refuse a model or dataclass class that is also a dict, list, int, str, ... whose
+    builtin content (the items, the number, the text) is none of its fields."""
+    for base in t.__mro__[1:]:
+        if base is object:
+            continue
+        c_state = not base.__flags__ & _HEAPTYPE and (
+            base.__basicsize__ != object.__basicsize__ or base.__itemsize__
+        )
+        if base.__module__ == "builtins" or c_state or issubclass(base, _VALUE_BASES):
+            raise _Refusal(
+                v,
+                f"a {_type_label(t)} (a {kind} and a subclass of {_type_label(base)}) would "
+                f"come back without its {_type_label(base)} content, which is not one of its "
+                f"fields; hold the {_type_label(base)} in a field instead of subclassing it",
+            )
+
+
+def _hidden_slots(t: type, written: set[str]) -> tuple[Any, ...]:
+    """The slots of `t`'s instances (as member descriptors) other than the ones named in
+    `written`: state that the encoder would not write, so it refuses an instance that sets one."""
+    return tuple(
+        attr
+        for cls in t.__mro__
+        for name, attr in vars(cls).items()
+        if type(attr) is types.MemberDescriptorType
+        and attr.__objclass__ is cls  # a slot of this class, not one copied from another
+        and name not in written
+    )
+
+
+def _refuse_hidden_state(v: object, slots: tuple[Any, ...]) -> None:
+    for slot in slots:
+        try:
+            slot.__get__(v, type(v))
+        except AttributeError:
+            continue  # not set: nothing is lost
+        raise _Refusal(
+            v,
+            f"a {_type_label(type(v))} has its slot {slot.__name__!r} set, which is not one of "
+            "its fields, so it would not come back; make it a field, or leave it unset",
+        )
 
 
 def _unsupported(t: type) -> str:
@@ -472,6 +575,12 @@ def _enc_enum(v: enum.Enum, ctx: _Context, depth: int) -> Json:
 
 
 def _enc_namedtuple(v: tuple[object, ...], ctx: _Context, depth: int) -> Json:
+    if type(v).__dictoffset__ and vars(v):  # a subclass without __slots__ has a __dict__
+        raise _Refusal(
+            v,
+            f"a {_type_label(type(v))} has attributes {sorted(vars(v))} besides its fields, "
+            "which would not come back; make them fields, or leave them unset",
+        )
     try:
         items = [_enc(x, ctx, depth) for x in v]
     except _Refusal as r:
@@ -496,9 +605,20 @@ def _attrs(v: object, values: dict[str, Any], ctx: _Context, depth: int) -> Json
         raise r.at(f".{attr}", v) from None
 
 
+# Per model class: its field names, and the slots (besides pydantic's) the encoder does not write.
+_MODELS: dict[type, tuple[frozenset[str], tuple[Any, ...]]] = {}
+_MODEL_SLOTS: frozenset[str] = frozenset(vars(pydantic.BaseModel)["__slots__"])
+
+
 def _enc_model(v: pydantic.BaseModel, ctx: _Context, depth: int) -> Json:
     t = type(v)
     fields = v.__dict__
+    names, hidden = _MODELS[t]
+    if not fields.keys() >= names:  # model_construct() without a required field, or del
+        unset = sorted(n for n in names if n not in fields)
+        raise _Refusal(v, _never_set(t, unset))
+    if hidden:
+        _refuse_hidden_state(v, hidden)
     extra = v.__pydantic_extra__
     private = v.__pydantic_private__
     payload: dict[str, Json] = {"type": _NAMES[t], "dict": _attrs(v, fields, ctx, depth)}
@@ -516,27 +636,67 @@ def _default_fields_set(fields: dict[str, Any], extra: dict[str, Any] | None) ->
     return set(fields) | set(extra or ())
 
 
+class _DataclassLayout:
+    """What the encoder needs to know about a dataclass, worked out once per class."""
+
+    __slots__ = ("class_defaults", "fields", "hidden", "slots")
+
+    def __init__(self, t: type) -> None:
+        self.fields = tuple(f.name for f in dataclasses.fields(t))
+        # The fields kept in slots (member descriptors), and those not kept in slots whose
+        # class gives a value (a plain default) that reads the same here and where decoded.
+        self.slots: dict[str, Any] = {}
+        self.class_defaults: set[str] = set()
+        for name in self.fields:
+            attr = _class_attr(t, name)
+            if type(attr) is types.MemberDescriptorType:
+                self.slots[name] = attr
+            elif attr is not _ABSENT:
+                self.class_defaults.add(name)
+        self.hidden = _hidden_slots(t, set(self.fields))
+
+
+_DATACLASSES: dict[type, _DataclassLayout] = {}
+_ABSENT = object()
+
+
+def _class_attr(t: type, name: str) -> object:
+    """`name` as the class `t` defines it (not through descriptors), or _ABSENT."""
+    for cls in t.__mro__:
+        namespace = vars(cls)
+        if name in namespace:
+            return namespace[name]
+    return _ABSENT
+
+
+def _never_set(t: type, names: list[str]) -> str:
+    fields = ", ".join(f"{_type_label(t)}.{name}" for name in names)
+    return (
+        f"{fields} {'was' if len(names) == 1 else 'were'} never set, so the value could not be "
+        "restored; set every field before returning it"
+    )
+
+
 def _enc_dataclass(v: object, ctx: _Context, depth: int) -> Json:
     t = type(v)
+    layout = _DATACLASSES[t]
     # The instance's own state, as copy and pickle see it: its __dict__ (which also holds
     # attributes set outside the fields, and lacks fields left at a class-level default),
     # then the fields kept in slots.
     values = dict(getattr(v, "__dict__", {}))
-    for name in _dataclass_fields(t):
-        if name not in values and name in _slot_names(t):
-            try:
-                values[name] = getattr(v, name)
-            except AttributeError:
-                raise _Refusal(v, f"{_type_label(t)}.{name} was never set") from None
+    for name in layout.fields:
+        if name in values or name in layout.class_defaults:
+            continue
+        slot = layout.slots.get(name)
+        try:
+            if slot is None:
+                raise AttributeError(name)
+            values[name] = slot.__get__(v, t)
+        except AttributeError:  # an init=False field without a default, or deleted
+            raise _Refusal(v, _never_set(t, [name])) from None
+    if layout.hidden:
+        _refuse_hidden_state(v, layout.hidden)
     return {"$dataclass": {"type": _NAMES[t], "fields": _attrs(v, values, ctx, depth)}}
-
-
-def _slot_names(t: type) -> set[str]:
-    return {name for cls in t.__mro__ for name in cls.__dict__.get("__slots__", ())}
-
-
-def _dataclass_fields(t: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(t))
 
 
 def _encode_slow(value: object, name: str, canonical: bool) -> bytes:
@@ -694,7 +854,16 @@ def _dec_str(p: Json) -> object:
 
 
 def _dec_int(p: Json) -> object:
-    return int(_expect(p, str, "$int"), 0)
+    text: str = _expect(p, str, "$int")
+    try:
+        return int(text, 0)
+    except ValueError:
+        # Decimal digits beyond this process's int/str limit (an older version wrote them
+        # under a raised limit): decimal.Decimal is not limited.
+        digits = text.removeprefix("-")
+        if not (digits.isascii() and digits.isdigit()) or digits.startswith("0"):
+            raise
+        return int(decimal.Decimal(text))
 
 
 def _dec_float(p: Json) -> object:
@@ -720,7 +889,7 @@ def _dec_uuid(p: Json) -> object:
 
 def _dec_tzinfo(p: Json) -> datetime.tzinfo | None:
     tz = _dec(p)
-    if tz is not None and type(tz) not in (datetime.timezone, zoneinfo.ZoneInfo):
+    if tz is not None and type(tz) not in (datetime.timezone, zoneinfo.ZoneInfo, _PYDANTIC_TZINFO):
         raise UndecodableValue(f"a time zone must be a timezone or ZoneInfo, not {tz!r}")
     return tz  # type: ignore[return-value]
 
@@ -755,6 +924,13 @@ def _dec_timezone(p: Json) -> object:
 
 def _dec_zoneinfo(p: Json) -> object:
     return zoneinfo.ZoneInfo(_expect(p, str, "$zoneinfo"))
+
+
+def _dec_pydantic_tzinfo(p: Json) -> object:
+    seconds: int = _expect(p, int, "$pydantic_tzinfo")
+    if _PYDANTIC_TZINFO is None:
+        raise UndecodableValue("$pydantic_tzinfo needs a pydantic_core with TzInfo(seconds)")
+    return _PYDANTIC_TZINFO(seconds)
 
 
 def _dec_path(p: Json) -> object:
@@ -821,17 +997,30 @@ def _dec_dataclass(p: Json) -> object:
     payload = _expect(p, dict, "$dataclass")
     cls = _allowed(payload.get("type"), "$dataclass")
     values = _dec_dict_of(payload.get("fields"), "$dataclass fields")
-    # A field may be absent only where the class itself has a default for it.
-    missing = [n for n in _dataclass_fields(cls) if n not in values and not hasattr(cls, n)]
+    # A field the data lacks (the class gained it since) takes the field's default; one
+    # without a default cannot be made up.
+    defaults: dict[str, object] = {}
+    missing: list[str] = []
+    for field in dataclasses.fields(cls):
+        name = field.name
+        if name in values:
+            continue
+        if field.default_factory is not dataclasses.MISSING:
+            defaults[name] = field.default_factory()
+        elif field.default is dataclasses.MISSING:
+            missing.append(name)
+        elif _class_attr(cls, name) is not field.default:  # a slot, which unset has no value
+            defaults[name] = field.default
+        # else the class attribute is the default, read as when the value was encoded
     if missing:
         raise UndecodableValue(
-            f"{payload['type']} has fields {missing} that the data lacks; was the class "
-            "changed since the value was encoded?"
+            f"{payload['type']} has fields {missing} that the data lacks and that have no "
+            "default; was the class changed since the value was encoded?"
         )
     # Set as they were, without __init__ or __post_init__ (which ran when it was made); this
     # is how copy and pickle rebuild dataclasses, frozen and slotted ones included.
     obj = cls.__new__(cls)
-    for key, value in values.items():
+    for key, value in itertools.chain(values.items(), defaults.items()):
         object.__setattr__(obj, key, value)
     return obj
 
@@ -855,6 +1044,7 @@ _DECODERS: dict[str, Callable[[Json], object]] = {
     "$timedelta": _dec_timedelta,
     "$timezone": _dec_timezone,
     "$zoneinfo": _dec_zoneinfo,
+    "$pydantic_tzinfo": _dec_pydantic_tzinfo,
     "$path": _dec_path,
     "$enum": _dec_enum,
     "$namedtuple": _dec_namedtuple,
@@ -906,15 +1096,26 @@ def _resolve(name: str) -> type:
             f"{name} is in module {module_name!r}, which this process has not imported; "
             "import it before decoding (decoding never imports)"
         )
-    namespace: Any = object.__getattribute__(module, "__dict__")
-    obj: object = None
-    for part in qualname.split("."):
-        obj = namespace.get(part)
-        if not isinstance(obj, type):
-            raise UndecodableValue(f"{name} is not a class in the loaded module {module_name}")
-        namespace = _type_dict(obj)
-    assert isinstance(obj, type)
-    return obj
+    found = _find_class(object.__getattribute__(module, "__dict__"), qualname)
+    if found is None:
+        raise UndecodableValue(f"{name} is not a class in the loaded module {module_name}")
+    return found
+
+
+def _find_class(namespace: Any, qualname: str) -> type | None:
+    """The class at `qualname` in a module's or class's namespace: each "." in turn, from the
+    left, is tried as a step into a class, and then the whole name as one key (a generic
+    model parametrized at module level is kept under a name like Page[Catalog.Item])."""
+    dot = qualname.find(".")
+    while dot != -1:
+        outer = namespace.get(qualname[:dot])
+        if isinstance(outer, type):
+            found = _find_class(_type_dict(outer), qualname[dot + 1 :])
+            if found is not None:
+                return found
+        dot = qualname.find(".", dot + 1)
+    obj = namespace.get(qualname)
+    return obj if isinstance(obj, type) else None
 
 
 def resolve_class(name: str) -> type:

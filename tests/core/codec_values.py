@@ -16,9 +16,10 @@ import math
 import pathlib
 import uuid
 import zoneinfo
-from typing import Annotated, Any, Generic, NamedTuple, TypeVar
+from typing import Annotated, Any, Generic, Literal, NamedTuple, TypeVar
 
 import pydantic
+import pydantic_core
 from hypothesis import strategies as st
 
 # --- sample types -----------------------------------------------------------------------------
@@ -102,6 +103,49 @@ class Holder(pydantic.BaseModel, Generic[T]):
     item: T
 
 
+class Catalog(pydantic.BaseModel):
+    class Item(pydantic.BaseModel):
+        sku: str
+
+
+# Parametrized at module level, with a "." in the parameter's name: pydantic keeps them in
+# globals() as "Holder[Catalog.Item]" and "Holder[Literal[0.5, 1.5]]".
+ItemHolder = Holder[Catalog.Item]
+RateHolder = Holder[Literal[0.5, 1.5]]
+
+
+@dataclasses.dataclass(slots=True)
+class Listing:
+    """A slotted dataclass with defaults of both kinds (a slot has no class-level default)."""
+
+    name: Any
+    tags: list[Any] = dataclasses.field(default_factory=list)
+    rank: int = 0
+
+
+class Cached:
+    __slots__ = ("cache",)
+
+
+@dataclasses.dataclass(slots=True)
+class Record(Cached):
+    """A slotted dataclass whose base declares a slot that is not a field."""
+
+    a: Any
+
+
+class Labeled(Typed):
+    """A named tuple's subclass without __slots__: its instances have a __dict__."""
+
+
+class Scratch(pydantic.BaseModel):
+    """A model with a slot that is not a field."""
+
+    __slots__ = ("scratch",)
+
+    a: int = 1
+
+
 class Box(pydantic.BaseModel):
     """A model whose field may hold another Box (for a recursive structure)."""
 
@@ -132,6 +176,13 @@ ints = (
     st.integers()
     | st.integers(min_value=-(2**200), max_value=2**200)
     | st.sampled_from([2**63 - 1, -(2**63), -(2**63) - 1, 2**64 - 1, 2**64])
+    # around the default int/str limit of 4300 digits, beyond which the codec writes hex
+    | st.builds(
+        lambda digits, sign, offset: sign * (10**digits + offset),
+        st.sampled_from([4299, 4300, 5070]),
+        st.sampled_from([1, -1]),
+        st.integers(-2, 2),
+    )
 )
 floats = st.floats() | st.sampled_from([math.nan, math.inf, -math.inf, -0.0, 0.0])
 decimals = st.decimals(allow_nan=True, allow_infinity=True) | st.sampled_from(
@@ -146,7 +197,9 @@ offsets = st.builds(
     st.timedeltas(min_value=datetime.timedelta(hours=-23), max_value=datetime.timedelta(hours=23)),
     st.text(min_size=1, max_size=5),
 )
-zones = st.none() | offsets | st.timezones() | st.just(datetime.UTC)
+# pydantic's own tzinfo, which it gives a datetime parsed from text with an offset
+pydantic_offsets = st.builds(pydantic_core.TzInfo, st.integers(-86399, 86399))
+zones = st.none() | offsets | st.timezones() | st.just(datetime.UTC) | pydantic_offsets
 folds = st.sampled_from([0, 1])
 datetimes = st.builds(
     lambda dt, fold: dt.replace(fold=fold), st.datetimes(timezones=zones), folds
@@ -154,13 +207,33 @@ datetimes = st.builds(
     datetime.datetime(2024, 11, 3, 1, 30, fold=1, tzinfo=zoneinfo.ZoneInfo("America/New_York"))
 )
 times = st.builds(
-    lambda t, fold: t.replace(fold=fold), st.times(timezones=st.none() | offsets), folds
+    lambda t, fold: t.replace(fold=fold),
+    st.times(timezones=st.none() | offsets | pydantic_offsets),
+    folds,
 )
+
+
+def reads_back(path: pathlib.PurePath) -> bool:
+    """True if `path`'s text parses back to the same path (Python 3.11 has exceptions)."""
+    back = type(path)(str(path))
+    return back == path and (back.drive, back.root, back.parts) == (
+        path.drive,
+        path.root,
+        path.parts,
+    )
+
+
 paths = st.builds(
     lambda cls, parts: cls(*parts),
     st.sampled_from([pathlib.PurePosixPath, pathlib.PureWindowsPath, pathlib.Path]),
-    st.lists(st.sampled_from(["a", "b c", "..", ".", "/", "é", "x.txt", "C:\\"]), max_size=4),
-)
+    st.lists(
+        st.sampled_from(
+            ["a", "b c", "..", ".", "/", "é", "x.txt", "C:\\", "//", "\\\\srv", "./C:", "c:"]
+        ),
+        max_size=4,
+    ),
+).filter(reads_back)  # the codec refuses the rest (see test_codec)
+
 enums = st.sampled_from(
     [*Color, *Level, *Mode, *Perm, Perm.R | Perm.W, Perm(0), *Bits, Bits.A | Bits.B]
 )
@@ -231,6 +304,11 @@ def _values(depth: int) -> st.SearchStrategy[Any]:
         st.builds(Point, inner, inner),
         st.builds(Frozen, inner, st.lists(inner, max_size=2).map(tuple)),
         st.builds(Nest, st.builds(Point, inner), st.builds(Frozen, inner)),
+        st.builds(Listing, inner, st.lists(inner, max_size=2), st.integers(-5, 5)),
+        st.builds(Record, inner),
+        st.builds(Labeled, inner, st.integers(-5, 5)),
+        st.builds(lambda sku: ItemHolder(item=Catalog.Item(sku=sku)), st.text(max_size=3)),
+        st.builds(lambda rate: RateHolder(item=rate), st.sampled_from([0.5, 1.5])),
         models(inner),
     )
 
@@ -278,14 +356,14 @@ def assert_identical(a: Any, b: Any, path: str = "value") -> None:
     elif isinstance(a, dict):
         assert len(a) == len(b), f"{path}: {len(a)} items came back as {len(b)}"
         for (k, x), (j, y) in zip(a.items(), b.items(), strict=True):  # order is kept too
-            assert_identical(k, j, f"{path}<key {k!r}>")
-            assert_identical(x, y, f"{path}[{k!r}]")
+            assert_identical(k, j, f"{path}<key {_show(k)}>")
+            assert_identical(x, y, f"{path}[{_show(k)}]")
     elif isinstance(a, set | frozenset):
         assert len(a) == len(b), f"{path}: {len(a)} elements came back as {len(b)}"
         unmatched = list(b)
         for x in a:
             match = next((y for y in unmatched if _identical(x, y)), _MISSING)
-            assert match is not _MISSING, f"{path}: element {x!r} did not come back"
+            assert match is not _MISSING, f"{path}: element {_show(x)} did not come back"
             unmatched.remove(match)
     elif isinstance(a, float):
         assert (math.isnan(a) and math.isnan(b)) or (
@@ -301,13 +379,25 @@ def assert_identical(a: Any, b: Any, path: str = "value") -> None:
         assert a.__getinitargs__() == b.__getinitargs__(), f"{path}: {a!r} != {b!r}"  # type: ignore[attr-defined]
     elif isinstance(a, zoneinfo.ZoneInfo):
         assert a.key == b.key, f"{path}: {a!r} != {b!r}"
+    elif isinstance(a, pathlib.PurePath):
+        assert (str(a), a.drive, a.root, a.parts) == (str(b), b.drive, b.root, b.parts), (
+            f"{path}: {a!r} != {b!r}"
+        )
     elif isinstance(a, uuid.UUID):
         assert (a, a.is_safe) == (b, b.is_safe), f"{path}: {a!r} != {b!r}"
     else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
+        assert a == b, f"{path}: {_show(a)} != {_show(b)}"
 
 
 _MISSING = object()
+
+
+def _show(value: object) -> str:
+    """repr(value), which raises for an int beyond the int/str digit limit."""
+    try:
+        return repr(value)
+    except ValueError:
+        return f"<a {type(value).__name__} too big to show>"
 
 
 def _identical(a: Any, b: Any) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime
 import decimal
@@ -18,9 +19,11 @@ import sys
 import textwrap
 import uuid
 import zoneinfo
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import pydantic
+import pydantic_core
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -37,11 +40,15 @@ from .codec_values import (
     TAG_LIKE,
     Bits,
     Box,
+    Catalog,
     Color,
     Frozen,
     Holder,
     Inner,
+    ItemHolder,
+    Labeled,
     Level,
+    Listing,
     Mode,
     Nest,
     OddZone,
@@ -49,6 +56,9 @@ from .codec_values import (
     Pair,
     Perm,
     Point,
+    RateHolder,
+    Record,
+    Scratch,
     Typed,
     WithPrivate,
     assert_identical,
@@ -354,6 +364,210 @@ def test_values_nested_too_deeply_are_refused() -> None:
         deep = (deep,)
     with pytest.raises(UnencodableValue, match="nested more than"):
         encode(deep)
+
+
+@dataclasses.dataclass
+class _Bag(dict):  # type: ignore[type-arg]
+    label: str = ""
+
+
+@dataclasses.dataclass
+class _Rows(list):  # type: ignore[type-arg]
+    label: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Amount(decimal.Decimal):
+    currency: str = ""
+
+
+@dataclasses.dataclass
+class _Failure(Exception):
+    code: int = 0
+
+
+@dataclasses.dataclass
+class _Window(collections.deque):  # type: ignore[type-arg]
+    size: int = 0
+
+
+def _filled(container: Any, *items: object, **pairs: object) -> Any:
+    if pairs:
+        container.update(pairs)
+    if items:
+        container.extend(items)
+    return container
+
+
+@pytest.mark.parametrize(
+    ("value", "base"),
+    [
+        (_filled(_Bag(label="prices"), apple=1.5), "dict"),
+        (_filled(_Rows(label="ids"), 1, 2), "list"),
+        (_Amount(), "decimal.Decimal"),
+        (_Failure(3), "Exception"),
+        (_filled(_Window(), 1), "collections.deque"),
+    ],
+    ids=["dict", "list", "Decimal", "Exception", "deque"],
+)
+def test_a_dataclass_that_is_also_a_builtin_value_is_refused(value: object, base: str) -> None:
+    # Its builtin content (the items, the number, the exception's args) is not a field.
+    named = f"{type(value).__name__} (a dataclass and a subclass of {base}) would come back"
+    with pytest.raises(UnencodableValue, match=_re(named)):
+        encode(value)
+    with pytest.raises(UnencodableValue, match=r"^output\[0\]: .*not one of its fields"):
+        encode([value], name="output")
+
+
+def test_state_outside_the_fields_that_would_be_lost_is_refused() -> None:
+    record = Record(1)
+    assert_identical(record, round_trip(record))  # the base's slot unset: nothing is lost
+    record.cache = "computed"
+    with pytest.raises(UnencodableValue, match=r"Record has its slot 'cache' set"):
+        encode(record)
+
+    labeled = Labeled(1, 2)
+    assert_identical(labeled, round_trip(labeled))
+    labeled.note = "x"  # type: ignore[attr-defined]
+    with pytest.raises(UnencodableValue, match=r"Labeled has attributes \['note'\] besides"):
+        encode(labeled)
+
+    scratch = Scratch()
+    assert_identical(scratch, round_trip(scratch))
+    object.__setattr__(scratch, "scratch", 1)
+    with pytest.raises(UnencodableValue, match=r"Scratch has its slot 'scratch' set"):
+        encode(scratch)
+
+
+@dataclasses.dataclass
+class _Report:
+    rows: int
+    total: float = dataclasses.field(init=False)
+
+
+def test_a_field_never_set_is_refused_when_encoding() -> None:
+    with pytest.raises(UnencodableValue, match=r"^value: .*_Report\.total was never set"):
+        encode(_Report(rows=3))  # init=False, and nothing set it yet
+    listing = Listing("n")
+    del listing.rank
+    with pytest.raises(UnencodableValue, match=r"Listing\.rank was never set"):
+        encode(listing)
+    point = Point(1)
+    del point.y  # it reads the class's default, which comes back the same
+    assert_identical(point, round_trip(point))
+
+    with pytest.raises(UnencodableValue, match=r"^value\.inner: .*Inner\.when was never set"):
+        encode(Outer(inner=Inner.model_construct(tags=frozenset({"a"}))))
+    model = Inner(when=datetime.datetime(2020, 1, 1))
+    del model.when
+    with pytest.raises(UnencodableValue, match=r"Inner\.when was never set"):
+        encode(model)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pathlib.PureWindowsPath("//fileserver/"),  # Python 3.11 reads it back as \\fileserver
+        pathlib.PureWindowsPath("./C:/data/x.csv"),  # and this one with a drive C:
+        pathlib.PureWindowsPath("//server/share/f"),
+        pathlib.PurePosixPath("//a/b"),
+    ],
+    ids=str,
+)
+def test_a_path_that_its_text_does_not_give_back_is_refused(path: pathlib.PurePath) -> None:
+    back = type(path)(str(path))
+    if back == path and back.parts == path.parts:
+        assert_identical(path, round_trip(path))
+    else:
+        with pytest.raises(UnencodableValue, match=r"cannot be restored exactly.*reads back as"):
+            encode(path)
+
+
+# --- what the codec accepts that needs care ---------------------------------------------------
+
+
+def _field_lacking(type_name: str, fields: dict[str, Any]) -> bytes:
+    return json.dumps({"$dataclass": {"type": type_name, "fields": fields}}).encode()
+
+
+def test_a_field_the_data_lacks_takes_the_fields_default() -> None:
+    # As when the class gained the field since the value was written; slotted classes too.
+    frozen = decode(_field_lacking("tests.core.codec_values:Frozen", {"a": 1}))
+    assert_identical(frozen, Frozen(1))
+    listing = decode(_field_lacking("tests.core.codec_values:Listing", {"name": "n"}))
+    assert_identical(listing, Listing("n"))
+    assert repr(listing) == "Listing(name='n', tags=[], rank=0)"
+    nest = decode(
+        b'{"$dataclass": {"type": "tests.core.codec_values:Nest", "fields": {'
+        b'"point": {"$dataclass": {"type": "tests.core.codec_values:Point", "fields": {"x": 1}}},'
+        b'"frozen": {"$dataclass": {"type": "tests.core.codec_values:Frozen", "fields": {"a": 2}}}'
+        b"}}}"
+    )
+    assert nest == Nest(Point(1), Frozen(2))
+    with pytest.raises(UndecodableValue, match=r"\['name'\] that the data lacks"):
+        decode(_field_lacking("tests.core.codec_values:Listing", {"tags": []}))
+
+
+@contextlib.contextmanager
+def _int_str_limit(digits: int) -> Iterator[None]:
+    before = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(digits)
+    try:
+        yield
+    finally:
+        sys.set_int_max_str_digits(before)
+
+
+@pytest.mark.parametrize(
+    "number", [7**6000, -(10**4300), 10**4300 - 1, 10**1000, 2**64], ids=lambda n: f"{n:x}"[:6]
+)
+def test_a_big_int_is_written_the_same_whatever_the_writers_int_str_limit(number: int) -> None:
+    written = encode(number)
+    for limit in (0, 640, 100_000):
+        with _int_str_limit(limit):
+            assert encode(number) == written
+            assert digest(number) == digest(number)
+    assert decode(written) == number
+    with _int_str_limit(640):
+        assert decode(written) == number
+
+
+def test_a_big_int_written_in_decimal_beyond_the_limit_still_decodes() -> None:
+    # What an older version wrote in a process that had raised the limit.
+    with _int_str_limit(0):
+        digits = str(7**6000)
+    assert decode(b'{"$int": "-' + digits.encode() + b'"}') == -(7**6000)
+    with pytest.raises(UndecodableValue):
+        decode(b'{"$int": "0' + digits.encode() + b'"}')
+
+
+class _Event(pydantic.BaseModel):
+    at: datetime.datetime
+
+
+def test_a_datetime_with_pydantics_tzinfo_comes_back_with_it() -> None:
+    event = _Event.model_validate_json('{"at": "2026-11-22T10:00:00+01:00"}')
+    assert type(event.at.tzinfo) is pydantic_core.TzInfo  # what pydantic gives it
+    for value in (event, event.at, event.at.timetz(), event.at.tzinfo):
+        back = round_trip(value)
+        assert_identical(value, back)
+        assert back == value
+    back_event = round_trip(event)
+    assert type(back_event.at.tzinfo) is pydantic_core.TzInfo
+    assert back_event.at.utcoffset() == datetime.timedelta(hours=1)
+    utc = round_trip(_Event.model_validate({"at": "2026-11-22T10:00:00Z"}).at)
+    assert (type(utc.tzinfo), utc.utcoffset()) == (pydantic_core.TzInfo, datetime.timedelta(0))
+    with pytest.raises(UndecodableValue):
+        decode(b'{"$pydantic_tzinfo": 86400}')
+
+
+def test_a_generic_model_whose_parameter_name_has_a_dot_comes_back() -> None:
+    for value in (ItemHolder(item=Catalog.Item(sku="a")), RateHolder(item=0.5)):
+        assert "." in type(value).__qualname__
+        assert_identical(value, round_trip(value))
+    for name in ("Holder[Catalog.Nope]", "Holder[Catalog.Item].x", "Catalog.Item.sku"):
+        with pytest.raises(UndecodableValue, match="not a class in the loaded module"):
+            decode(_tagged("$model", f"tests.core.codec_values:{name}"))
 
 
 # --- safe decoding ----------------------------------------------------------------------------
