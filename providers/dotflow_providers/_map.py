@@ -7,11 +7,12 @@ own `TaskEngine` (the step's retry policy and timeout apply per item), in this t
 processes, Dask's `Client.get_executor()`); outputs always come back here and are committed by
 this runner, `commit_every` items per create-only object (`items/<step>/<seq>.json`).
 
-An item is identified by its index and the digest of its value, under the map's base (its
-name, code version, input and `rerun_from` salt): a resume restores a committed item only when
-all of these still match, so a changed item (or changed code) runs again. The map step's own
-checkpoint holds the list of outputs, in item order, for the next step; its input digest
-covers the digest of every item, so changing the item list is a change of the map step.
+An item is identified by the digest of its value (and, among equal items, by which occurrence
+it is), under the map's base (its name, code version, input and `rerun_from` salt): a resume
+restores a committed item only when all of these still match, so a changed item (or changed
+code) runs again, and an item inserted, removed or moved leaves the others restored. The map
+step's own checkpoint holds the list of outputs, in item order, for the next step; its input
+digest covers the digest of every item, so changing the item list is a change of the map step.
 """
 
 from __future__ import annotations
@@ -286,9 +287,12 @@ class MapRun:
         self.stop = False
 
     def _committed(self, digests: list[str]) -> dict[int, bytes]:
-        """The outputs of items committed under this base: one LIST, one GET per batch."""
+        """The outputs of items committed under this base, by the index of the item they are
+        for now: one LIST, one GET per batch. An output is for an item of the same digest
+        wherever it is in the list now; equal items take the outputs of equal items in the
+        order they were committed at (the first occurrence the first output)."""
         journal = self.execution.journal
-        done: dict[int, bytes] = {}
+        committed: dict[str, dict[int, bytes]] = {}  # digest -> index committed at -> output
         next_seq = 1
         for key in journal.store.list(journal.layout.items(self.name)):
             data = journal.store.get(key)
@@ -298,12 +302,16 @@ class MapRun:
             next_seq = max(next_seq, batch.seq + 1)
             if batch.base != self.base:
                 continue  # another code version, input or rerun_from salt
-            total = len(digests)
             for row, output in zip(batch.rows, batch.outputs, strict=True):
-                at = row[0]
-                if at < total and digests[at] == row[1]:
-                    done[at] = output
+                committed.setdefault(row[1], {}).setdefault(row[0], output)
         self.first_seq = next_seq
+        outputs = {digest: iter([by[at] for at in sorted(by)]) for digest, by in committed.items()}
+        done: dict[int, bytes] = {}
+        for at, digest in enumerate(digests):
+            found = outputs.get(digest)
+            output = next(found, None) if found is not None else None
+            if output is not None:
+                done[at] = output
         return done
 
     def run(self) -> list[Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import json
 import logging
@@ -326,3 +327,62 @@ def test_resume_after_a_crash_equals_an_uninterrupted_map(
     assert resumed.output == uninterrupted
     assert len(rerun) == len(items) - len(committed)
     assert ran_before == len(items)
+
+
+_ITEMS = st.lists(
+    st.one_of(st.integers(-3, 3), st.sampled_from(["a", "b", 1.0, True])), max_size=12
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    before=_ITEMS,
+    edits=st.lists(
+        st.tuples(st.sampled_from(["insert", "remove", "move", "change"]), st.integers(0, 20)),
+        max_size=4,
+    ),
+    inserted=_ITEMS,
+    commit_every=st.integers(1, 5),
+)
+def test_a_resume_after_the_item_list_was_edited_runs_exactly_the_items_not_committed(
+    before: list[Any], edits: list[tuple[str, int]], inserted: list[Any], commit_every: int
+) -> None:
+    """Items inserted, removed, moved or changed: the next start runs each item whose value
+    (with its type: 1, 1.0 and True are different items) has no committed output left for it,
+    once per occurrence beyond those committed, and restores the others, in the new order."""
+    after = list(before)
+    new = iter(inserted)
+    for edit, at in edits:
+        where = at % (len(after) + 1)
+        if edit == "insert":
+            after.insert(where, next(new, "new"))
+        elif after and edit == "remove":
+            after.pop(where % len(after))
+        elif after and edit == "move":
+            after.insert(where % len(after), after.pop(at % len(after)))
+        elif after and edit == "change":
+            after[where % len(after)] = ("changed", at)
+    ran: list[Any] = []
+
+    @action(version="1")
+    def tag(item: Any) -> list[Any]:
+        ran.append(item)
+        return [item, type(item).__name__]
+
+    store = MemoryStore()
+    for items in (before, after):
+        ran.clear()
+        run = Workflow("edits", store=store).map(tag, items, commit_every=commit_every).start()
+        assert run.output == [[item, type(item).__name__] for item in items]
+
+    def key(item: Any) -> tuple[str, str]:
+        return type(item).__name__, repr(item)
+
+    left = collections.Counter(map(key, before))  # each committed output serves one occurrence
+    expected = []
+    for item in after:
+        if left[key(item)] > 0:
+            left[key(item)] -= 1
+        else:
+            expected.append(item)
+    assert ran == expected
