@@ -305,13 +305,14 @@ class MapRun:
             for row, output in zip(batch.rows, batch.outputs, strict=True):
                 committed.setdefault(row[1], {}).setdefault(row[0], output)
         self.first_seq = next_seq
-        outputs = {digest: iter([by[at] for at in sorted(by)]) for digest, by in committed.items()}
+        left = {
+            digest: [by[at] for at in sorted(by, reverse=True)] for digest, by in committed.items()
+        }
         done: dict[int, bytes] = {}
         for at, digest in enumerate(digests):
-            found = outputs.get(digest)
-            output = next(found, None) if found is not None else None
-            if output is not None:
-                done[at] = output
+            outputs = left.get(digest)
+            if outputs:  # the first committed of the outputs not handed out yet
+                done[at] = outputs.pop()
         return done
 
     def run(self) -> list[Any]:
