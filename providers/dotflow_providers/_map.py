@@ -18,6 +18,7 @@ digest covers the digest of every item, so changing the item list is a change of
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import dataclasses
 import hashlib
@@ -288,11 +289,13 @@ class MapRun:
 
     def _committed(self, digests: list[str]) -> dict[int, bytes]:
         """The outputs of items committed under this base, by the index of the item they are
-        for now: one LIST, one GET per batch. An output is for an item of the same digest
-        wherever it is in the list now; equal items take the outputs of equal items in the
-        order they were committed at (the first occurrence the first output)."""
+        for now: one LIST, one GET per batch. An output is for an item of the same digest: the
+        one at the index it was committed at when that is still so, else any other not given
+        one (an item inserted, removed or moved leaves the others restored)."""
         journal = self.execution.journal
-        committed: dict[str, dict[int, bytes]] = {}  # digest -> index committed at -> output
+        done: dict[int, bytes] = {}
+        spare: dict[str, collections.deque[bytes]] = {}  # by digest, not at their index now
+        total = len(digests)
         next_seq = 1
         for key in journal.store.list(journal.layout.items(self.name)):
             data = journal.store.get(key)
@@ -303,16 +306,16 @@ class MapRun:
             if batch.base != self.base:
                 continue  # another code version, input or rerun_from salt
             for row, output in zip(batch.rows, batch.outputs, strict=True):
-                committed.setdefault(row[1], {}).setdefault(row[0], output)
+                at, digest = row[0], row[1]
+                if at < total and digests[at] == digest and at not in done:
+                    done[at] = output
+                else:
+                    spare.setdefault(digest, collections.deque()).append(output)
         self.first_seq = next_seq
-        left = {
-            digest: [by[at] for at in sorted(by, reverse=True)] for digest, by in committed.items()
-        }
-        done: dict[int, bytes] = {}
-        for at, digest in enumerate(digests):
-            outputs = left.get(digest)
-            if outputs:  # the first committed of the outputs not handed out yet
-                done[at] = outputs.pop()
+        if spare:
+            for at, digest in enumerate(digests):
+                if at not in done and (outputs := spare.get(digest)):
+                    done[at] = outputs.popleft()
         return done
 
     def run(self) -> list[Any]:
