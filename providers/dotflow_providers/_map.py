@@ -7,8 +7,8 @@ own `TaskEngine` (the step's retry policy and timeout apply per item), in this t
 processes, Dask's `Client.get_executor()`); outputs always come back here and are committed by
 this runner, `commit_every` items per create-only object (`items/<step>/<seq>.json`).
 
-An item is identified by the digest of its value (and, among equal items, by which occurrence
-it is), under the map's base (its name, code version, input and `rerun_from` salt): a resume
+An item is identified by the digest of its value (equal items share their committed outputs,
+one each), under the map's base (its name, code version, input and `rerun_from` salt): a resume
 restores a committed item only when all of these still match, so a changed item (or changed
 code) runs again, and an item inserted, removed or moved leaves the others restored. The map
 step's own checkpoint holds the list of outputs, in item order, for the next step; its input
