@@ -23,7 +23,8 @@ import functools
 import hashlib
 import inspect
 import linecache
-import sysconfig
+import re
+import sys
 import textwrap
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -121,15 +122,38 @@ def _function_tree(func: Any) -> ast.AST:
     return ast.parse(textwrap.dedent(inspect.getsource(func)))
 
 
-@functools.lru_cache(maxsize=8)
-def _parsed_file(text: str) -> ast.Module:
-    return ast.parse(text)
+#: A lambda expression of a file: where its body starts and ends, and the expression.
+_LambdaSpan = tuple[tuple[int, int], tuple[int, int], ast.Lambda]
+#: Per file: the lines (as `linecache` holds them) and the lambdas parsed from them.
+_FILE_LAMBDAS: dict[str, tuple[list[str], list[_LambdaSpan]]] = {}
+
+
+def _lambdas_of(filename: str, lines: list[str]) -> list[_LambdaSpan]:
+    """The lambda expressions of a file, parsed once for the lines `linecache` holds (the same
+    list object until the file changes)."""
+    cached = _FILE_LAMBDAS.get(filename)
+    if cached is not None and cached[0] is lines:
+        return cached[1]
+    try:
+        tree = ast.parse("".join(lines))
+    except (SyntaxError, ValueError):
+        found: list[_LambdaSpan] = []
+    else:
+        found = [
+            ((node.body.lineno, node.body.col_offset), (end_line, end_col), node)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Lambda)
+            and (end_line := node.body.end_lineno) is not None
+            and (end_col := node.body.end_col_offset) is not None
+        ]
+    _FILE_LAMBDAS[filename] = (lines, found)
+    return found
 
 
 def _lambda_node(code: types.CodeType, lines: list[str]) -> ast.Lambda | None:
-    """The lambda expression a lambda's code was compiled from: the innermost one in its file
-    that spans every position of its code (None when the file does not parse, or when the
-    code has no positions)."""
+    """The lambda expression a lambda's code was compiled from: the one in its file whose
+    body spans every position of its code, the innermost if several do (None when the file
+    does not parse, or when the code has no positions)."""
     spans = [
         (line, col, end_line, end_col)
         for line, end_line, col, end_col in code.co_positions()
@@ -140,22 +164,11 @@ def _lambda_node(code: types.CodeType, lines: list[str]) -> ast.Lambda | None:
         return None
     start = min((line, col) for line, col, _, _ in spans)
     end = max((end_line, end_col) for _, _, end_line, end_col in spans)
-    try:
-        tree = _parsed_file("".join(lines))
-    except (SyntaxError, ValueError):
-        return None
-    found: ast.Lambda | None = None
-    for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Lambda)
-            and node.end_lineno is not None
-            and node.end_col_offset is not None
-            and (node.lineno, node.col_offset) <= start
-            and end <= (node.end_lineno, node.end_col_offset)
-            and (found is None or (node.lineno, node.col_offset) > (found.lineno, found.col_offset))
-        ):
-            found = node  # a lambda inside the one found so far starts after it
-    return found
+    found: tuple[tuple[int, int], ast.Lambda] | None = None
+    for body_start, body_end, node in _lambdas_of(code.co_filename, lines):
+        if body_start <= start and end <= body_end and (found is None or body_start > found[0]):
+            found = body_start, node  # a lambda inside the one found so far starts after it
+    return found[1] if found is not None else None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -216,16 +229,16 @@ def _const_text(value: object) -> str:
     return repr(value)
 
 
-#: where the standard library and installed packages live: their functions do not count
-_INSTALLED = tuple(
-    sorted(
-        {
-            path
-            for key in ("stdlib", "platstdlib", "purelib", "platlib")
-            if (path := sysconfig.get_paths().get(key))
-        }
-    )
-)
+def _counted(func: types.FunctionType) -> bool:
+    """Whether a function held in a closure counts in a code version: not one of the standard
+    library (frozen ones included) or of an installed package (site- or dist-packages)."""
+    if (func.__module__ or "").partition(".")[0] in sys.stdlib_module_names:
+        return False
+    filename = func.__code__.co_filename
+    if filename.startswith("<frozen "):
+        return False
+    folders = set(re.split(r"[\\/]", filename))
+    return not ("site-packages" in folders or "dist-packages" in folders)
 
 
 def _closure_functions(func: Any, limit: int = 32) -> list[Callable[..., Any]]:
@@ -239,14 +252,14 @@ def _closure_functions(func: Any, limit: int = 32) -> list[Callable[..., Any]]:
     while queue and len(found) < limit:
         for cell in getattr(queue.pop(0), "__closure__", None) or ():
             try:
-                held = _unwrapped(cell.cell_contents)
+                held = cell.cell_contents
             except ValueError:  # an empty cell (a variable not assigned yet)
                 continue
-            if (
-                isinstance(held, types.FunctionType)
-                and id(held) not in seen
-                and not held.__code__.co_filename.startswith(_INSTALLED)
-            ):
+            # `type() is`, not `isinstance`: a lazy proxy (Django's) would be evaluated
+            if type(held) is not types.FunctionType:
+                continue
+            held = _unwrapped(held)
+            if type(held) is types.FunctionType and id(held) not in seen and _counted(held):
                 seen.add(id(held))
                 found.append(held)
                 queue.append(held)

@@ -727,8 +727,9 @@ async def _prepare_in_thread(prepare: Callable[[], Execution]) -> Execution:
 def _module_identity(module: str) -> str:
     """What a derived workflow id takes from the first step's module: its name, but for a
     script run as `__main__`, which every script is: then its module name when run with
-    `python -m`, else its file's absolute path (two scripts must not share their checkpoints;
-    moving a script starts it afresh), else `__main__` (an interactive session)."""
+    `python -m`, else its file's real path (two scripts must not share their checkpoints;
+    moving a script starts it afresh; a symlink to it is the same script), else `__main__`
+    (an interactive session, `python -c`)."""
     if module != "__main__":
         return module
     main = sys.modules.get("__main__")
@@ -736,7 +737,7 @@ def _module_identity(module: str) -> str:
     if spec is not None and spec.name not in ("__main__", ""):
         return str(spec.name)
     path = getattr(main, "__file__", None)
-    return "__main__:" + os.path.abspath(path) if isinstance(path, str) else module
+    return "__main__:" + os.path.realpath(path) if isinstance(path, str) else module
 
 
 class StagedTask:

@@ -10,7 +10,9 @@ import ast
 import importlib
 import importlib.util
 import inspect
+import json
 import linecache
+import os
 import py_compile
 import tempfile
 import textwrap
@@ -18,7 +20,7 @@ import types
 import unittest.mock
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import given, settings
@@ -320,3 +322,74 @@ def test_a_lambda_in_a_block_header_is_its_own_expression(tmp_path: Path) -> Non
     )
     (step,) = module.R
     assert _source_digest.__wrapped__(step) == lambda_digest("lambda: 1")
+
+
+def test_a_lambda_whose_body_is_a_lambda_is_the_outer_expression() -> None:
+    (outer,) = [lambda: lambda: 1]
+    assert _source_digest.__wrapped__(outer) == lambda_digest("lambda: lambda: 1")
+    assert _source_digest.__wrapped__(outer()) == lambda_digest("lambda: 1")
+
+
+def test_a_file_is_parsed_once_for_all_its_lambdas(tmp_path: Path) -> None:
+    # lambdas made in a loop are new function objects sharing one code: each is declared,
+    # and the file they come from is parsed once for all of them, not once per lambda
+    source = "def make(n):\n    return [lambda x, k=k: x * k for k in range(n)]\n"
+    module = load_source(tmp_path, "lambda_factory", source + "x = 1\n" * 3000)
+    steps = module.make(200)
+    with (
+        unittest.mock.patch.object(ast, "parse", wraps=ast.parse) as parse,
+        unittest.mock.patch.object(ast, "walk", wraps=ast.walk) as walk,
+    ):
+        digests = {_source_digest(step) for step in steps}
+    assert digests == {lambda_digest("lambda x, k=k: x * k")}
+    assert (parse.call_count, walk.call_count) == (1, 1)  # not a walk of the file per lambda
+
+
+class _LazyProxy:
+    """A lazy object as Django's `SimpleLazyObject`: any attribute evaluates it."""
+
+    evaluated: ClassVar[list[str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        self.evaluated.append(name)
+        raise RuntimeError("settings are not configured")
+
+    @property
+    def __class__(self) -> type:
+        self.evaluated.append("__class__")
+        raise RuntimeError("settings are not configured")
+
+
+def test_a_closure_holding_a_lazy_object_is_versioned_without_touching_it() -> None:
+    proxy = _LazyProxy()
+
+    def step() -> Any:
+        return proxy
+
+    assert _closure_functions(step) == []
+    assert not _source_digest.__wrapped__(step).startswith("name:")
+    assert _LazyProxy.evaluated == []
+
+
+def test_functions_of_the_standard_library_and_of_installed_packages_do_not_count(
+    tmp_path: Path,
+) -> None:
+    # os.path.join is frozen (`<frozen posixpath>`) unless -X frozen_modules=off: either way
+    # the standard library does not count, nor does a package in site- or dist-packages
+    installed = []
+    for folder in ("site-packages", "dist-packages"):
+        (tmp_path / folder).mkdir()
+        installed.append(
+            load_source(tmp_path / folder, f"pkg_{folder[:4]}", "def f():\n    pass\n").f
+        )
+    own = load_source(tmp_path, "own_helper", "def helper():\n    pass\n").helper
+
+    def make(held: Any) -> Any:
+        def step() -> Any:
+            return held()
+
+        return step
+
+    for held in (os.path.join, json.dumps, *installed):
+        assert _closure_functions(make(held)) == []
+    assert _closure_functions(make(own)) == [own]

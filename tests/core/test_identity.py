@@ -650,8 +650,11 @@ def test_two_scripts_with_the_same_steps_do_not_share_a_derived_id(tmp_path: Pat
     assert eu == "6 [False, False]"
     assert us == "300 [False, False]"  # not the EU output, restored
     assert eu_id != us_id
-    # the same script again resumes; as a module (`python -m jobs.sales_eu`) it is the module
+    # the same script again resumes, through a symlinked folder too; as a module
+    # (`python -m jobs.sales_eu`) it is the module
     assert run_script("sales_eu.py", str(store), cwd=tmp_path) == [eu_id, "6 [True, True]"]
+    (tmp_path / "link").symlink_to(tmp_path)
+    assert run_script("link/sales_eu.py", str(store), cwd=tmp_path) == [eu_id, "6 [True, True]"]
     module_id, module = run_script("-m", "jobs.sales_eu", str(store), cwd=tmp_path)
     assert module == "6 [False, False]"
     assert run_script("-m", "jobs.sales_eu", str(store), cwd=tmp_path) == [
