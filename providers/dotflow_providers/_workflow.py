@@ -601,6 +601,14 @@ class Workflow:
                 "map steps cannot run in parallel mode (their items are run by this runner); "
                 "give the map an executor= (a ProcessPoolExecutor) and start it sequentially"
             )
+        if mode == "parallel":
+            keeping = [spec.name for spec in self._specs if "checkpoint" in spec.step.accepts]
+            if keeping:
+                raise ConfigurationError(
+                    f"step {keeping[0]!r} takes a checkpoint (in-step progress), which parallel "
+                    "mode cannot hand to a worker process (it writes through this runner's "
+                    "store and lease); start it in another mode, or split the work into steps"
+                )
         initial, maps, layout = self._derive(initial_context)
         with kept_for_the_run():
             identities = self._identities(mode, initial, maps)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from dotflow_providers import (
     CheckpointError,
+    ConfigurationError,
     Context,
     FileStore,
     FixedRetry,
@@ -262,6 +263,19 @@ def test_progress_saved_for_another_input_is_not_handed_on(
     assert run.output == 600  # not 303: the progress made on [1, 2] is not continued
     assert "saved by other code, for another input" in caplog.text
     assert list(store.list("pages/progress/")) == []  # cleared once it completed
+
+
+def test_a_step_keeping_progress_is_refused_in_parallel_mode_with_the_fix() -> None:
+    # its checkpoint writes through this runner's store and lease: no worker process has them
+    @action
+    def crawl(checkpoint: Progress) -> int:
+        return int(checkpoint.load(0))
+
+    store = MemoryStore()
+    with pytest.raises(ConfigurationError, match=r"crawl' takes a checkpoint.*another mode"):
+        Workflow("par", store=store).add(crawl).start(mode="parallel")
+    assert list(store.list("")) == []  # refused before anything was written
+    assert Workflow("par", store=store).add(crawl).start(mode="sequential").output == 0
 
 
 def test_a_stage_can_keep_progress_too() -> None:
