@@ -17,11 +17,12 @@ import contextvars
 import dataclasses
 import hashlib
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from prefect.client.schemas.objects import State
-from prefect.context import FlowRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.futures import PrefectFuture
 from prefect.utilities.collections import visit_collection
 
@@ -52,10 +53,13 @@ class CallKey:
     occurrence: int
     order: int = -1
     rerun_from: str | None = None
+    #: where in the flow run the call was made when not in the flow's own body (`Counts`)
+    unit: str = ""
 
     @property
     def workflow_id(self) -> str:
-        return f"{self.scope}/{self.name}/{self.digest[:16]}/{self.occurrence}"
+        within = f"{self.unit}/" if self.unit else ""
+        return f"{self.scope}/{within}{self.name}/{self.digest[:16]}/{self.occurrence}"
 
 
 def function_name(function: Callable[..., Any]) -> str:
@@ -86,17 +90,66 @@ def arguments_digest(parameters: dict[str, Any], checkpoint_key: CheckpointKey |
         ) from exc
 
 
-class _Occurrences:
-    """Counts calls per (name, digest) within a flow-run attempt (or this process, outside one)."""
+#: A unit of a flow run that retries on its own (`inner_unit`): its name and its attempt.
+Unit = tuple[str, tuple[object, ...]]
 
-    _KEEP = 256  # flow runs remembered by one process (a `serve` process runs many)
+
+def inner_unit(own_flow_run: str | None = None) -> Unit | None:
+    """Where in its flow-run attempt a call is made, when not in the flow's own body: inside a
+    task run (named by its task key and dynamic key, which the task's retries and the flow's
+    retries keep), or inside a subflow run of a flow whose run is `own_flow_run` (named by its
+    run id); with that unit's attempt, so that a retry of the unit counts its calls from 0
+    again instead of shifting every later call of the flow run."""
+    task = TaskRunContext.get()
+    task_run = getattr(task, "task_run", None)
+    if task_run is not None:
+        name = f"in-task/{id_part(task_run.task_key)}/{id_part(task_run.dynamic_key)}"
+        return name, (str(task_run.id), task_run.run_count, task)
+    if own_flow_run is not None:
+        flow = FlowRunContext.get()
+        flow_run = getattr(flow, "flow_run", None)
+        if flow_run is not None and str(flow_run.id) != own_flow_run:
+            return f"in-flow/{flow_run.id}", (flow,)
+    return None
+
+
+class Counts:
+    """Occurrences of calls within one flow-run attempt: of its body's calls, and of each unit's
+    (a task run or subflow run inside it, `inner_unit`) for the unit's current attempt."""
+
+    def __init__(self) -> None:
+        self._body: collections.Counter[str] = collections.Counter()
+        self._units: dict[str, tuple[tuple[object, ...], collections.Counter[str]]] = {}
+
+    def draw(self, unit: Unit | None, key: str) -> int:
+        if unit is None:
+            counter = self._body
+        else:
+            name, attempt = unit
+            found = self._units.get(name)
+            if (
+                found is None
+                or len(found[0]) != len(attempt)
+                or any(a is not b for a, b in zip(found[0], attempt, strict=True))
+            ):
+                found = self._units[name] = (attempt, collections.Counter())
+            counter = found[1]
+        occurrence = counter[key]
+        counter[key] += 1
+        return occurrence
+
+
+class _Occurrences:
+    """Counts calls per (name, digest) within a flow-run attempt (or this process, outside one).
+
+    A flow-run attempt's counts live as long as its context does (the context of a new attempt
+    is a new object), however many other flow runs this process runs meanwhile."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # flow run id -> (its current attempt's context, counts); a new context is a new attempt
-        self._runs: collections.OrderedDict[str, tuple[object, collections.Counter[str]]] = (
-            collections.OrderedDict()
-        )
+        self._local = Counts()
+        # id of an attempt's FlowRunContext -> (a weak reference to it, its counts)
+        self._attempts: dict[int, tuple[weakref.ref[FlowRunContext], Counts]] = {}
 
     def next(self, name: str, digest_: str, steps: tuple[str, ...] = ()) -> CallKey:
         """The next call of (name, digest); `steps` are the names `rerun_from` can select."""
@@ -106,18 +159,26 @@ class _Occurrences:
         context = FlowRunContext.get()
         flow_run = None if context is None else context.flow_run
         scope = "prefect/local" if flow_run is None else f"prefect/{flow_run.id}"
+        unit = inner_unit()  # a subflow has a scope of its own here
         with self._lock:
-            attempt, counts = self._runs.get(scope, (None, None))
-            if attempt is not context or counts is None:
-                # the context object is recreated for every attempt of a flow run
-                counts = collections.Counter()
-                self._runs[scope] = (context, counts)
-            self._runs.move_to_end(scope)
-            while len(self._runs) > self._KEEP:
-                self._runs.popitem(last=False)
-            occurrence = counts[f"{name}/{digest_}"]
-            counts[f"{name}/{digest_}"] += 1
-        return CallKey(scope, name, digest_, occurrence)
+            counts = self._local if context is None else self._counts_of(context)
+            occurrence = counts.draw(unit, f"{name}/{digest_}")
+        return CallKey(scope, name, digest_, occurrence, unit=unit[0] if unit else "")
+
+    def _counts_of(self, context: FlowRunContext) -> Counts:
+        found = self._attempts.get(id(context))
+        if found is not None and found[0]() is context:
+            return found[1]
+        ref = weakref.ref(context)
+        counts = Counts()
+        self._attempts[id(context)] = (ref, counts)
+        weakref.finalize(context, self._forget, id(context), ref)
+        return counts
+
+    def _forget(self, key: int, ref: weakref.ref[FlowRunContext]) -> None:
+        with self._lock:
+            if key in self._attempts and self._attempts[key][0] is ref:
+                del self._attempts[key]
 
 
 class CallScope(Protocol):

@@ -12,7 +12,6 @@ crashed run never redo them twice. The request is removed when a run completes.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 import socket
@@ -45,7 +44,7 @@ from dotflow_providers.integration import (
     workflows_under,
 )
 
-from ._identity import _SCOPE, CallKey
+from ._identity import _SCOPE, CallKey, Counts, inner_unit
 
 R = TypeVar("R")
 _GONE = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}  # the run's process has ended
@@ -88,8 +87,11 @@ class FlowScope:
         rerun_from: str | None = None,
         rerun_all: bool = False,
         requested_at: float = 0.0,
+        flow_run: str | None = None,
     ) -> None:
         self.scope = scope
+        #: the id of the flow run this scope is the attempt of (its subflows' calls are units)
+        self.flow_run = flow_run
         self.store = store
         self.logger = logger
         self.rerun_from = rerun_from
@@ -97,7 +99,7 @@ class FlowScope:
         self.requested_at = requested_at
         self.cut: int | None = 0 if rerun_all else None
         self._lock = threading.Lock()
-        self._counts: collections.Counter[str] = collections.Counter()
+        self._counts = Counts()
         self._calls: list[_Call] = []
         self._elsewhere: list[tuple[CheckpointStore, str]] = []
         self.lease: Lease | None = None
@@ -107,16 +109,18 @@ class FlowScope:
     # -- drawing keys (in the flow's thread, in the order the flow makes its calls) ------------
 
     def draw(self, name: str, digest: str, steps: tuple[str, ...]) -> CallKey:
+        unit = inner_unit(self.flow_run)
         with self._lock:
-            occurrence = self._counts[f"{name}/{digest}"]
-            self._counts[f"{name}/{digest}"] += 1
+            occurrence = self._counts.draw(unit, f"{name}/{digest}")
             order = len(self._calls)
             rerun = None
             if self.cut is None and self.rerun_from is not None and self.rerun_from in steps:
                 self.cut, rerun = order, self.rerun_from
             elif self.cut is not None and steps:
                 rerun = steps[0]
-            key = CallKey(self.scope, name, digest, occurrence, order, rerun)
+            key = CallKey(
+                self.scope, name, digest, occurrence, order, rerun, unit[0] if unit else ""
+            )
             self._calls.append(_Call(order, steps[0] if steps else name, key.workflow_id))
         return key
 

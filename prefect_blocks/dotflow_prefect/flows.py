@@ -189,6 +189,7 @@ def _opened(
             rerun_from=rerun,
             rerun_all=everything,
             requested_at=requested_at,
+            flow_run=str(flow_run.id),
         )
         scope.lease = lease
         yield scope

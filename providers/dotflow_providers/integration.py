@@ -40,6 +40,7 @@ __all__ = [
     "callable_name",
     "drop_next_start",
     "fingerprint",
+    "has_checkpoints",
     "id_part",
     "is_permanent",
     "lease_holder",
@@ -130,6 +131,11 @@ def take_next_start(workflow_id: str, store: CheckpointStore) -> NextStartReques
 def drop_next_start(workflow_id: str, store: CheckpointStore) -> None:
     """Remove the next-start request of `workflow_id`, if any, unread (an answered one)."""
     store.delete(Layout(workflow_id).request)
+
+
+def has_checkpoints(workflow_id: str, store: CheckpointStore) -> bool:
+    """Whether `store` holds any document of `workflow_id` (one LIST; ids under it aside)."""
+    return next(iter(store.list(Layout(workflow_id).base)), None) is not None
 
 
 def workflows_under(store: CheckpointStore, prefix: str) -> list[str]:

@@ -88,6 +88,23 @@ def test_a_failed_step_resumes_on_the_airflow_retry(work: Path) -> None:
     assert summary["output"] == {"loaded": 6, "context": None}
 
 
+def test_a_new_dag_run_with_an_earlier_runs_run_id_starts_over(work: Path) -> None:
+    # dag.test() for one logical date deletes the earlier run and creates a new one with the
+    # same run_id (as a REST trigger with an explicit dag_run_id can): the default workflow id
+    # `dag/run/task` is the same, and on an external store the new run's first try restored
+    # the deleted run's outputs
+    import pendulum
+    from dotflow_dags import same_run_id
+
+    when = pendulum.datetime(2026, 11, 5, tz="UTC")
+    first = same_run_id.test(logical_date=when, run_after=when)
+    second = same_run_id.test(logical_date=when, run_after=when)
+    assert second.run_id == first.run_id
+    assert task_instance(second).try_number == 1
+    assert steps_ran(work) == ["extract", "transform", "load"] * 2
+    assert [s["restored"] for s in xcom(second)["steps"]] == [False, False, False]
+
+
 def test_resume_through_an_s3_connection(
     work: Path,
     s3_endpoint: str,

@@ -12,7 +12,7 @@ from typing import Any
 from prefect.cache_policies import NO_CACHE
 from prefect.transactions import transaction
 
-from dotflow_prefect import dotflow_task, run_workflow
+from dotflow_prefect import dotflow_flow, dotflow_task, run_workflow
 from dotflow_providers import Context, Workflow, action
 from prefect import flow, task, unmapped
 
@@ -158,3 +158,36 @@ def upstream_changes_on_retry() -> int:
     record(out)
     maybe_fail("after-times-ten")
     return out
+
+
+@task(retries=1, retry_delay_seconds=0, cache_policy=NO_CACHE)
+def outer() -> str:
+    """A plain task that calls a dotflow task, then fails once after it completed."""
+    value = stamp("x")
+    maybe_fail("outer")
+    return value
+
+
+@flow(retries=1, retry_delay_seconds=0)
+def nested_then_direct() -> dict[str, str]:
+    # the task's retry counts its own call again: it must not shift the flow's own call
+    values = {"outer": outer(), "direct": stamp("x")}
+    record(values)
+    maybe_fail("flow")
+    return values
+
+
+@flow(retries=1, retry_delay_seconds=0)
+def child_flow() -> str:
+    value = stamp("x")
+    maybe_fail("child")
+    return value
+
+
+@dotflow_flow(retries=1, retry_delay_seconds=0)
+def subflow_then_direct() -> dict[str, str]:
+    # the subflow's retry (inside this flow's scope) must not shift this flow's own call
+    values = {"child": child_flow(), "parent": stamp("x")}
+    record(values)
+    maybe_fail("parent")
+    return values

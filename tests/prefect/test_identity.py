@@ -161,3 +161,63 @@ def test_argument_digests_ignore_keyword_order(parameters: dict[str, Any]) -> No
     reordered = dict(reversed(list(parameters.items())))
     assert arguments_digest(parameters, None) == arguments_digest(reordered, None)
     assert arguments_digest(parameters, None) != arguments_digest({**parameters, "\0": 1}, None)
+
+
+def test_a_task_retry_does_not_shift_the_flows_later_identical_call(work: Path) -> None:
+    # `outer`'s retry calls stamp("x") again: counted with the flow's own calls, it made the
+    # flow's stamp("x") occurrence 1, and the flow retry (counting from 0) handed it the
+    # checkpoint of the call made inside `outer`
+    from .identity_flows import attempts, nested_then_direct
+
+    (work / "fail-outer").touch()
+    (work / "fail-flow").touch()
+    nested_then_direct()
+    first, retried = attempts()
+    assert first["outer"] != first["direct"]
+    assert retried["direct"] == first["direct"]  # restored: its own checkpoint
+    assert retried["outer"] != first["direct"]  # never the flow's call's output
+
+
+def test_a_subflow_retry_does_not_shift_the_parents_later_identical_call(work: Path) -> None:
+    from .identity_flows import attempts, subflow_then_direct
+
+    (work / "fail-child").touch()
+    (work / "fail-parent").touch()
+    subflow_then_direct()
+    first, retried = attempts()
+    assert first["child"] != first["parent"]
+    assert retried["parent"] == first["parent"]
+    assert retried["child"] != first["parent"]
+
+
+def test_a_flow_runs_call_counts_outlive_any_number_of_other_flow_runs() -> None:
+    # a process that runs many flow runs (a `serve` process, a flow with many subflows) kept
+    # the counts of the last 256 only: a longer-running flow's next identical call was
+    # counted from 0 again and handed an earlier call's checkpoint
+    import gc
+    import types
+    import uuid
+
+    from prefect.context import FlowRunContext
+
+    from dotflow_prefect._identity import _Occurrences
+
+    def attempt() -> FlowRunContext:
+        flow_run = types.SimpleNamespace(id=uuid.uuid4())
+        return FlowRunContext.model_construct(flow_run=flow_run)
+
+    occurrences = _Occurrences()
+    running = attempt()
+    with running:
+        first = occurrences.next("stamp", "digest")
+    for _ in range(300):
+        with attempt():
+            assert occurrences.next("stamp", "digest").occurrence == 0
+    with running:
+        second = occurrences.next("stamp", "digest")
+    assert (first.occurrence, second.occurrence) == (0, 1)
+    gc.collect()
+    assert len(occurrences._attempts) == 1  # the ended attempts' counts are gone
+    del running
+    gc.collect()
+    assert occurrences._attempts == {}

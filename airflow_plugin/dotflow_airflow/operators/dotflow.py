@@ -21,7 +21,12 @@ from dotflow_providers import (
     load_workflow,
     store_from_url,
 )
-from dotflow_providers.integration import PERMANENT_ERRORS, take_next_start, workflow_id_from
+from dotflow_providers.integration import (
+    PERMANENT_ERRORS,
+    has_checkpoints,
+    take_next_start,
+    workflow_id_from,
+)
 from dotflow_providers.retry import BreakerState
 
 from ..compatibility import AirflowFailException, BaseOperator, Context, first_try_after_clear
@@ -272,6 +277,17 @@ class DotflowOperator(BaseOperator):
                     rerun_from,
                     by,
                 )
+        elif ti.try_number == 1 and has_checkpoints(workflow_id, workflow.store):
+            # A task instance's first try finds nothing of its own: these were written by an
+            # earlier DAG run with this run_id (deleted and created again, or triggered again
+            # with an explicit run id), whose outputs are not this run's
+            try_log.note(
+                logging.WARNING,
+                "dotflow: checkpoints of %s exist at this task instance's first try: an "
+                "earlier DAG run with this run_id wrote them; starting over",
+                workflow_id,
+            )
+            self._start_over(workflow, context)
         elif first_try_after_clear(ti.try_number, ti.max_tries, self.retries or 0):
             if self.keep_checkpoints_on_clear:
                 try_log.note(

@@ -60,6 +60,14 @@ with DAG("dotflow_resume_s3", schedule=None, start_date=START, catchup=False) as
         task_id="etl", workflow="dotflow_dags:etl", store_conn_id="dotflow_s3", **FAST_RETRY
     )
 
+with DAG("dotflow_same_run_id", schedule=None, start_date=START, catchup=False) as same_run_id:
+    DotflowOperator(
+        task_id="etl",
+        workflow=etl(),
+        store=f"file://{os.environ.get('DOTFLOW_CHECKPOINT_DIR', '/tmp/dotflow-ckpt')}",
+        **FAST_RETRY,
+    )
+
 with DAG("dotflow_permanent", schedule=None, start_date=START, catchup=False) as permanent:
     DotflowOperator(
         task_id="etl",
