@@ -225,12 +225,24 @@ def test_every_try_records_its_workflow_and_store_for_the_checkpoints_tab(work: 
     assert xcom(failed, "dotflow_checkpoints")["store"] == {"kind": "task_state"}
 
 
-def test_a_store_url_is_recorded_without_credentials_or_query() -> None:
-    from dotflow_airflow.operators._logs import public_url
+def test_a_store_url_is_recorded_without_credentials_and_opens_the_same_store() -> None:
+    from dotflow_providers.storage import S3Store, public_url, store_from_url
 
     assert public_url("s3://key:secret@bucket/prefix?endpoint=x#y") == "s3://bucket/prefix"
     assert public_url("file:///tmp/ckpt") == "file:///tmp/ckpt"
     assert public_url("airflow-task-state://") == "airflow-task-state://"
+    # the parameters a scheme takes are no secrets, and the Checkpoints tab needs them to open
+    # the store the task wrote to (another endpoint, the encryption keys' variable)
+    s3 = "s3://k:s@bucket/p?endpoint_url=http://127.0.0.1:9000&region=eu-west-1&token=t"
+    assert public_url(s3) == (
+        "s3://bucket/p?endpoint_url=http%3A%2F%2F127.0.0.1%3A9000&region=eu-west-1"
+    )
+    reopened = store_from_url(public_url(s3))
+    assert isinstance(reopened, S3Store)
+    assert "127.0.0.1:9000" in reopened.client.meta.endpoint_url
+    assert public_url("s3://b/p?endpoint_url=http://user:pw@host") == "s3://b/p"
+    encrypted = "file:///tmp/ckpt?encryption_keys_env=CKPT_KEYS&durable=false"
+    assert public_url(encrypted) == encrypted
 
 
 def test_a_rerun_request_from_the_tab_is_applied_once_by_the_next_try(

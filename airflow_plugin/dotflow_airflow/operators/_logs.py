@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import urllib.parse
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -29,15 +28,6 @@ _LEVELS = {
     logging.ERROR: "error",
     logging.CRITICAL: "critical",
 }
-
-
-def public_url(url: str) -> str:
-    """A store URL without credentials, query string or fragment (safe for logs and XComs)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else parts.path
 
 
 class TaskLog:

@@ -28,12 +28,13 @@ from dotflow_providers.integration import (
     workflow_id_from,
 )
 from dotflow_providers.retry import BreakerState
+from dotflow_providers.storage import public_url
 
 from ..compatibility import AirflowFailException, BaseOperator, Context, first_try_after_clear
 from ..hooks.dotflow import DotflowHook
 from ..links import DotflowCheckpointLink
 from ..state_store import TaskStateCheckpoints
-from ._logs import TaskLog, TaskLogTracer, TryLog, engine_warnings_to, public_url
+from ._logs import TaskLog, TaskLogTracer, TryLog, engine_warnings_to
 from ._retry import DEADLINES, Verdict, WorkflowTryFailed, deadline_anchor, decide
 from ._retry import with_engine_policy as _with_engine_policy
 

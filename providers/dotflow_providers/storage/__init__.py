@@ -26,6 +26,7 @@ __all__ = [
     "S3Store",
     "PreconditionFailed",
     "StoreError",
+    "public_url",
     "store_from_url",
 ]
 
@@ -52,6 +53,25 @@ def _shown(url: object) -> str:
         return repr(url.split("?", 1)[0].split("#", 1)[0].rpartition("@")[2])
     parts = urllib.parse.urlsplit(url)
     return repr(f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}")
+
+
+def public_url(url: str) -> str:
+    """`url` as logs, XComs and pages may show it, and a reader may open it again: scheme,
+    host and path, and the query parameters its scheme takes (an endpoint, a region, the name
+    of the variable holding encryption keys: none of them a secret); never the userinfo, the
+    fragment, another parameter, or a value holding userinfo."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    base = f"{parts.scheme}://{host}{parts.path}" if parts.scheme else parts.path
+    known = _PARAMETERS.get(parts.scheme, ()) + _COMMON
+    kept = [
+        (name, value)
+        for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        if name in known and "@" not in value
+    ]
+    return f"{base}?{urllib.parse.urlencode(kept)}" if kept else base
 
 
 def _options(url: urllib.parse.SplitResult, shown: str) -> dict[str, str]:
