@@ -278,10 +278,15 @@ class DotflowOperator(BaseOperator):
                     rerun_from,
                     by,
                 )
-        elif ti.try_number == 1 and has_checkpoints(workflow_id, workflow.store):
-            # A task instance's first try finds nothing of its own: these were written by an
-            # earlier DAG run with this run_id (deleted and created again, or triggered again
-            # with an explicit run id), whose outputs are not this run's
+        elif (
+            not self.workflow_id
+            and ti.try_number == 1
+            and has_checkpoints(workflow_id, workflow.store)
+        ):
+            # Under the default id (dag/run/task), a task instance's first try finds nothing of
+            # its own: these were written by an earlier DAG run with this run_id (deleted and
+            # created again, or triggered again with an explicit run id), whose outputs are not
+            # this run's. A workflow_id of the user's may span runs on purpose.
             try_log.note(
                 logging.WARNING,
                 "dotflow: checkpoints of %s exist at this task instance's first try: an "
