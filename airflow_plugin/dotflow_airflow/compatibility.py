@@ -59,6 +59,21 @@ def first_try_after_clear(try_number: int, max_tries: int, retries: int) -> bool
     return try_number > 1 and try_number == max_tries - retries + 1
 
 
+def try_after_clear(
+    try_number: int, max_tries: int, retries: int, previous: tuple[int, int] | None
+) -> bool:
+    """`first_try_after_clear`, told exactly when an earlier try of the task instance recorded
+    its `previous = (try_number, max_tries)`: a clear sets `max_tries` anew (from the retries of
+    the DAG version it clears on), a retry never changes it. The formula alone mixes that
+    version's retries with this worker's `retries`, which differ when the DAG file was edited
+    in between: a clear was then taken for a retry (resuming what should start over). Without a
+    record (the first try, or one written before this release) the formula decides.
+    """
+    if previous is not None and previous[0] < try_number:
+        return max_tries != previous[1]
+    return first_try_after_clear(try_number, max_tries, retries)
+
+
 # --- API server only (the plugin's checkpoint page) ---------------------------------------------
 # Imported inside functions: the operator imports this module in every worker, which needs none
 # of the API server, its database models or its auth manager.
@@ -195,6 +210,7 @@ __all__ = [
     "SignedInUser",
     "dag_access_dependency",
     "first_try_after_clear",
+    "try_after_clear",
     "get_user_dependency",
     "may_edit_task_instances",
     "state_store_limit",

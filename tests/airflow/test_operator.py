@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from dotflow_providers._format import Layout
 
@@ -276,3 +278,41 @@ def test_a_rerun_request_from_the_tab_is_applied_once_by_the_next_try(
     assert "starting over, as asked from the Checkpoints tab" in capfd.readouterr().out
     requests_dag.test(run_conf={"key": key})  # no request: everything restored
     assert len(steps_ran(work)) == 8
+
+
+@st.composite
+def try_histories(draw: st.DrawFn) -> tuple[int, list[tuple[str, int, int]]]:
+    """Airflow's own rules for a task instance's tries: it starts with `max_tries = retries`; a
+    retry leaves `max_tries`; a clear sets it to `try_number + retries` of the DAG version it
+    clears on. Between them the DAG file may be edited: the worker's `retries` then differs
+    from the version the scheduler cleared on."""
+    retries = draw(st.integers(0, 4))
+    events = draw(
+        st.lists(
+            st.tuples(st.sampled_from(["retry", "clear"]), st.integers(0, 4), st.integers(0, 4)),
+            min_size=1,
+            max_size=6,
+        )
+    )
+    return retries, events
+
+
+@settings(deadline=None)  # the first example imports Airflow
+@given(try_histories())
+def test_a_clear_is_told_from_a_retry_whatever_the_worker_parsed(
+    history: tuple[int, list[tuple[str, int, int]]],
+) -> None:
+    from dotflow_airflow.compatibility import try_after_clear
+
+    retries, events = history
+    try_number, max_tries = 1, retries
+    recorded = (try_number, max_tries)  # what try 1 recorded
+    for event, cleared_on, worker_retries in events:
+        if event == "clear":
+            max_tries = try_number + cleared_on
+            # the one case no record can tell: the clear left max_tries as it was
+            assume(max_tries != recorded[1])
+        try_number += 1
+        decided = try_after_clear(try_number, max_tries, worker_retries, recorded)
+        assert decided is (event == "clear")
+        recorded = (try_number, max_tries)

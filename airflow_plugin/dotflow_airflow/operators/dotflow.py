@@ -30,7 +30,7 @@ from dotflow_providers.integration import (
 from dotflow_providers.retry import BreakerState
 from dotflow_providers.storage import public_url
 
-from ..compatibility import AirflowFailException, BaseOperator, Context, first_try_after_clear
+from ..compatibility import AirflowFailException, BaseOperator, Context, try_after_clear
 from ..hooks.dotflow import DotflowHook
 from ..links import DotflowCheckpointLink
 from ..state_store import TaskStateCheckpoints
@@ -99,6 +99,21 @@ class _RunHandle(Tracer):
             run = self._run
         if run is not None:
             run.cancel()
+
+
+#: the task state store key of the last try's (try_number, max_tries): `try_after_clear`
+TRIES = "dotflow-tries"
+
+
+def _tries(context: Context) -> tuple[int, int] | None:
+    """What the last try of this task instance recorded, if it recorded it."""
+    state = context.get("task_state_store")
+    found = state.get(TRIES) if state is not None else None
+    if isinstance(found, dict):
+        number, max_tries = found.get("try_number"), found.get("max_tries")
+        if type(number) is int and type(max_tries) is int:
+            return number, max_tries
+    return None
 
 
 class DotflowOperator(BaseOperator):
@@ -294,7 +309,7 @@ class DotflowOperator(BaseOperator):
                 workflow_id,
             )
             self._start_over(workflow, context)
-        elif first_try_after_clear(ti.try_number, ti.max_tries, self.retries or 0):
+        elif try_after_clear(ti.try_number, ti.max_tries, self.retries or 0, _tries(context)):
             if self.keep_checkpoints_on_clear:
                 try_log.note(
                     logging.INFO,
@@ -304,6 +319,9 @@ class DotflowOperator(BaseOperator):
             else:
                 try_log.note(logging.INFO, "dotflow: the task instance was cleared: starting over")
                 self._start_over(workflow, context)
+        state = context.get("task_state_store")
+        if state is not None:  # what the next try tells a clear from a retry by
+            state.set(TRIES, {"try_number": ti.try_number, "max_tries": ti.max_tries})
         return workflow.start(
             mode=self.mode,
             keep_going=self.keep_going,
