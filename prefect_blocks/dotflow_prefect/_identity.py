@@ -90,53 +90,64 @@ def arguments_digest(parameters: dict[str, Any], checkpoint_key: CheckpointKey |
         ) from exc
 
 
-#: A unit of a flow run that retries on its own (`inner_unit`): its name and its attempt.
-Unit = tuple[str, tuple[object, ...]]
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """A part of a flow-run attempt that retries on its own (`inner_unit`): a task run or a
+    subflow run, of `label` (its task key, or its flow's name), with `run_id` (kept by its
+    retries), in its attempt (`attempt`: compared by value; `context`: by identity)."""
+
+    kind: str
+    label: str
+    run_id: str
+    attempt: int
+    context: object = dataclasses.field(compare=False)
 
 
 def inner_unit(own_flow_run: str | None = None) -> Unit | None:
     """Where in its flow-run attempt a call is made, when not in the flow's own body: inside a
-    task run (named by its task key and dynamic key, which the task's retries and the flow's
-    retries keep), or inside a subflow run of a flow whose run is `own_flow_run` (named by its
-    run id); with that unit's attempt, so that a retry of the unit counts its calls from 0
-    again instead of shifting every later call of the flow run."""
+    task run, or inside a subflow run of the flow whose run is `own_flow_run`; None in the body.
+    A retry of the unit counts its calls from 0 again, so it never shifts the flow's later
+    calls; the unit is named by its label and its place among the runs of that label in the
+    flow-run attempt (`Counts`), which a flow-run retry gives it again."""
     task = TaskRunContext.get()
     task_run = getattr(task, "task_run", None)
     if task_run is not None:
-        name = f"in-task/{id_part(task_run.task_key)}/{id_part(task_run.dynamic_key)}"
-        return name, (str(task_run.id), task_run.run_count, task)
+        return Unit("task", str(task_run.task_key), str(task_run.id), task_run.run_count, task)
     if own_flow_run is not None:
         flow = FlowRunContext.get()
         flow_run = getattr(flow, "flow_run", None)
         if flow_run is not None and str(flow_run.id) != own_flow_run:
-            return f"in-flow/{flow_run.id}", (flow,)
+            label = getattr(getattr(flow, "flow", None), "name", None) or "subflow"
+            return Unit("flow", str(label), str(flow_run.id), flow_run.run_count, flow)
     return None
 
 
 class Counts:
     """Occurrences of calls within one flow-run attempt: of its body's calls, and of each unit's
-    (a task run or subflow run inside it, `inner_unit`) for the unit's current attempt."""
+    (a task run or subflow run inside it, `inner_unit`) in the unit's current attempt."""
 
     def __init__(self) -> None:
         self._body: collections.Counter[str] = collections.Counter()
-        self._units: dict[str, tuple[tuple[object, ...], collections.Counter[str]]] = {}
+        #: unit name -> (its attempt, its run's context, its counts)
+        self._units: dict[str, tuple[int, object, collections.Counter[str]]] = {}
+        #: (kind, label) -> run id -> its place among that label's runs, in order of first call
+        self._places: dict[tuple[str, str], dict[str, int]] = {}
 
-    def draw(self, unit: Unit | None, key: str) -> int:
+    def draw(self, unit: Unit | None, key: str) -> tuple[str, int]:
+        """The unit's name ("" for the body) and the call's occurrence in it."""
         if unit is None:
-            counter = self._body
+            name, counter = "", self._body
         else:
-            name, attempt = unit
+            places = self._places.setdefault((unit.kind, unit.label), {})
+            place = places.setdefault(unit.run_id, len(places))
+            name = f"in-{unit.kind}/{id_part(unit.label)}/{place}"
             found = self._units.get(name)
-            if (
-                found is None
-                or len(found[0]) != len(attempt)
-                or any(a is not b for a, b in zip(found[0], attempt, strict=True))
-            ):
-                found = self._units[name] = (attempt, collections.Counter())
-            counter = found[1]
+            if found is None or found[0] != unit.attempt or found[1] is not unit.context:
+                found = self._units[name] = (unit.attempt, unit.context, collections.Counter())
+            counter = found[2]
         occurrence = counter[key]
         counter[key] += 1
-        return occurrence
+        return name, occurrence
 
 
 class _Occurrences:
@@ -162,8 +173,8 @@ class _Occurrences:
         unit = inner_unit()  # a subflow has a scope of its own here
         with self._lock:
             counts = self._local if context is None else self._counts_of(context)
-            occurrence = counts.draw(unit, f"{name}/{digest_}")
-        return CallKey(scope, name, digest_, occurrence, unit=unit[0] if unit else "")
+            within, occurrence = counts.draw(unit, f"{name}/{digest_}")
+        return CallKey(scope, name, digest_, occurrence, unit=within)
 
     def _counts_of(self, context: FlowRunContext) -> Counts:
         found = self._attempts.get(id(context))

@@ -111,16 +111,14 @@ class FlowScope:
     def draw(self, name: str, digest: str, steps: tuple[str, ...]) -> CallKey:
         unit = inner_unit(self.flow_run)
         with self._lock:
-            occurrence = self._counts.draw(unit, f"{name}/{digest}")
+            within, occurrence = self._counts.draw(unit, f"{name}/{digest}")
             order = len(self._calls)
             rerun = None
             if self.cut is None and self.rerun_from is not None and self.rerun_from in steps:
                 self.cut, rerun = order, self.rerun_from
             elif self.cut is not None and steps:
                 rerun = steps[0]
-            key = CallKey(
-                self.scope, name, digest, occurrence, order, rerun, unit[0] if unit else ""
-            )
+            key = CallKey(self.scope, name, digest, occurrence, order, rerun, within)
             self._calls.append(_Call(order, steps[0] if steps else name, key.workflow_id))
         return key
 

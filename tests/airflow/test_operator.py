@@ -227,6 +227,19 @@ def test_every_try_records_its_workflow_and_store_for_the_checkpoints_tab(work: 
     assert xcom(failed, "dotflow_checkpoints")["store"] == {"kind": "task_state"}
 
 
+def test_a_store_urls_parameters_are_recorded_for_the_checkpoints_tab(work: Path) -> None:
+    # the tab opens the store from this record: without them it opened another store (the
+    # default S3 endpoint, or a plain FileStore over an encrypted one)
+    from dotflow_dags import templated_store
+
+    url = f"file://{work / 'ckpt'}?durable=false"
+    dag_run = templated_store.test(run_conf={"store": url, "conn_id": ""})
+    assert xcom(dag_run, "dotflow_checkpoints", task_id="by_url")["store"] == {
+        "kind": "url",
+        "url": url,
+    }
+
+
 def test_a_store_url_is_recorded_without_credentials_and_opens_the_same_store() -> None:
     from dotflow_providers.storage import S3Store, public_url, store_from_url
 

@@ -191,3 +191,16 @@ def subflow_then_direct() -> dict[str, str]:
     record(values)
     maybe_fail("parent")
     return values
+
+
+@task(cache_policy=NO_CACHE)
+def stamps_inside() -> list[str]:
+    return [stamp("x"), stamp("x")]
+
+
+@flow(retries=1, retry_delay_seconds=0)
+def twice_in_a_task() -> list[str]:
+    values = stamps_inside()
+    record(values)
+    maybe_fail("twice")
+    return values

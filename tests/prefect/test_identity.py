@@ -174,8 +174,7 @@ def test_a_task_retry_does_not_shift_the_flows_later_identical_call(work: Path) 
     nested_then_direct()
     first, retried = attempts()
     assert first["outer"] != first["direct"]
-    assert retried["direct"] == first["direct"]  # restored: its own checkpoint
-    assert retried["outer"] != first["direct"]  # never the flow's call's output
+    assert retried == first  # each restored from its own checkpoint, none from another's
 
 
 def test_a_subflow_retry_does_not_shift_the_parents_later_identical_call(work: Path) -> None:
@@ -186,8 +185,7 @@ def test_a_subflow_retry_does_not_shift_the_parents_later_identical_call(work: P
     subflow_then_direct()
     first, retried = attempts()
     assert first["child"] != first["parent"]
-    assert retried["parent"] == first["parent"]
-    assert retried["child"] != first["parent"]
+    assert retried == first
 
 
 def test_a_flow_runs_call_counts_outlive_any_number_of_other_flow_runs() -> None:
@@ -221,3 +219,14 @@ def test_a_flow_runs_call_counts_outlive_any_number_of_other_flow_runs() -> None
     del running
     gc.collect()
     assert occurrences._attempts == {}
+
+
+def test_identical_calls_inside_one_task_each_run_and_each_restore_their_own(work: Path) -> None:
+    from .identity_flows import attempts, twice_in_a_task
+
+    (work / "fail-twice").touch()
+    twice_in_a_task()
+    first, retried = attempts()
+    assert first[0] != first[1]  # two calls, two values: not one restored for the other
+    assert retried == first
+    assert steps_ran(work) == ["stamp-x", "stamp-x"]

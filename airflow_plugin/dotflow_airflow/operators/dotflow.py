@@ -211,7 +211,13 @@ class DotflowOperator(BaseOperator):
             return {"kind": "connection", "conn_id": self.store_conn_id}
         if isinstance(store, TaskStateCheckpoints):
             return {"kind": "task_state"}
-        return {"kind": "url", "url": public_url(store.url)}
+        return {"kind": "url", "url": self._public_url(store)}
+
+    def _public_url(self, store: CheckpointStore) -> str:
+        """The store's URL as logs and the Checkpoints tab may show it: the URL the task was
+        given, with the parameters its scheme takes (a store's own `url` has none of them)."""
+        given = self.store if isinstance(self.store, str) and self.store else store.url
+        return public_url(given)
 
     def execute(self, context: Context) -> dict[str, Any]:
         handle = self._handle = _RunHandle()
@@ -237,7 +243,7 @@ class DotflowOperator(BaseOperator):
                 tracer=Tracers(
                     handle,
                     base.tracer,
-                    TaskLogTracer(try_log, public_url(store.url), ti.try_number, self.mode),
+                    TaskLogTracer(try_log, self._public_url(store), ti.try_number, self.mode),
                 ),
             )
         except PERMANENT_ERRORS as exc:
