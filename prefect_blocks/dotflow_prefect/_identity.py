@@ -106,9 +106,11 @@ class Unit:
 def inner_unit(own_flow_run: str | None = None) -> Unit | None:
     """Where in its flow-run attempt a call is made, when not in the flow's own body: inside a
     task run, or inside a subflow run of the flow whose run is `own_flow_run`; None in the body.
-    A retry of the unit counts its calls from 0 again, so it never shifts the flow's later
-    calls; the unit is named by its label and its place among the runs of that label in the
-    flow-run attempt (`Counts`), which a flow-run retry gives it again."""
+    The unit is named by its run (`Counts`): a retry of the unit (the same run) counts its calls
+    from 0 again, so it never shifts the flow's later calls, and no other run shares its
+    checkpoints. A flow-run retry makes new runs, so calls made inside them run again: a name
+    by place among runs of one task would hand a run another run's checkpoint whenever a run
+    draws nothing on the retry (restored, cached) or runs concurrently with its like."""
     task = TaskRunContext.get()
     task_run = getattr(task, "task_run", None)
     if task_run is not None:
@@ -130,17 +132,13 @@ class Counts:
         self._body: collections.Counter[str] = collections.Counter()
         #: unit name -> (its attempt, its run's context, its counts)
         self._units: dict[str, tuple[int, object, collections.Counter[str]]] = {}
-        #: (kind, label) -> run id -> its place among that label's runs, in order of first call
-        self._places: dict[tuple[str, str], dict[str, int]] = {}
 
     def draw(self, unit: Unit | None, key: str) -> tuple[str, int]:
         """The unit's name ("" for the body) and the call's occurrence in it."""
         if unit is None:
             name, counter = "", self._body
         else:
-            places = self._places.setdefault((unit.kind, unit.label), {})
-            place = places.setdefault(unit.run_id, len(places))
-            name = f"in-{unit.kind}/{id_part(unit.label)}/{place}"
+            name = f"in-{unit.kind}/{id_part(unit.label)}/{id_part(unit.run_id)}"
             found = self._units.get(name)
             if found is None or found[0] != unit.attempt or found[1] is not unit.context:
                 found = self._units[name] = (unit.attempt, unit.context, collections.Counter())
