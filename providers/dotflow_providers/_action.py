@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib
 import inspect
 import types
@@ -136,7 +135,7 @@ class Action(Generic[P, R]):
         object.__setattr__(self, "binds", self.version is None and binds_arguments(code))
         # read now, as the step is declared (as its module is imported, for `@action`): a
         # process whose module file is edited later keeps the version of the code it runs
-        self.__dict__["code_version"] = _code_version(code, self.version)
+        object.__setattr__(self, "code_version", _code_version(code, self.version))
 
     #: set by `__post_init__` (see there)
     plain: bool = dataclasses.field(init=False, repr=False, default=False)
@@ -147,14 +146,10 @@ class Action(Generic[P, R]):
     #: its code is a `functools.partial` binding arguments, which count in its code version
     #: as they are at each start (`_identity.with_bound_arguments`; set by `__post_init__`)
     binds: bool = dataclasses.field(init=False, repr=False, default=False)
-
-    @functools.cached_property
-    def code_version(self) -> str:
-        """What the step's checkpoints record as its code, as far as its definition decides it:
-        `version`, else its source digest (read when the action is made, by `__post_init__`:
-        it depends on its frozen fields only; bound arguments are added at each start, see
-        `binds`)."""
-        return _code_version(self.code or self.func, self.version)
+    #: what the step's checkpoints record as its code, as far as its definition decides it:
+    #: `version`, else its source digest (set by `__post_init__`, as the step is declared; it
+    #: depends on its frozen fields only; bound arguments are added at each start, see `binds`)
+    code_version: str = dataclasses.field(init=False, repr=False, default="")
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)

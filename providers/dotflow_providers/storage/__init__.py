@@ -51,8 +51,12 @@ def _shown(url: object) -> str:
         return f"a {type(url).__name__}"
     if "://" not in url:
         return repr(url.split("?", 1)[0].split("#", 1)[0].rpartition("@")[2])
-    parts = urllib.parse.urlsplit(url)
-    return repr(f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}")
+    return repr(_bare(urllib.parse.urlsplit(url)))
+
+
+def _bare(parts: urllib.parse.SplitResult) -> str:
+    """Scheme, host (and port) and path: a URL without its userinfo, query and fragment."""
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 def public_url(url: str) -> str:
@@ -61,10 +65,7 @@ def public_url(url: str) -> str:
     of the variable holding encryption keys: none of them a secret); never the userinfo, the
     fragment, another parameter, or a value holding userinfo."""
     parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    base = f"{parts.scheme}://{host}{parts.path}" if parts.scheme else parts.path
+    base = _bare(parts) if parts.scheme else parts.path
     known = _PARAMETERS.get(parts.scheme, ()) + _COMMON
     kept = [
         (name, value)
