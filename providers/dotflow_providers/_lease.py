@@ -198,6 +198,13 @@ class Lease:
         if self.lost or self.clock() >= self.renew_at:
             self.renew(only_if_stale=True)
 
+    def start_window(self) -> float:
+        """Until when new work may start under this lease without asking the store, on
+        `time.monotonic()` (one clock for every process of this machine): its renewal time by
+        this runner's clock. A `check()` first: a stale lease is renewed, a lost one raises."""
+        self.check()
+        return time.monotonic() + self.renew_at - self.clock()
+
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.config.ttl / 3):
             try:

@@ -402,7 +402,7 @@ def parallel(ex: Execution) -> None:
     # started it (see `die_with_parent`).
     with (
         concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="dotflow-par") as threads,
-        WorkerPool(workers) as pool,
+        WorkerPool(workers, ex.journal.lease) as pool,
     ):
         runner = pool.run_attempt
 

@@ -1,5 +1,5 @@
-"""Parallel mode's worker processes: they die with their runner, and time attempts from their
-own start."""
+"""Parallel mode's worker processes: they die with their runner, time attempts from their own
+start, and start none after the runner's lease window closed."""
 
 from __future__ import annotations
 
@@ -8,14 +8,18 @@ import itertools
 import multiprocessing
 import os
 import threading
+import time
 from multiprocessing.queues import SimpleQueue
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._action import AnyAction
 from ._engine import call_step
 from ._errors import StepTimeout
 from ._lifeline import die_with_parent
+
+if TYPE_CHECKING:
+    from ._lease import Lease
 
 #: set in each pool worker: where it announces that an attempt starts running
 _started: SimpleQueue[int | None] | None = None
@@ -27,10 +31,21 @@ def _init_worker(parent: int, started: SimpleQueue[int | None]) -> None:
     _started = started
 
 
-def _announced(token: int, step: AnyAction, kwargs: dict[str, Any]) -> Any:
-    """Run one attempt in a pool worker, first telling the runner that it starts now."""
-    assert _started is not None  # set by `_init_worker`
-    _started.put(token)
+class NotStarted:
+    """What a worker returns for an attempt it took up after the window it was handed with had
+    closed: the runner stalled (or waited for a free worker) since, and must check its lease."""
+
+
+def _attempt(
+    token: int | None, window: float | None, step: AnyAction, kwargs: dict[str, Any]
+) -> Any:
+    """Run one attempt in a pool worker, unless its lease window closed before it got here
+    (`time.monotonic()` is one clock for the machine); announce its start when `token` is set."""
+    if window is not None and time.monotonic() >= window:
+        return NotStarted()
+    if token is not None:
+        assert _started is not None  # set by `_init_worker`
+        _started.put(token)
     return call_step(step, kwargs)
 
 
@@ -40,9 +55,14 @@ class WorkerPool:
     A step's `timeout` counts from the moment a worker starts its attempt, not from the submit:
     with all workers busy (a timed-out attempt is abandoned in its worker, which finishes it in
     the background), the next attempt waits for a free worker without its clock running.
+
+    Under a `lease`, each attempt goes out with the lease's start window, and a worker that takes
+    it up after the window closed does not start it: a runner stopped just after handing an
+    attempt over (or whose attempt waited that long for a worker) checks its lease again first,
+    so no attempt starts once another runner has taken the workflow over.
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, lease: Lease | None = None) -> None:
         context = multiprocessing.get_context("spawn")
         self._started: SimpleQueue[int | None] = context.SimpleQueue()
         self._pool = concurrent.futures.ProcessPoolExecutor(
@@ -51,6 +71,7 @@ class WorkerPool:
             initializer=_init_worker,
             initargs=(os.getpid(), self._started),
         )
+        self._lease = lease
         self._tokens = itertools.count()
         self._waiting: dict[int, threading.Event] = {}
         self._listener = threading.Thread(
@@ -65,14 +86,22 @@ class WorkerPool:
                 started.set()
 
     def run_attempt(self, step: AnyAction, kwargs: dict[str, Any]) -> Any:
-        """One attempt of `step` in a worker; `StepTimeout` once it ran `step.timeout` s."""
+        """One attempt of `step` in a worker; `StepTimeout` once it ran `step.timeout` s;
+        `LockLost` when the lease was lost before a worker could start it."""
+        lease = self._lease
+        while True:
+            output = self._submit(step, kwargs, None if lease is None else lease.start_window())
+            if type(output) is not NotStarted:
+                return output
+
+    def _submit(self, step: AnyAction, kwargs: dict[str, Any], window: float | None) -> Any:
         if step.timeout is None:
-            return self._pool.submit(call_step, step, kwargs).result()
+            return self._pool.submit(_attempt, None, window, step, kwargs).result()
         token = next(self._tokens)
         started = self._waiting[token] = threading.Event()
         try:
-            future = self._pool.submit(_announced, token, step, kwargs)
-            # a worker that dies before announcing the attempt still ends the wait
+            future = self._pool.submit(_attempt, token, window, step, kwargs)
+            # a worker that dies, or does not start the attempt, still ends the wait
             future.add_done_callback(lambda _: started.set())
             started.wait()
             return future.result(timeout=step.timeout)

@@ -76,3 +76,19 @@ def overruns_once(initial_context: Context) -> int:
     with log.open("a") as f:
         f.write(f"{started} {time.monotonic()}\n")
     return 1 if first else 2
+
+
+@action(timeout=0.2)
+def occupies_its_worker(initial_context: Context) -> None:
+    """Marks its start in `<dir>/occupier`, then keeps its worker busy for `seconds` after its
+    0.2 s timeout abandoned it there."""
+    folder = Path(initial_context.value["dir"])
+    (folder / "occupier").write_text(str(time.monotonic()))
+    time.sleep(initial_context.value["seconds"])
+
+
+@action
+def marks_its_start(initial_context: Context) -> str:
+    """Marks its start in `<dir>/marked` (the side effect a stalled runner must not cause)."""
+    (Path(initial_context.value) / "marked").write_text(str(time.monotonic()))
+    return "ran"

@@ -17,6 +17,8 @@ from dotflow_providers import (
     LockHeld,
     LockLost,
     MemoryStore,
+    PreconditionFailed,
+    Run,
     Status,
     Workflow,
     action,
@@ -25,6 +27,8 @@ from dotflow_providers._format import Layout, LeaseDocument, lease_document
 from dotflow_providers._lease import Lease
 from dotflow_providers.retry import Retry, stop_after_attempt, wait_fixed
 from dotflow_providers.storage import CheckpointStore
+
+from .steps import marks_its_start, occupies_its_worker
 
 
 class Clock:
@@ -205,3 +209,66 @@ def test_no_retry_attempt_starts_once_another_runner_took_the_lease() -> None:
     assert calls == [0]  # the second attempt never ran
     assert record.status is Status.FAILED
     assert record.error_type == "LockLost"
+
+
+def take_the_lease(store: CheckpointStore, layout: Layout) -> None:
+    """Another runner takes the workflow over (conditionally, as a takeover does)."""
+    while True:
+        found = store.get_versioned(layout.lock)
+        assert found is not None
+        now = time.time()
+        taken = LeaseDocument("someone-else", "other-host", 1, 9, now, now + 60, 60)
+        try:
+            store.put(layout.lock, lease_document(taken), if_match=found[1])
+            return
+        except PreconditionFailed:
+            continue  # the holder's heartbeat renewed in between
+
+
+def queued_past_its_window(folder: Path, take_over: bool) -> Run:
+    """Parallel mode with one worker, lease TTL 0.6 s (an attempt's start window is at most
+    0.4 s): the first step times out after 0.2 s but keeps the worker busy for 4 s, so the
+    second waits in the pool's queue long past its window. With `take_over`, another runner takes
+    the lease 1.5 s after the first step started, while the second is queued."""
+    store, layout = MemoryStore(), Layout("parallel/queued")
+    wf = Workflow("parallel/queued", store=store, lock=LeaseConfig(ttl=0.6))
+    wf.add(occupies_its_worker, initial_context={"dir": str(folder), "seconds": 4})
+    wf.add(marks_its_start, initial_context=str(folder))
+
+    def take() -> None:
+        while not (folder / "occupier").exists():
+            time.sleep(0.01)
+        time.sleep(1.5)
+        take_the_lease(store, layout)
+
+    taker = threading.Thread(target=take, daemon=True)
+    if take_over:
+        taker.start()
+    run = wf.start(mode="parallel", max_workers=1, keep_going=True)
+    if take_over:
+        taker.join(30)
+    return run
+
+
+def test_a_parallel_attempt_queued_while_the_lease_was_taken_never_starts(
+    tmp_path: Path,
+) -> None:
+    """A runner that handed an attempt to its worker pool, then stalled (or waited for a free
+    worker) while another runner took the workflow over: the worker does not start it."""
+    run = queued_past_its_window(tmp_path, take_over=True)
+    queued = run.steps[1]
+    assert not (tmp_path / "marked").exists(), "the queued step ran after the takeover"
+    assert queued.status is Status.FAILED
+    assert queued.error_type == "LockLost"
+
+
+def test_a_parallel_attempt_queued_past_its_window_runs_once_the_lease_is_renewed(
+    tmp_path: Path,
+) -> None:
+    run = queued_past_its_window(tmp_path, take_over=False)
+    queued = run.steps[1]
+    assert queued.status is Status.COMPLETED, queued.error
+    assert (queued.output, queued.attempts, queued.history) == ("ran", 1, ())
+    # it started once the occupied worker was free, long after its 0.4 s window had closed
+    started = float((tmp_path / "marked").read_text())
+    assert started >= float((tmp_path / "occupier").read_text()) + 4
