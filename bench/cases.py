@@ -467,14 +467,15 @@ def once(case: str, n: int, arg: str | None) -> None:
     print(json.dumps(make(case, arg).result(n)), flush=True)
 
 
-def regions(case: str, sizes: list[int]) -> None:
-    """A warm-up sample, then one sample per size, each inside `sys.call_tracing`.
+def regions(case: str, sizes: list[int], arg: str | None = None) -> None:
+    """A warm-up sample, then one sample per size, each inside `sys.call_tracing` (`arg`: the
+    case's argument, given on the command line as `CASE=ARG`).
 
     Under `valgrind --tool=callgrind --collect-atstart=no --toggle-collect=sys_call_tracing
     --dump-after=sys_call_tracing`, each sample's instructions land in a dump of their own:
     imports, set-up and warm-up are not counted.
     """
-    chosen = make(case, None)
+    chosen = make(case, arg)
     chosen.sample(min(n for n in sizes if n))  # first-call costs (lazy imports) are not steps
     gc.collect()
     for n in sizes:
@@ -489,6 +490,7 @@ if __name__ == "__main__":
     elif command == "once":
         once(rest[0], int(rest[1]), rest[2] if len(rest) > 2 else None)
     elif command == "regions":
-        regions(rest[0], [int(n) for n in rest[1:]])
+        case, _, arg = rest[0].partition("=")  # CASE or CASE=ARG
+        regions(case, [int(n) for n in rest[1:]], arg or None)
     else:
         raise SystemExit(f"unknown command {command!r}: use serve, once or regions")

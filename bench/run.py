@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -223,15 +223,33 @@ class Bench:
             )
         return rows
 
+    def callgrind(self, python: str, case: str, sizes: Sequence[int]) -> subprocess.Popen[bytes]:
+        """Start `cases.py regions` for `case` (`CASE=ARG` for an argument) under callgrind: one
+        dump per size, with collection on only inside the measured samples."""
+        out = self.tmp / "callgrind"
+        out.mkdir(exist_ok=True)
+        cmd = [
+            "valgrind", "--tool=callgrind", "--collect-atstart=no",
+            "--toggle-collect=sys_call_tracing", "--dump-after=sys_call_tracing",
+            f"--callgrind-out-file={out / case}.out",
+            python, CASES, "regions", case, *map(str, sizes),
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=self.log, stderr=self.log)
+
+    def callgrind_counts(self, proc: subprocess.Popen[bytes], case: str, n: int) -> list[int]:
+        """The instruction counts of a `callgrind` run's `n` samples, once it ended."""
+        if proc.wait() != 0:
+            raise RuntimeError(f"callgrind run of {case!r} failed: see {self.log_path}")
+        out = self.tmp / "callgrind"
+        return [_callgrind_total(out / f"{case}.out.{i}") for i in range(1, n + 1)]
+
     def instructions(self) -> dict[str, float]:
         """Callgrind instructions per no-op step: (I(N) - I(0)) / N for two N, per candidate."""
         if not shutil.which("valgrind"):
             self.emit("Instructions per no-op step (callgrind)", "_valgrind not found: skipped._")
             return {}
         n1, n2 = self.sizes.callgrind_sizes
-        out = self.tmp / "callgrind"
-        out.mkdir(exist_ok=True)
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
         jobs: list[tuple[str, str, subprocess.Popen[bytes]]] = []
         pending = self.noop_candidates()
         results: dict[str, tuple[int, int, int]] = {}
@@ -239,18 +257,9 @@ class Bench:
         while pending or jobs:
             while pending and len(jobs) < (os.cpu_count() or 1):
                 label, case, python = pending.pop(0)
-                cmd = [
-                    "valgrind", "--tool=callgrind", "--collect-atstart=no",
-                    "--toggle-collect=sys_call_tracing", "--dump-after=sys_call_tracing",
-                    f"--callgrind-out-file={out / case}.out",
-                    python, CASES, "regions", case, "0", str(n1), str(n2),
-                ]  # fmt: skip
-                proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=self.log, stderr=self.log)
-                jobs.append((label, case, proc))
+                jobs.append((label, case, self.callgrind(python, case, (0, n1, n2))))
             label, case, proc = jobs.pop(0)
-            if proc.wait() != 0:
-                raise RuntimeError(f"callgrind run of {case!r} failed: see {self.log_path}")
-            counts = [_callgrind_total(out / f"{case}.out.{i}") for i in (1, 2, 3)]
+            counts = self.callgrind_counts(proc, case, 3)
             results[label] = (counts[0], counts[1], counts[2])
         rows, per_step = [], {}
         engine = next(lbl for lbl, case, _ in self.noop_candidates() if case == "engine")
@@ -417,6 +426,7 @@ class Bench:
             )
             points.append((n, per, marginal))
         ratio = (total[big].median / big) / (total[small].median / small)
+        counted = self.curve_instructions(small, big)
         self.emit(
             "Per-step cost by workflow size (MemoryStore, lease on)",
             table(["steps", "run (median)", "per step", "per added step"], rows)
@@ -427,9 +437,33 @@ class Bench:
             "steps on, where it is well above the noise in t(1). The floor (a call, two clock "
             "reads, one `orjson.dumps`, an exact-size copy kept in a dict), in a worker of its "
             f"own in the same rounds: **{floor_ratio:.2f}x** at {big:,} / {small:,} steps "
-            f"({fmt_time(floor_small / small)} and {fmt_time(floor_big / big)} per step).",
+            f"({fmt_time(floor_small / small)} and {fmt_time(floor_big / big)} per step)."
+            + counted,
         )
         _chart(points, one, chart)
+
+    def curve_instructions(self, small: int, big: int) -> str:
+        """The curve's sentence in instructions: per step at `small` and `big` steps, engine and
+        floor, each (I(n) - I(0)) / n in one callgrind run (after the timed rounds: the two runs
+        share the cores)."""
+        if not shutil.which("valgrind"):
+            return " Instructions: _valgrind not found, skipped._"
+        sizes = (0, small, big)
+        cases = {"engine": "engine", "floor": "floor=exact"}
+        jobs = {name: self.callgrind(sys.executable, case, sizes) for name, case in cases.items()}
+        per: dict[str, tuple[float, float]] = {}
+        for name, proc in jobs.items():
+            i0, i_small, i_big = self.callgrind_counts(proc, cases[name], 3)
+            per[name] = ((i_small - i0) / small, (i_big - i0) / big)
+        (engine_small, engine_big), (floor_small, floor_big) = per["engine"], per["floor"]
+        return (
+            f" In instructions (callgrind, the same samples' work counted, not timed): "
+            f"**{engine_big / engine_small:.2f}x** ({engine_small:,.0f} per step at {small:,} "
+            f"steps, {engine_big:,.0f} at {big:,}); the floor {floor_big / floor_small:.2f}x "
+            f"({floor_small:,.0f} and {floor_big:,.0f}). The engine does the same work per step "
+            "at every size: what grows is the time that work takes once a run keeps this many "
+            "documents, and the floor, keeping as many, grows as well."
+        )
 
     def fanout(self) -> None:
         n = self.sizes.fan_out
