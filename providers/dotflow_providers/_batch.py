@@ -156,14 +156,18 @@ class GroupCommit:
                 timer.start()
 
     def discard(self, record: StepRecord, document_key: str) -> None:
-        """Forget a compensated step: drop it if still pending, else commit a discard entry."""
+        """Forget a compensated step: drop it if still pending, else commit a discard entry
+        (which forgets its batch entries and its single document), then delete the single
+        document: a crash between the two leaves nothing of it that a start would restore."""
         with self._lock:
             before = len(self._pending)
             self._pending = [p for p in self._pending if p[0] is not record]
-            if len(self._pending) == before:
-                self.store.delete(document_key)
+            committed = len(self._pending) == before
+            if committed:
                 self._pending.append((None, discard_entry(record.name)))
             self._flush()
+            if committed:
+                self.store.delete(document_key)
 
     def _flush_on_time(self) -> None:
         try:

@@ -112,6 +112,9 @@ class Journal:
         self.commit_interval = commit_interval
         #: with `commit_every` > 1, the pending documents of this run (see `_batch`)
         self.group: GroupCommit | None = None
+        self._next_seq = 1
+        #: committing singly over stored batches: writes the discard entries of compensations
+        self._discards: GroupCommit | None = None
         self.next_item_batch: dict[str, int] = {}
 
     # --- start --------------------------------------------------------------------------------
@@ -160,18 +163,11 @@ class Journal:
             workflow_id=self.workflow_id,
             alternatives=stored.older,
         )
+        self._next_seq = stored.next_seq
         if self.commit_every > 1:
-            self.group = GroupCommit(
-                self.store,
-                self.layout,
-                self.lease,
-                self.commit_every,
-                self.commit_interval,
-                stored.next_seq,
-                # not a bound method: the journal would hold itself through its group, and a
-                # finished run's records would wait for a full collection to be freed
-                functools.partial(clear_progress, self.store, self.layout, self._progress),
-            )
+            self.group = self._group(self.commit_every)
+        elif stored.batches:  # a compensation forgets a batch entry only by a discard entry
+            self._discards = self._group(1)
         if names != manifest.steps or salts != manifest.salts:
             updated = dataclasses.replace(
                 manifest, steps=names, salts=salts, updated_at=time.time()
@@ -202,6 +198,19 @@ class Journal:
             )
         restored = {i: decided.chosen[i] for i in decided.restored}
         return Opened(decided, restored, docs)
+
+    def _group(self, every: int) -> GroupCommit:
+        return GroupCommit(
+            self.store,
+            self.layout,
+            self.lease,
+            every,
+            self.commit_interval,
+            self._next_seq,
+            # not a bound method: the journal would hold itself through its group, and a
+            # finished run's records would wait for a full collection to be freed
+            functools.partial(clear_progress, self.store, self.layout, self._progress),
+        )
 
     def _create_manifest(self, names: tuple[str, ...]) -> tuple[Manifest, str]:
         orphan = next(iter(self.store.list(self.layout.steps)), None)
@@ -385,11 +394,18 @@ class Journal:
         self.store.put(self.layout.failure(record.name), document)
 
     def discard(self, record: StepRecord) -> None:
-        """Forget a completed step whose effects were compensated, so it runs again."""
+        """Forget a completed step whose effects were compensated, so it runs again. Where the
+        stored checkpoints include batches (group commit, in this run or an earlier one), that
+        takes a discard entry, written as a batch of its own when this run commits singly."""
+        key = self._keys[record.index]
         if self.group is not None:
-            self.group.discard(record, self._keys[record.index])
+            self.group.discard(record, key)
+        elif self._discards is not None:
+            self._discards.discard(record, key)
         else:
-            self.store.delete(self._keys[record.index])
+            if self.lease is not None:
+                self.lease.check()
+            self.store.delete(key)
         record.checksum = None
 
     def flush(self) -> None:

@@ -353,9 +353,7 @@ class Workflow:
             current = self.store.get(layout.manifest)
             legacy = current is None and self.store.get(layout.v1_manifest) is not None
             if current is not None or legacy:  # else never started: nothing to undo
-                # a checkpoint inside a batch is forgotten by a discard entry (a batch write)
-                batched = next(iter(self.store.list(layout.batches)), None) is not None
-                journal = Journal(self.store, layout, lease, commit_every=2 if batched else 1)
+                journal = Journal(self.store, layout, lease)
                 # What was committed is undone, valid for the definition as it is now or not:
                 # its work was done, so versions need no settings (a stage holding a client
                 # is still undone). Format-1 checkpoints (0.1.0) are migrated first, exactly as
