@@ -71,14 +71,19 @@ class AsyncTaskEngine(StepLifecycle):
             scope = asyncio.timeout(timeout)
             try:
                 async with scope:
-                    return await step.func(**kwargs)
+                    output = await step.func(**kwargs)
             except TimeoutError:
-                if scope.expired():
-                    error = StepTimeout(
-                        f"step {step.name!r} did not finish within {timeout}s and was cancelled"
-                    )
-                    raise (self._past_deadline(error) if by_deadline else error) from None
-                raise
+                if not scope.expired():
+                    raise
+            else:
+                if not scope.expired():
+                    return output
+                # the step swallowed its cancellation and returned: what it returns is not
+                # what it was asked for (a partial result), so it is not trusted either
+            error = StepTimeout(
+                f"step {step.name!r} did not finish within {timeout}s and was cancelled"
+            )
+            raise (self._past_deadline(error) if by_deadline else error) from None
         # Sync steps run in a worker thread so they never block the loop.
         if timeout is None:
             return await asyncio.to_thread(step.func, **kwargs)
@@ -197,6 +202,9 @@ class _Join(asyncio.Future[None]):
         #: (the chain's position, its error): what escaped a chain other than a cancellation
         self.errors: list[tuple[int, BaseException]] = []
         self.abandoned: asyncio.CancelledError | None = None
+        #: what cancelling the join does besides cancelling its chains: the run is cancelled
+        #: (work in threads and map items stop, cancel hooks run, no output is committed)
+        self.on_abandon: Callable[[], None] | None = None
 
     def check_begun(self) -> None:
         """Count each chain whose task ended before its coroutine began; watch the others that
@@ -252,6 +260,8 @@ class _Join(asyncio.Future[None]):
             self.abandoned = (
                 asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg)
             )
+            if self.on_abandon is not None:
+                self.on_abandon()
         return cancelled
 
 
@@ -354,10 +364,12 @@ async def _run_chains(ex: Execution, chains: list[list[int]]) -> None:
     loop.call_soon(join.check_begun)  # after the chains' first steps, scheduled before it
 
     def cancel_all() -> None:
-        for task in tasks:
-            loop.call_soon_threadsafe(task.cancel)
+        if join.abandoned is None:  # (else the join's own cancel cancelled them already)
+            for task in tasks:
+                loop.call_soon_threadsafe(task.cancel)
 
     ex.run.on_cancel(cancel_all)
+    join.on_abandon = ex.run.cancel
     await join
     if join.errors:
         raise min(join.errors, key=lambda ended: ended[0])[1]

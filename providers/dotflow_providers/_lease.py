@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import socket
 import threading
@@ -98,6 +99,9 @@ class Lease:
         self._version: str | None = None
         #: after this (local clock), a commit renews the lease before writing
         self.renew_at = 0.0
+        #: released by its run: every later check raises (work abandoned by a cancelled run,
+        #: still in a thread, must write nothing)
+        self.released = False
         self._mutex = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -135,6 +139,7 @@ class Lease:
 
     def acquire(self) -> None:
         """Take the lease, waiting up to `config.wait` seconds; raise `LockHeld` otherwise."""
+        self.released = False
         deadline = time.monotonic() + self.config.wait
         while True:
             try:
@@ -179,6 +184,11 @@ class Lease:
         with self._mutex:
             if self.lost:
                 raise LockLost(f"the lease on {self.key} was taken over by another runner")
+            if self.released:
+                raise LockLost(
+                    f"the lease on {self.key} was released when its run ended; work it left "
+                    "running (a cancelled run's thread) writes nothing"
+                )
             if only_if_stale and self.clock() < self.renew_at:
                 return  # renewed by the heartbeat while we waited for the mutex
             try:
@@ -229,6 +239,8 @@ class Lease:
         # a finished run is freed as soon as nothing uses it, not by a full collection later.
         self.on_heartbeat = None
         with self._mutex:
+            self.released = True
+            self.renew_at = -math.inf  # the next check asks `renew`, which refuses
             if self.lost or self._version is None:
                 return
             try:

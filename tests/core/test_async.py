@@ -635,3 +635,92 @@ def test_a_cancellation_during_the_runs_end_is_raised_and_an_error_there_logged(
     asyncio.run(main())
     assert "ending the run failed while it was being cancelled" in caplog.text
     assert "the release broke" in caplog.text
+
+
+def test_an_async_step_that_returns_after_its_timeout_fails_and_commits_nothing(
+    tmp_path: Path,
+) -> None:
+    """A step that swallows the cancellation of its timeout and returns what it has: the
+    partial result is not committed (a resume would restore it), the step fails StepTimeout
+    as it does in the sync engine."""
+    fetched: list[int] = []
+
+    @action(timeout=0.3, retry=1)
+    async def fetch_pages() -> list[int]:
+        with contextlib.suppress(asyncio.CancelledError):  # the mistake the engine must not
+            for page in range(10):  # trust: it returns what it has
+                await asyncio.sleep(0.1)
+                fetched.append(page)
+        return list(fetched)
+
+    store = FileStore(tmp_path / "store")
+    run = asyncio.run(Workflow("swallow", store=store).add(fetch_pages).start_async())
+    record = run.steps[0]
+    assert 0 < len(fetched) < 10  # it did return early, with a partial list
+    assert (record.status, record.error_type) == (Status.FAILED, "StepTimeout")
+    assert list(store.list(Layout("swallow").steps)) == []
+
+
+def test_a_step_that_returns_after_the_caller_cancelled_is_not_committed(
+    tmp_path: Path,
+) -> None:
+    """The task awaiting `start_async` is cancelled while a step runs; the step swallows the
+    cancellation and returns: neither it nor any later step is committed."""
+    store = FileStore(tmp_path / "store")
+    later: list[str] = []
+
+    async def slow(started: asyncio.Event) -> str:
+        started.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        return "partial"
+
+    async def main() -> None:
+        started = asyncio.Event()
+
+        @action
+        async def first() -> str:
+            return await slow(started)
+
+        @action
+        async def then(previous_context: Context) -> None:
+            later.append(previous_context.value)
+
+        wf = Workflow("cancelled", store=store).add(first).add(then)
+        task = asyncio.create_task(wf.start_async())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert later == []
+    assert list(store.list(Layout("cancelled").steps)) == []
+
+
+def test_cancelling_the_awaiting_task_stops_a_map_running_in_a_thread(tmp_path: Path) -> None:
+    """The map's items run in a worker thread, which a task's cancellation cannot reach: the
+    run is cancelled with it, so no further item starts (`asyncio.run` waits for the thread)."""
+    ran: list[int] = []
+    started, gate = threading.Event(), threading.Event()
+
+    def work(item: int) -> int:
+        ran.append(item)
+        if item == 0:
+            started.set()
+            gate.wait(30)
+        return item
+
+    async def main() -> None:
+        wf = Workflow("map-cancel", store=FileStore(tmp_path / "store")).map(
+            action(work), list(range(20)), name="work"
+        )
+        task = asyncio.create_task(wf.start_async())
+        await asyncio.to_thread(started.wait, 30)
+        task.cancel()
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())  # returns once the default executor's threads ended
+    assert ran == [0]

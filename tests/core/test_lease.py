@@ -272,3 +272,14 @@ def test_a_parallel_attempt_queued_past_its_window_runs_once_the_lease_is_renewe
     # it started once the occupied worker was free, long after its 0.4 s window had closed
     started = float((tmp_path / "marked").read_text())
     assert started >= float((tmp_path / "occupier").read_text()) + 4
+
+
+def test_a_released_lease_fences_every_later_write(store: CheckpointStore) -> None:
+    """Work a cancelled run left in a thread checks the lease before it writes: once the run
+    released it, the check raises, and the lease document is not written again."""
+    lease = Lease(store, "wf/lock", LeaseConfig(ttl=30))
+    lease.acquire()
+    lease.release()
+    with pytest.raises(LockLost, match="released"):
+        lease.check()
+    assert store.get("wf/lock") is None
