@@ -17,6 +17,7 @@ from dotflow_providers import (
     UnknownStoreURL,
     store_from_url,
 )
+from dotflow_providers.storage._base import without_credentials
 
 
 @pytest.mark.parametrize("value", ["nope", "", "2", "disabled"])
@@ -132,3 +133,26 @@ def test_unknown_schemes_name_scheme_host_and_path_only() -> None:
 
 def test_memory_urls() -> None:
     assert isinstance(store_from_url("memory://"), MemoryStore)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    user=st.text("abcXYZ019.-_~!$&'()*+,;=%@:", min_size=1),  # an e-mail address, say
+    secret=_SECRET,
+    host=st.sampled_from(["127.0.0.1:9000", "example.com", "[::1]:80"]),
+    form=st.sampled_from(
+        [
+            "cannot reach {url}/bucket/key (GET)",
+            "s3://bucket/p?endpoint_url={url}&region=us-east-1",
+            "{url}",
+        ]
+    ),
+)
+def test_any_userinfo_is_removed_from_a_url_in_a_message(
+    user: str, secret: str, host: str, form: str
+) -> None:
+    """User names may hold `@` and `:` (URL parsers split the host at the last `@`): what is
+    shown keeps the host and never the password."""
+    shown = without_credentials(form.format(url=f"http://{user}:{secret}@{host}"))
+    assert secret not in shown
+    assert shown == form.format(url=f"http://{host}")

@@ -75,7 +75,8 @@ def _owner(cls: type, name: str) -> type:
     return next(c for c in cls.__mro__ if name in vars(c))
 
 
-_USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
+#: up to the last `@` before the path, as URL parsers split (a user name may hold an `@`)
+_USERINFO = re.compile(r"(?<=://)[^/?#\s]*@")
 
 
 def without_credentials(text: str) -> str:
