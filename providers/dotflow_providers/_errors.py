@@ -68,6 +68,10 @@ class CorruptCheckpoint(CheckpointError):
         )
 
 
+class FolderAtKey(CorruptCheckpoint):
+    """A `FileStore` has a folder where a document's key points (a workflow id can name it)."""
+
+
 class UnsupportedCheckpointFormat(CheckpointError):
     """A checkpoint was written by a newer, incompatible dotflow-providers."""
 

@@ -16,7 +16,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._batch import GroupCommit, read_steps
-from ._errors import CheckpointError, CorruptCheckpoint, PreconditionFailed, WorkflowCancelled
+from ._errors import (
+    CheckpointError,
+    CorruptCheckpoint,
+    FolderAtKey,
+    PreconditionFailed,
+    WorkflowCancelled,
+)
 from ._format import (
     NULL_CHECKSUM,
     CancelRequest,
@@ -136,7 +142,7 @@ class Journal:
         names = tuple(map(_NAME, identities))
         found = self.store.get_versioned(self.layout.manifest)
         if found is None:
-            legacy = self.store.get(self.layout.v1_manifest)
+            legacy = read_v1_manifest(self.store, self.layout)
             if legacy is not None:
                 self._migrate_v1(legacy, identities, on_change, v1_inputs or [])
                 found = self.store.get_versioned(self.layout.manifest)
@@ -490,7 +496,7 @@ class Journal:
         for key in list(self.store.list(self.layout.base)):
             if key != self.layout.lock:
                 self.store.delete(key)
-        legacy = self.store.get(self.layout.v1_manifest)
+        legacy = read_v1_manifest(self.store, self.layout)
         if legacy is not None:
             for key in list(self.store.list(self.layout.v1_steps)):
                 if is_v1_step_key(self.layout, key):
@@ -505,3 +511,12 @@ def request_cancel(store: CheckpointStore, layout: Layout, target: str | None) -
 
 
 __all__ = ["Journal", "Opened", "request_cancel"]
+
+
+def read_v1_manifest(store: CheckpointStore, layout: Layout) -> bytes | None:
+    """The workflow's format-1 (0.1.0) manifest, if it has one. Its key, `<id>/manifest.json`,
+    is also the folder of workflow `<id>/manifest.json` on a `FileStore`: that is none."""
+    try:
+        return store.get(layout.v1_manifest)
+    except FolderAtKey:
+        return None

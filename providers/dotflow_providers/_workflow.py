@@ -42,7 +42,7 @@ from ._identity import (
     with_bound_arguments,
     with_fields,
 )
-from ._journal import Journal, request_cancel
+from ._journal import Journal, read_v1_manifest, request_cancel
 from ._lease import Lease, LeaseConfig, read_lease
 from ._map import Items, check_commit_options, map_step
 from ._run import Run
@@ -351,7 +351,7 @@ class Workflow:
             lease.acquire()
         try:
             current = self.store.get(layout.manifest)
-            legacy = current is None and self.store.get(layout.v1_manifest) is not None
+            legacy = current is None and read_v1_manifest(self.store, layout) is not None
             if current is not None or legacy:  # else never started: nothing to undo
                 journal = Journal(self.store, layout, lease)
                 # What was committed is undone, valid for the definition as it is now or not:

@@ -428,6 +428,11 @@ def test_nested_ids_never_touch_each_other(tmp_path: Path) -> None:
     for survivor in ("sales/eu", "sales/steps", "sales/lock", "x/manifest.json"):
         run = Workflow(survivor, store=store).add(add_one, name="a").start()
         assert run.steps[0].restored, survivor
+    # `x/manifest.json` is a folder where format 1 kept `x`'s manifest: `x` still runs
+    assert Workflow("x", store=store).add(add_one, name="a").start().status is Status.COMPLETED
+    Workflow("x", store=store).add(add_one, name="a").compensate()
+    Workflow("x", store=store).reset()
+    assert Workflow("x/manifest.json", store=store).add(add_one, name="a").start().steps[0].restored
 
 
 @pytest.mark.parametrize(

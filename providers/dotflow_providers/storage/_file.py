@@ -13,7 +13,7 @@ import stat
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 
-from .._errors import CorruptCheckpoint, PreconditionFailed, StoreError
+from .._errors import FolderAtKey, PreconditionFailed, StoreError
 
 _TMP_PREFIX = ".tmp-"
 _CAS_LOCK = ".dotflow-cas.lock"
@@ -229,7 +229,7 @@ class FileStore:
         try:
             st = os.fstat(fd)
             if stat.S_ISDIR(st.st_mode):
-                raise CorruptCheckpoint(
+                raise FolderAtKey(
                     key, f"{os.path.join(self._root, key)} is a directory, not a file"
                 )
             if not stat.S_ISREG(st.st_mode):
@@ -340,7 +340,7 @@ class FileStore:
                 except FileExistsError:
                     existing = os.stat(name, dir_fd=folder, follow_symlinks=False)
                     if stat.S_ISDIR(existing.st_mode):
-                        raise CorruptCheckpoint(
+                        raise FolderAtKey(
                             key, f"{os.path.join(self._root, key)} is a directory, not a file"
                         ) from None
                     raise PreconditionFailed(key, "it already exists") from None
