@@ -151,8 +151,12 @@ class Layout:
     def batch(self, seq: int) -> str:
         return f"{self.base}steps/.batch/{seq:012d}.json"
 
+    @property
+    def all_items(self) -> str:
+        return f"{self.base}items/"
+
     def items(self, name: str) -> str:
-        return f"{self.base}items/{step_key_name(name)}/"
+        return f"{self.all_items}{step_key_name(name)}/"
 
     def item_batch(self, name: str, seq: int) -> str:
         return f"{self.base}items/{step_key_name(name)}/{seq:012d}.json"

@@ -13,6 +13,7 @@ from ._batch import read_steps
 from ._format import (
     Layout,
     load_failure,
+    load_item_batch,
     load_lease,
     load_manifest,
     workflow_id_of,
@@ -76,16 +77,25 @@ def inspect_workflow(workflow_id: str, store: CheckpointStore) -> dict[str, Any]
             }
         steps.append(step | done.get(name, {}))
     lease = None
+    renewed = 0.0
     raw_lease = store.get(layout.lock)
     if raw_lease is not None:
         held = load_lease(layout.lock, raw_lease)
+        renewed = held.acquired_at  # its last renewal
         lease = {
             "host": held.host,
             "pid": held.pid,
             "epoch": held.epoch,
             "expires_at": held.expires_at,
         }
-    updated = max([manifest.updated_at, *(s.get("finished_at") or 0.0 for s in steps)], default=0.0)
+    updated = max(
+        [
+            manifest.updated_at,
+            *(s.get("finished_at") or 0.0 for s in steps),
+            *_item_batches_committed(store, layout),
+            renewed,
+        ]
+    )
     return {
         "workflow_id": workflow_id,
         "found": True,
@@ -95,6 +105,22 @@ def inspect_workflow(workflow_id: str, store: CheckpointStore) -> dict[str, Any]
         "completed": len(done),
         "lease": lease,
     }
+
+
+def _item_batches_committed(store: CheckpointStore, layout: Layout) -> list[float]:
+    """When each map step's newest item batch was committed (work of a map whose runner died
+    before the step completed or failed): one LIST, one GET per map step."""
+    newest: dict[str, str] = {}
+    for key in store.list(layout.all_items):
+        folder = key.rpartition("/")[0]
+        if key > newest.get(folder, ""):
+            newest[folder] = key
+    times = []
+    for key in newest.values():
+        data = store.get(key)
+        if data is not None:
+            times.append(load_item_batch(key, data).committed_at)
+    return times
 
 
 def list_workflows(store: CheckpointStore) -> list[dict[str, Any]]:

@@ -12,10 +12,11 @@ from dotflow_providers import (
     MemoryStore,
     Status,
     Workflow,
+    action,
     clean_older_than,
     list_workflows,
 )
-from dotflow_providers._format import Layout
+from dotflow_providers._format import Layout, LeaseDocument, lease_document, load_manifest
 
 
 def add_one(previous_context: Context) -> int:
@@ -82,3 +83,43 @@ def test_clean_older_than_skips_running_and_recent_workflows(
     assert list_workflows(store) == []
     with pytest.raises(ConfigurationError):
         clean_older_than(store, float("nan"))
+
+
+def test_clean_older_than_keeps_a_map_whose_items_committed_since(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A map whose runner died mid-way leaves item batches newer than its manifest, and no
+    step document or failure record: its last update is its newest batch (or its lease's last
+    renewal), and a cleanup of what is older than that keeps it."""
+    import time
+
+    store, now = MemoryStore(), [time.time()]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+
+    def work(item: int) -> int:
+        now[0] += 500  # each item takes "500 s"
+        if item == 3:
+            raise RuntimeError("the runner dies here")
+        return item
+
+    wf = Workflow("nightly", store=store).map(
+        action(work), range(6), name="work", commit_every=1, fail_fast=True
+    )
+    started = now[0]
+    wf.start()
+    layout = Layout("nightly")
+    for key in list(store.list(layout.failures)):  # the state a dead runner leaves
+        store.delete(key)
+    (found,) = list_workflows(store)
+    assert started == store_manifest_updated_at(store, layout)
+    assert found["updated_at"] == started + 4 * 500  # the batch recording item 3's failure
+    now[0] += 100
+    assert clean_older_than(store, 1000) == []  # its items committed 100 s ago
+    store.put(layout.lock, lease_document(LeaseDocument("o", "h", 1, 1, now[0], now[0] + 1, 1)))
+    assert list_workflows(store)[0]["updated_at"] == now[0]
+
+
+def store_manifest_updated_at(store: MemoryStore, layout: Layout) -> float:
+    data = store.get(layout.manifest)
+    assert data is not None
+    return load_manifest(layout.manifest, data).updated_at
