@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,15 @@ def test_s3_and_gs_urls(
         aws_secret_access_key=SECRET_KEY,
     )
     assert isinstance(s3, S3Store)
-    assert (s3.bucket, s3.prefix, s3.url) == (s3_bucket, "team/ckpt", f"s3://{s3_bucket}/team/ckpt")
+    assert (s3.bucket, s3.prefix) == (s3_bucket, "team/ckpt")
+    # its url opens the same store again: the server and region are in it, never a secret
+    endpoint = urllib.parse.quote(s3_endpoint, safe="")
+    assert s3.url == f"s3://{s3_bucket}/team/ckpt?endpoint_url={endpoint}&region={REGION}"
+    again = store_from_url(s3.url, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+    assert isinstance(again, S3Store)
+    assert again.url == s3.url
+    assert again.client.meta.endpoint_url == s3_endpoint
+    assert again.client.meta.region_name == REGION
     run = Workflow("via-url", store=s3).add(lambda: [1, 2], name="a").start()
     assert run.status.value == "COMPLETED"
     doc = json.loads(s3.get(Layout("via-url").step("a")) or b"{}")
@@ -156,6 +165,11 @@ def test_s3_and_gs_urls(
     gs = store_from_url(f"gs://{gcs_bucket}/ckpt", client=gcs_client)
     assert isinstance(gs, GCSStore)
     assert gs.url == f"gs://{gcs_bucket}/ckpt"
+    given = GCSStore(
+        gcs_bucket, "ckpt", client=gcs_client, endpoint_url=gcs_endpoint, project="test-project"
+    )
+    endpoint = urllib.parse.quote(gcs_endpoint, safe="")
+    assert given.url == f"gs://{gcs_bucket}/ckpt?endpoint_url={endpoint}&project=test-project"
     Workflow("via-url", store=gs).add(lambda: "x", name="a").start()
     assert json.loads(gs.get(Layout("via-url").step("a")) or b"{}")["output"] == "x"
 

@@ -91,6 +91,21 @@ def test_any_folder_name_round_trips_through_a_percent_encoded_url(
     assert (tmp_path / folder / "k").read_bytes() == folder.encode()
 
 
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(folder=_FOLDER, durable=st.booleans())
+def test_a_file_stores_url_opens_the_same_folder_again(
+    tmp_path: Path, folder: str, durable: bool
+) -> None:
+    """What a page or a log records of a store given as an object (`store.url`) opens that
+    store again: `%41` or `?` in a folder's name is not read as escaped or as a query."""
+    store = FileStore(tmp_path / folder, durable=durable)
+    again = store_from_url(store.url)
+    assert isinstance(again, FileStore)
+    assert (again.root, again.durable) == (store.root, durable)
+
+
 _SECRET = st.text(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=12
 ).map(lambda s: "Zq" + s)

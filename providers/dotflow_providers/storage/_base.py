@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from typing import Protocol, runtime_checkable
 
@@ -82,3 +83,11 @@ _USERINFO = re.compile(r"(?<=://)[^/?#\s]*@")
 def without_credentials(text: str) -> str:
     """`text` with the userinfo (`user:password@`) of every URL in it removed."""
     return _USERINFO.sub("", text)
+
+
+def store_url(base: str, **parameters: str | None) -> str:
+    """A store's `url`: `base` (scheme, bucket or percent-encoded path) and the parameters it
+    was given that `store_from_url` takes (an endpoint without its userinfo, a region): the URL
+    that opens the same store again, with no credential in it."""
+    kept = {name: without_credentials(value) for name, value in parameters.items() if value}
+    return f"{base}?{urllib.parse.urlencode(kept)}" if kept else base

@@ -10,10 +10,12 @@ import os
 import re
 import secrets
 import stat
+import urllib.parse
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 
 from .._errors import FolderAtKey, PreconditionFailed, StoreError
+from ._base import store_url
 
 _TMP_PREFIX = ".tmp-"
 _CAS_LOCK = ".dotflow-cas.lock"
@@ -116,7 +118,10 @@ class FileStore:
     def __init__(self, path: str | os.PathLike[str], durable: bool = True) -> None:
         self.root = Path(path).expanduser().absolute()
         self.durable = durable
-        self.url = f"file://{self.root}"
+        #: reopens this store: `store_from_url` percent-decodes the path and reads `durable`
+        self.url = store_url(
+            "file://" + urllib.parse.quote(str(self.root)), durable=None if durable else "false"
+        )
         self._root = str(self.root)
         #: folder path -> (st_dev, st_ino) of the folder found there by a link-free walk
         self._verified: dict[str, tuple[int, int]] = {}

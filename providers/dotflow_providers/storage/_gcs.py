@@ -16,7 +16,7 @@ from google.cloud.storage.exceptions import InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from .._errors import PreconditionFailed, StoreError
-from ._base import without_credentials
+from ._base import store_url, without_credentials
 
 # What google-cloud-storage lets escape: API answers, credential lookups and refreshes, and
 # transport errors (requests' exceptions are OSErrors) once its retries are spent.
@@ -53,7 +53,11 @@ class GCSStore:
             raise StoreError("GCSStore needs a bucket name")
         self.bucket_name = bucket
         self.prefix = prefix.strip("/")
-        self.url = f"gs://{bucket}/{self.prefix}" if self.prefix else f"gs://{bucket}"
+        self.url = store_url(
+            f"gs://{bucket}/{self.prefix}" if self.prefix else f"gs://{bucket}",
+            endpoint_url=endpoint_url,
+            project=project,
+        )
         #: GCS object names are at most 1024 bytes, the prefix and its slash included
         self.max_key_bytes: int | None = 1024 - len(self._key("").encode())
         if client is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,7 @@ import botocore.config
 import botocore.exceptions
 
 from .._errors import PreconditionFailed, StoreError
-from ._base import without_credentials
+from ._base import store_url, without_credentials
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -65,7 +66,13 @@ class S3Store:
             raise StoreError("S3Store needs a bucket name")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        if client is not None and endpoint_url is None:  # a server of its own, not AWS
+            endpoint_url = _own_endpoint(client)
+        self.url = store_url(
+            f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}",
+            endpoint_url=endpoint_url,
+            region=region_name,
+        )
         #: S3 keys are at most 1024 bytes, the prefix and its slash included
         self.max_key_bytes: int | None = 1024 - len(self._key("").encode())
         if client is None:
@@ -232,3 +239,11 @@ class S3Store:
 
     def __repr__(self) -> str:
         return f"S3Store({self.url!r})"
+
+
+def _own_endpoint(client: S3Client) -> str | None:
+    """The endpoint of a client made for an S3-compatible server (MinIO, moto, ...); None for
+    AWS's own, which a store reopened from its URL finds by itself."""
+    endpoint: str = client.meta.endpoint_url
+    host = urllib.parse.urlsplit(endpoint).hostname or ""
+    return None if host == "amazonaws.com" or host.endswith(".amazonaws.com") else endpoint
