@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import logging
@@ -370,11 +371,36 @@ class Journal:
             clear_progress(self.store, self.layout, self._progress, record)
 
     async def acommit(self, record: StepRecord) -> None:
-        """`commit` for the async engine, never blocking the event loop."""
-        if self.blocking:
-            await asyncio.to_thread(self.commit, record)
-        else:
+        """`commit` for the async engine, never blocking the event loop.
+
+        A cancellation that arrives while the write runs in its thread waits for its outcome,
+        so that the step's record tells the truth: not committed, the cancellation is raised
+        (the step is CANCELLED); committed, the step completes and the cancellation is asked
+        for again, to reach the task at its next await."""
+        if not self.blocking:
             self.commit(record)
+            return
+        loop = asyncio.get_running_loop()
+        write = loop.run_in_executor(None, contextvars.copy_context().run, self.commit, record)
+        cancelled: asyncio.CancelledError | None = None
+        while True:
+            try:
+                await asyncio.shield(write)
+                break
+            except asyncio.CancelledError as exc:
+                if write.cancelled():  # (nothing here cancels it: never wait on it forever)
+                    raise
+                if cancelled is None:
+                    cancelled = exc
+            except Exception:
+                if cancelled is not None:
+                    raise cancelled from None  # nothing committed: the step is cancelled
+                raise
+        if cancelled is not None:
+            task = asyncio.current_task()
+            if task is not None:  # the same request, delivered again (the count unchanged)
+                task.uncancel()
+                task.cancel(cancelled.args[0] if cancelled.args else None)
 
     # --- failures, compensation, progress -------------------------------------------------------
 

@@ -724,3 +724,61 @@ def test_cancelling_the_awaiting_task_stops_a_map_running_in_a_thread(tmp_path: 
 
     asyncio.run(main())  # returns once the default executor's threads ended
     assert ran == [0]
+
+
+class GatedStore(FileStore):
+    """A FileStore whose step writes land, then wait for `gate` (or raise, with `refuse`)."""
+
+    def __init__(self, path: Path, refuse: bool = False) -> None:
+        super().__init__(path)
+        self.writing, self.gate, self.refuse = threading.Event(), threading.Event(), refuse
+
+    def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+        if "/steps/" not in key:
+            return super().put(key, data, **kwargs)
+        if self.refuse:
+            self.writing.set()
+            self.gate.wait(30)
+            raise ConnectionError("the store went away")
+        version = super().put(key, data, **kwargs)
+        self.writing.set()
+        self.gate.wait(30)
+        return version
+
+
+@pytest.mark.parametrize("refuse", [False, True], ids=["landed", "refused"])
+def test_a_cancel_during_a_checkpoint_write_reports_what_the_write_did(
+    tmp_path: Path, refuse: bool
+) -> None:
+    """The task awaiting `start_async` is cancelled while a completed step's checkpoint is being
+    written: the run waits for the write, so a step whose checkpoint landed is COMPLETED (and
+    restored on the next start), one whose write failed is CANCELLED (and runs again)."""
+    store = GatedStore(tmp_path / "store", refuse)
+    runs: list[Any] = []
+    finished: list[tuple[str, Status]] = []
+
+    class Statuses(Tracer):
+        def step_finished(self, step: Any) -> None:
+            finished.append((step.name.rpartition(".")[2], step.status))
+
+    @action
+    async def charge() -> str:
+        return "charged"
+
+    async def main() -> None:
+        wf = Workflow("gated", store=store, lock=False, tracer=Statuses()).add(charge)
+        task = asyncio.create_task(wf.start_async())
+        await asyncio.to_thread(store.writing.wait, 30)
+        task.cancel()
+        await asyncio.sleep(0)  # the cancellation reaches the run, which waits for the write
+        store.gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            runs.append(await task)
+
+    asyncio.run(main())
+    assert runs == []
+    assert finished == [("charge", Status.CANCELLED if refuse else Status.COMPLETED)]
+    again = Workflow("gated", store=FileStore(tmp_path / "store")).add(charge).start()
+    step = again.steps[0]
+    assert step.restored is not refuse
+    assert step.output == "charged"
