@@ -285,9 +285,12 @@ class Execution:
             ) and self.halted():  # the common case (nothing to stop for) asks nothing more
                 return
             yield index, previous
-            if record.status is not COMPLETED and self.compensate:
+            if record.status is COMPLETED:
+                previous = record.output
+            elif self.compensate:
                 return  # the chain stops at its failure, which `compensate_failed` undoes
-            previous = record.output
+            else:  # keep_going: an empty context (not an output its commit refused)
+                previous = None
 
     def compensate_failed(self, indices: Sequence[int]) -> None:
         """With `compensate`, undo the chain's completed steps if one of them failed."""

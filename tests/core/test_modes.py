@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -13,6 +14,7 @@ import pytest
 from dotflow_providers import (
     Context,
     InvalidStep,
+    MemoryStore,
     Status,
     UnknownMode,
     Workflow,
@@ -86,6 +88,28 @@ def test_keep_going_runs_the_rest_and_still_reports_failure() -> None:
     assert [s.status for s in run.steps] == [Status.COMPLETED, Status.FAILED, Status.COMPLETED]
     assert ran == [None]  # a failed step hands on an empty context
     assert run.status is Status.FAILED
+
+
+@pytest.mark.parametrize("mode", ["sequential", "async_sequential"])
+def test_keep_going_hands_on_nothing_of_a_step_whose_commit_failed(mode: str) -> None:
+    """A step that returned a value its checkpoint cannot hold failed at its commit: the step
+    after it gets an empty context, as after any failure, not the output that was refused."""
+    ran: list[Any] = []
+
+    def after(previous_context: Context) -> None:
+        ran.append(previous_context.value)
+
+    def unstorable() -> threading.Lock:
+        return threading.Lock()
+
+    wf = Workflow(store=MemoryStore()).add(unstorable)
+    wf.add(after, name="after")
+    if mode.startswith("async"):
+        run = asyncio.run(wf.start_async(mode, keep_going=True))
+    else:
+        run = wf.start(mode, keep_going=True)
+    assert run.steps[0].error_type == "CheckpointError"
+    assert ran == [None]
 
 
 def test_sequential_group_runs_groups_concurrently_and_chains_within_each() -> None:
