@@ -370,7 +370,10 @@ async def _run_chains(ex: Execution, chains: list[list[int]]) -> None:
 
     ex.run.on_cancel(cancel_all)
     join.on_abandon = ex.run.cancel
-    await join
+    try:
+        await join
+    finally:
+        join.on_abandon = None  # (the run holds the join through `cancel_all`: no cycle left)
     if join.errors:
         raise min(join.errors, key=lambda ended: ended[0])[1]
 
