@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import functools
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ from ._strategies import kept_for_the_run
 from ._timeout import in_process, in_thread
 
 if TYPE_CHECKING:
+    from ._run import Run
     from ._strategies import Execution
 
 AsyncCommit = Callable[[StepRecord], Awaitable[None]]
@@ -369,13 +371,31 @@ async def _run_chains(ex: Execution, chains: list[list[int]]) -> None:
                 loop.call_soon_threadsafe(task.cancel)
 
     ex.run.on_cancel(cancel_all)
-    join.on_abandon = ex.run.cancel
+    join.on_abandon = functools.partial(_abandoned, ex.run)
     try:
         await join
     finally:
         join.on_abandon = None  # (the run holds the join through `cancel_all`: no cycle left)
     if join.errors:
         raise min(join.errors, key=lambda ended: ended[0])[1]
+
+
+def _abandoned(run: Run) -> None:
+    """The task awaiting the run was cancelled: the run is cancelled at once (no step that
+    returns from now on is committed, work in threads stops at its next check), and its cancel
+    hooks are called from a thread of their own, as a `run.cancel()` from another thread calls
+    them: a hook that blocks or raises never reaches the loop or the canceller."""
+    run.cancel_event.set()
+    threading.Thread(
+        target=_cancel_quietly, args=(run,), name="dotflow-cancel", daemon=True
+    ).start()
+
+
+def _cancel_quietly(run: Run) -> None:
+    try:
+        run.cancel()
+    except Exception as exc:  # a hook's own failure: the run is cancelled all the same
+        logger.warning("a cancel hook of workflow %s failed: %r", run.workflow_id, exc)
 
 
 async def async_sequential(ex: Execution) -> None:

@@ -11,12 +11,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 
 from dotflow_providers import (
     Context,
     FileStore,
     FixedRetry,
+    Stage,
     Status,
     Tracer,
     UnknownMode,
@@ -782,3 +784,45 @@ def test_a_cancel_during_a_checkpoint_write_reports_what_the_write_did(
     step = again.steps[0]
     assert step.restored is not refuse
     assert step.output == "charged"
+
+
+class HookJob(pydantic.BaseModel):
+    n: int = 0
+
+
+HOOKED: list[str] = []
+STOPPED = threading.Event()
+
+
+class WaitsForItsCancel(Stage[HookJob]):
+    def execute(self, state: HookJob) -> None:
+        STOPPED.wait(10)  # until its cancel hook stops it
+
+    def cancel(self, state: HookJob) -> None:
+        HOOKED.append(threading.current_thread().name)
+        STOPPED.set()
+        raise RuntimeError("the cancel hook failed too")
+
+
+def test_cancelling_the_awaiting_task_calls_stage_cancel_hooks_off_the_loop(
+    tmp_path: Path,
+) -> None:
+    """A caller's `asyncio.timeout` cancels the run: the stage's `cancel` hook is called from a
+    thread of its own (never the loop's, which it could block), and one that raises changes
+    nothing for the caller, who gets its TimeoutError."""
+    HOOKED.clear()
+    STOPPED.clear()
+
+    async def main() -> str:
+        wf = Workflow("hooked", store=FileStore(tmp_path)).add(WaitsForItsCancel(name="w"))
+        try:
+            async with asyncio.timeout(0.2):
+                await wf.start_async(initial_context=HookJob())
+        except TimeoutError:
+            return "TimeoutError"
+        return "no timeout"
+
+    loop_thread = threading.current_thread().name
+    assert asyncio.run(main()) == "TimeoutError"
+    assert len(HOOKED) == 1
+    assert HOOKED[0] != loop_thread

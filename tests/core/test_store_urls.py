@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import urllib.parse
 from pathlib import Path
 
@@ -171,3 +172,14 @@ def test_any_userinfo_is_removed_from_a_url_in_a_message(
     shown = without_credentials(form.format(url=f"http://{user}:{secret}@{host}"))
     assert secret not in shown
     assert shown == form.format(url=f"http://{host}")
+
+
+def test_a_folder_name_that_is_not_utf8_round_trips_through_its_url(tmp_path: Path) -> None:
+    """Linux names are bytes: one made on another locale (`caf\\xe9`) is a legal folder."""
+    folder = tmp_path / os.fsdecode(b"caf\xe9")
+    store = FileStore(folder)
+    again = store_from_url(store.url)
+    assert isinstance(again, FileStore)
+    assert again.root == folder
+    again.put("k", b"v")
+    assert (folder / "k").read_bytes() == b"v"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -110,7 +111,9 @@ def _durable(options: dict[str, str], shown: str) -> bool:
 
 def _file(url: urllib.parse.SplitResult, options: dict[str, str], **_: Any) -> CheckpointStore:
     shown = _shown(url.geturl())
-    path = urllib.parse.unquote(url.netloc + url.path)  # file:///tmp/a%20b is the folder "a b"
+    # file:///tmp/a%20b is the folder "a b"; escaped bytes that are not UTF-8 are the file
+    # system's own (a name made on another locale), as `FileStore.url` writes them
+    path = os.fsdecode(urllib.parse.unquote_to_bytes(url.netloc + url.path))
     if not path:
         raise UnknownStoreURL(
             "file:// URLs need a folder: file:///absolute/path or file://relative"

@@ -120,7 +120,8 @@ class FileStore:
         self.durable = durable
         #: reopens this store: `store_from_url` percent-decodes the path and reads `durable`
         self.url = store_url(
-            "file://" + urllib.parse.quote(str(self.root)), durable=None if durable else "false"
+            "file://" + urllib.parse.quote(os.fsencode(self.root)),  # any bytes of a name
+            durable=None if durable else "false",
         )
         self._root = str(self.root)
         #: folder path -> (st_dev, st_ino) of the folder found there by a link-free walk

@@ -244,6 +244,8 @@ class S3Store:
 def _own_endpoint(client: S3Client) -> str | None:
     """The endpoint of a client made for an S3-compatible server (MinIO, moto, ...); None for
     AWS's own, which a store reopened from its URL finds by itself."""
-    endpoint: str = client.meta.endpoint_url
+    endpoint = getattr(getattr(client, "meta", None), "endpoint_url", None)
+    if not isinstance(endpoint, str):  # not a boto3 client: where it sends is its own affair
+        return None
     host = urllib.parse.urlsplit(endpoint).hostname or ""
     return None if host == "amazonaws.com" or host.endswith(".amazonaws.com") else endpoint
