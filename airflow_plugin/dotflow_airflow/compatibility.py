@@ -11,6 +11,10 @@ from typing import Any, Literal, Protocol
 from airflow.listeners import hookimpl  # the listener's hooks (pluggy markers)
 from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, Context
 
+# `redact` masks what was registered so in any text: what the task's log lines go through
+# (`airflow.sdk.log` imports it from here, without exporting it)
+from airflow.sdk._shared.secrets_masker import redact
+
 # The Task SDK's TaskFlow machinery, as Airflow's own @task.bash uses it (for @task.dotflow)
 from airflow.sdk.bases.decorator import (
     DecoratedOperator,
@@ -200,6 +204,7 @@ __all__ = [
     "determine_kwargs",
     "hookimpl",
     "mask_secret",
+    "redact_text",
     "task_decorator_factory",
     "AirflowPlugin",
     "BaseHook",
@@ -217,3 +222,10 @@ __all__ = [
     "task_instance_state",
     "task_instance_xcom",
 ]
+
+
+def redact_text(text: str) -> str:
+    """`text` with every secret this task registered (connection passwords, masked variables)
+    replaced by `***`, as Airflow masks the task's log: what the engine keeps of step errors
+    (XComs, checkpoints, the Checkpoints tab) goes through it too."""
+    return str(redact(text))

@@ -34,6 +34,7 @@ from ._errors import (
     WorkflowCancelled,
     WorkflowDefinitionChanged,
     WorkflowFailed,
+    redact_errors,
 )
 from ._inspect import inspect_workflow, list_workflows
 from ._lease import LeaseConfig
@@ -116,6 +117,7 @@ __all__ = [
     "inspect_workflow",
     "list_workflows",
     "load_workflow",
+    "redact_errors",
     "reset",
     "store_from_url",
 ]

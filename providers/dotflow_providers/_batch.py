@@ -147,7 +147,13 @@ class GroupCommit:
         with self._lock:
             self._pending.append((record, document))
             if len(self._pending) >= self.every:
-                self._flush()
+                try:
+                    self._flush()
+                except BaseException:
+                    # this step fails with the error: its document must never be written
+                    # later (by the flush before its failure record, or at the run's end)
+                    self._pending = [p for p in self._pending if p[0] is not record]
+                    raise
             elif self.interval is not None and self._timer is None:
                 timer = threading.Timer(self.interval, self._flush_on_time)
                 timer.daemon = True

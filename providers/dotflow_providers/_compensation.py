@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._errors import error_text
 from ._status import Status
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def undo(
         try:
             compensate(record.output, error)
         except Exception as failure:  # reported beside the original error, never instead of it
-            record.rollback_error = f"{type(failure).__name__}: {failure}"
+            record.rollback_error = error_text(failure)
             logger.error(
                 "compensation of step %s failed: %s (compensating for: %s: %s); it and the "
                 "steps before it keep their checkpoints",

@@ -15,7 +15,13 @@ from types import TracebackType
 from typing import Any
 
 from ._action import AnyAction
-from ._errors import PERMANENT_ERRORS, StepTimeout, WorkflowCancelled
+from ._errors import (
+    PERMANENT_ERRORS,
+    StepTimeout,
+    WorkflowCancelled,
+    error_message,
+    error_text,
+)
 from ._format import Attempt
 from ._status import (
     CANCELLED,
@@ -219,7 +225,7 @@ class StepLifecycle:
         )
         record.exception = exc
         record.error_type = type(exc).__name__
-        record.error = f"{type(exc).__name__}: {exc}"
+        record.error = error_text(exc)
         log = logger.warning if cancelled else logger.error
         log(
             "step %s %s after %d attempt(s): %s",
@@ -242,7 +248,7 @@ class StepLifecycle:
         try:
             self.step.on_failure(error)
         except Exception as failure:  # recorded next to the original error, never instead of it
-            self.record.rollback_error = f"{type(failure).__name__}: {failure}"
+            self.record.rollback_error = error_text(failure)
             logger.error(
                 "rollback of step %s failed: %s (original error: %s)",
                 self.record.name,
@@ -295,7 +301,7 @@ class StepLifecycle:
         """Ask the policy about a failed attempt: the wait before the next one, or None."""
         record, step = self.record, self.step
         now = time.time()
-        attempt = (self._attempt_at, now, type(error).__name__, str(error)[:2000])
+        attempt = (self._attempt_at, now, type(error).__name__, error_message(error)[:2000])
         record.history = [*record.history, attempt]
         if step.guard is not None:
             step.guard.after_attempt(error)

@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._compensation import Compensation
+
+#: what every error message the engine keeps goes through (see `redact_errors`)
+_redactor: list[Callable[[str], str]] = []
+
+
+def redact_errors(redact: Callable[[str], str] | None) -> None:
+    """Pass every error message the engine keeps (a step's `error` and `rollback_error`, its
+    attempt history, failure records, checkpoints, and so the summaries orchestrators show)
+    through `redact`: a secret masker, such as Airflow's, which the Airflow adapter installs in
+    its workers. `None` removes it. Exceptions keep their own text; only what is kept changes."""
+    _redactor[:] = [] if redact is None else [redact]
+
+
+def error_message(error: BaseException) -> str:
+    """`str(error)` as the engine keeps it (through the installed redactor)."""
+    text = str(error)
+    for redact in _redactor:
+        text = redact(text)
+    return text
+
+
+def error_text(error: BaseException) -> str:
+    """`Type: message` of an error as the engine keeps it (through the installed redactor)."""
+    return f"{type(error).__name__}: {error_message(error)}"
 
 
 class DotflowError(Exception):

@@ -520,13 +520,19 @@ def plan(
         if token is None:
             continue  # its upstream runs again, so must it
         older = alternatives.get(identity.name, ()) if alternatives else ()
+        found = reusable = None
         for doc in (newest, *older):
-            changed = (doc.version, doc.input) != (identity.version, identity.input)
-            reuse = on_change == "reuse" and changed
-            if (doc.salt, doc.upstream) == (identity.salt, token) and (reuse or not changed):
-                if reuse:
-                    reused.append(identity.name)
-                tokens[identity.position] = doc.checksum
-                chosen[identity.position] = doc
+            if (doc.salt, doc.upstream) != (identity.salt, token):
+                continue
+            if (doc.version, doc.input) == (identity.version, identity.input):
+                found = doc  # exactly valid: preferred to any other, however new
                 break
+            if reusable is None and on_change == "reuse":
+                reusable = doc
+        if found is None and reusable is not None:
+            found = reusable
+            reused.append(identity.name)
+        if found is not None:
+            tokens[identity.position] = found.checksum
+            chosen[identity.position] = found
     return Plan(frozenset(tokens), changes, tuple(reused), chosen)

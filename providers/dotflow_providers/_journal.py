@@ -22,6 +22,7 @@ from ._errors import (
     CorruptCheckpoint,
     FolderAtKey,
     PreconditionFailed,
+    StoreError,
     WorkflowCancelled,
 )
 from ._format import (
@@ -57,6 +58,7 @@ from ._identity import (
     plan,
     upstream_token,
 )
+from ._status import COMPLETED
 from .storage import CheckpointStore
 
 if TYPE_CHECKING:
@@ -84,10 +86,15 @@ def clear_progress(
     store: CheckpointStore, layout: Layout, progress: set[int], record: StepRecord
 ) -> None:
     """Forget the progress record of a step now committed, if it kept one (`progress`: the
-    indices of the steps that did)."""
+    indices of the steps that did). Best effort: the step is committed, which a failure here
+    must not undo; a record left behind is never handed on to a step restored from its
+    checkpoint, and only to a run of the same code, input and upstream (see `load_progress`)."""
     if record.index in progress:
         progress.discard(record.index)
-        store.delete(layout.progress(record.name))
+        try:
+            store.delete(layout.progress(record.name))
+        except StoreError as exc:
+            logger.warning("could not clear the progress record of step %s: %s", record.name, exc)
 
 
 class Journal:
@@ -348,8 +355,8 @@ class Journal:
         )
         group = self.group
         if group is not None:  # written with the next batch (see `_batch`)
+            group.add(record, document)  # (a batch write that fails takes the step's out)
             record.checksum = digest
-            group.add(record, document)
             return
         lease = self.lease
         if lease is not None and (lease.lost or lease.clock() >= lease.renew_at):
@@ -484,7 +491,8 @@ class Journal:
         upstream = identity.upstream
         if upstream is None:
             return NO_UPSTREAM
-        return self.records[upstream].checksum or UPSTREAM_FAILED
+        record = self.records[upstream]
+        return (record.status is COMPLETED and record.checksum) or UPSTREAM_FAILED
 
     # --- cancel requests ------------------------------------------------------------------------
 

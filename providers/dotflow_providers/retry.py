@@ -797,16 +797,20 @@ def retry_delay(
 
     This is the one place where a retry is decided; the sync and async engines both call it.
     """
-    if not _should_retry(policy, attempt, error, elapsed):
-        return None
     testing = CONFIG.testing
     if testing is not None:
-        cap = testing.attempts
-        return None if cap is not None and attempt >= cap else 0.0
+        # the waits are skipped, not the decisions: time counts as if they had been waited
+        # (a deadline or `stop_after_delay` still ends the retries where it would for real)
+        elapsed += sum(policy.next_delay(earlier) for earlier in range(1, attempt))
+    if not _should_retry(policy, attempt, error, elapsed):
+        return None
     delay = policy.next_delay(attempt)
     deadline = policy.deadline
     if deadline is not None and elapsed + delay >= deadline:
         return None
+    if testing is not None:
+        cap = testing.attempts
+        return None if cap is not None and attempt >= cap else 0.0
     return delay
 
 

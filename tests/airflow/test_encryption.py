@@ -152,3 +152,35 @@ def test_the_hook_masks_the_keys_in_logs_as_soon_as_it_reads_them() -> None:
     # a log line quoting the list, or one key alone, is masked
     new_key = base64.b64encode(NEW).decode()
     assert secrets_in(str(redact(f"keys {KEYS}; the newest alone: {new_key}"))) == []
+
+
+def test_a_password_in_a_step_error_is_masked_in_xcoms_checkpoints_and_the_tab(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step's error quotes a connection's password (a driver's DSN): Airflow masks it in the
+    task's log, and so is it in what the engine keeps of the error (the attempt history in the
+    XCom summary, the checkpoint document, the Checkpoints tab's data)."""
+    import os
+
+    from dotflow_dags import leaky
+
+    from dotflow_providers import FileStore, inspect_workflow
+    from dotflow_providers._format import Layout
+
+    password = "Hunter2-Pa55w0rd"
+    connection = {"conn_type": "postgres", "login": "etl", "password": password, "host": "db"}
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps(connection))
+    (work / "fail-query").touch()
+    dag_run = leaky.test()
+    assert dag_run.state == "success"
+    summary = xcom(dag_run)
+    history = summary["steps"][0]["history"]
+    assert history[0][2] == "ConnectionError"
+    assert "postgres://etl:***@db/x" in history[0][3]  # masked, as the task's log shows it
+    workflow_id = xcom(dag_run, "dotflow_checkpoints")["workflow_id"]
+    store = FileStore(os.environ["DOTFLOW_CHECKPOINT_DIR"])
+    stored = b"".join(store.get(k) or b"" for k in store.list(Layout(workflow_id).base))
+    shown = json.dumps(inspect_workflow(workflow_id, store))
+    # (the task's log is masked by the supervisor of a real worker; `dag.test()` prints it raw)
+    for where in (every_xcom(dag_run), stored.decode(), shown):
+        assert password not in where

@@ -23,7 +23,9 @@ from dotflow_providers import (
     Context,
     FileStore,
     MemoryStore,
+    Progress,
     Status,
+    StoreError,
     Workflow,
     action,
 )
@@ -471,3 +473,71 @@ def test_a_step_restored_from_a_batch_and_undone_by_a_run_committing_singly_runs
     assert sorted(undone) == [0, 1, 2]
     again = saga(store, 1, None, undone).start()
     assert [s.restored for s in again.steps] == [False] * SAGA
+
+
+class FailsOnce(MemoryStore):
+    """A MemoryStore whose `nth` write of a step document or batch (`what="put"`), or `nth`
+    delete of a progress record (`what="delete"`), fails once."""
+
+    def __init__(self, what: str, nth: int) -> None:
+        super().__init__()
+        self.what, self.left = what, nth
+
+    def _due(self, what: str, key: str) -> bool:
+        wanted = "/steps/" if what == "put" else "/progress/"
+        if what != self.what or wanted not in key:
+            return False
+        self.left -= 1
+        return self.left == 0
+
+    def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+        if self._due("put", key):
+            raise StoreError(f"injected: writing {key} failed")
+        return super().put(key, data, **kwargs)
+
+    def delete(self, key: str, **kwargs: Any) -> None:
+        if self._due("delete", key):
+            raise StoreError(f"injected: deleting {key} failed")
+        super().delete(key, **kwargs)
+
+
+def tally(store: MemoryStore, every: int) -> Workflow:
+    """s0 .. s3, each adding 10**i to what it receives and saving it as its progress first:
+    the last output tells which steps' outputs reached it."""
+    wf = Workflow("prop/tally", store=store, commit_every=every)
+    for i in range(4):
+
+        def step(previous_context: Context, checkpoint: Progress, i: int = i) -> int:
+            total = (previous_context.value or 0) + 10**i
+            checkpoint.save(total)
+            return total
+
+        wf.add(step, name=f"s{i}")
+    return wf
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    every=st.sampled_from([1, 2, 3]),
+    what=st.sampled_from(["put", "delete"]),
+    nth=st.integers(1, 4),
+)
+def test_a_failed_commit_leaves_nothing_a_start_restores_wrongly(
+    every: int, what: str, nth: int
+) -> None:
+    """One write of a checkpoint (single or batch) or one delete of a progress record fails
+    during a `keep_going` run: the next start restores only steps whose checkpoints hold what
+    a full run computes, and ends with the full run's output (1111)."""
+    store = FailsOnce(what, nth)
+    try:
+        first = tally(store, every).start(keep_going=True)
+    except StoreError:  # the run's last batch could not be written: the run says so
+        statuses = None
+    else:
+        statuses = [s.status for s in first.steps]
+    second = tally(store, 1).start()
+    assert second.status is Status.COMPLETED
+    assert [s.output for s in second.steps] == [1, 11, 111, 1111], statuses
+    for index, status in enumerate(statuses or ()):
+        if status is not Status.COMPLETED:  # failed: its checkpoint was never written
+            assert not second.steps[index].restored, (index, statuses)

@@ -40,6 +40,7 @@ from dotflow_providers import (
     inspect_workflow,
 )
 from dotflow_providers._format import Layout
+from dotflow_providers._identity import OnChange
 
 from .procs import ROOT
 
@@ -214,6 +215,25 @@ def test_changed_inputs_raise_names_the_step() -> None:
         _inputs(store, 2, "raise", calls).start()
     assert _inputs(store, 1, "raise", calls).start().output == 2
     assert calls == [1]
+
+
+def test_reuse_prefers_a_checkpoint_valid_for_the_code_as_it_is() -> None:
+    """Group commit keeps older entries: with v1's and v2's outputs stored, v1's code under
+    `on_change="reuse"` restores v1's output, not the newer one of other code."""
+    store = MemoryStore()
+
+    def build(version: str, on_change: OnChange = "rerun") -> Workflow:
+        @action(version=version, name="a")
+        def a() -> str:
+            return f"computed by v{version}"
+
+        return Workflow("reuse", store=store, commit_every=2, on_change=on_change).add(a)
+
+    build("1").start()
+    build("2").start()
+    run = build("1", "reuse").start()
+    assert run.steps[0].restored
+    assert run.output == "computed by v1"
 
 
 def test_changed_inputs_reuse_keeps_the_checkpoints_and_warns(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -87,3 +89,36 @@ def test_a_failed_step_span_is_an_error_with_a_give_up_event() -> None:
     assert [e.name for e in last.events] == ["exception", "dotflow.give_up"]
     step = next(s for s in spans if s.name == "dotflow.step api")
     assert step.status.status_code.name == "ERROR"
+
+
+def test_redact_errors_masks_what_the_engine_keeps_of_step_errors() -> None:
+    """Step errors that quote a secret: the record, the attempt history, the failure record and
+    the checkpoint of the step that succeeded on retry keep the masked text."""
+    from dotflow_providers import MemoryStore, redact_errors
+
+    secret = "s3cr3t-Pa55"
+    calls: list[int] = []
+
+    @action(retry=FixedRetry(max_attempts=2, delay=0))
+    def flaky() -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError(f"login failed for admin:{secret}@db")
+        return 1
+
+    @action
+    def broken(previous_context: Any) -> None:
+        raise RuntimeError(f"token {secret} rejected")
+
+    store = MemoryStore()
+    redact_errors(lambda text: text.replace(secret, "***"))
+    try:
+        run = Workflow("masked", store=store).add(flaky).add(broken).start()
+    finally:
+        redact_errors(None)
+    assert run.steps[0].history[0][3] == "login failed for admin:***@db"
+    assert run.steps[1].error == "RuntimeError: token *** rejected"
+    kept = b"".join(store.get(key) or b"" for key in store.list("masked/"))
+    assert b"***" in kept
+    assert secret.encode() not in kept
+    assert secret not in json.dumps(run.summary())

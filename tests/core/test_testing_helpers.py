@@ -75,3 +75,14 @@ def test_recording_store_reads_outputs_back() -> None:
     Workflow("rec", store=store).add(lambda: [1, 2], name="a").add(lambda: (3,), name="b").start()
     assert store.outputs("rec") == {"a": [1, 2], "b": (3,)}
     assert store.count("put", "/steps/") == 2
+
+
+def test_fast_retries_keeps_the_deadline_as_if_the_waits_were_waited() -> None:
+    """The waits are skipped, not the decisions: a deadline that ends the retries for real
+    (1 s waits, 1.5 s deadline: two attempts) ends them under `fast_retries` too."""
+    calls: list[float] = []
+    policy = FixedRetry(max_attempts=5, delay=1, deadline=1.5)
+    with fast_retries():
+        run = Workflow().add(flaky_step(2, calls, policy)).start()
+    assert run.status is Status.FAILED
+    assert len(calls) == 2

@@ -19,6 +19,7 @@ from dotflow_providers import (
     Tracers,
     Workflow,
     load_workflow,
+    redact_errors,
     store_from_url,
 )
 from dotflow_providers.integration import (
@@ -30,7 +31,13 @@ from dotflow_providers.integration import (
 from dotflow_providers.retry import BreakerState
 from dotflow_providers.storage import public_url
 
-from ..compatibility import AirflowFailException, BaseOperator, Context, try_after_clear
+from ..compatibility import (
+    AirflowFailException,
+    BaseOperator,
+    Context,
+    redact_text,
+    try_after_clear,
+)
 from ..hooks.dotflow import DotflowHook
 from ..links import DotflowCheckpointLink
 from ..state_store import TaskStateCheckpoints
@@ -223,6 +230,9 @@ class DotflowOperator(BaseOperator):
         handle = self._handle = _RunHandle()
         ti = context["ti"]
         _check_mode(self.mode)
+        # the errors steps raise may quote a connection's password: what the engine keeps of
+        # them is masked as the task's log is (Airflow does not mask XComs or stored documents)
+        redact_errors(redact_text)
         workflow_id = self.workflow_id or default_workflow_id(
             ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1)
         )

@@ -269,3 +269,25 @@ with DAG(
         workflow_id="takeover-{{ params.key }}",
         store=CHECKPOINT_URL,
     )
+
+
+@action(retry=FixedRetry(max_attempts=2, delay=0.01))
+def query_warehouse() -> dict[str, int]:
+    """Fails once with what a driver's error says: the DSN, password included."""
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection("warehouse")  # Airflow masks its password from here on
+    ran("query")
+    marker = Path(os.environ["DOTFLOW_TEST_DIR"]) / "fail-query"
+    if marker.exists():
+        marker.unlink()
+        raise ConnectionError(f"could not connect to postgres://{conn.login}:{conn.password}@db/x")
+    return {"rows": 3}
+
+
+with DAG("dotflow_secret_in_error", schedule=None, start_date=START, catchup=False) as leaky:
+    DotflowOperator(
+        task_id="etl",
+        workflow=Workflow().add(query_warehouse),
+        store=CHECKPOINT_URL,
+    )
