@@ -16,7 +16,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from ._format import Layout, load_step
+from ._batch import read_steps
+from ._format import Layout
 from .retry import CONFIG, FastRetryMode
 from .storage import MemoryStore
 
@@ -81,11 +82,16 @@ class RecordingStore(MemoryStore):
         return sum(1 for op, key in self.calls if op == operation and part in key)
 
     def outputs(self, workflow_id: str) -> dict[str, Any]:
-        """Step name → restored output, for every checkpointed step of a workflow."""
-        found: dict[str, Any] = {}
-        for key in MemoryStore.list(self, Layout(workflow_id).steps):
-            data = MemoryStore.get(self, key)
-            if data is not None:
-                doc = load_step(key, data)
-                found[doc.name] = doc.output()
-        return found
+        """Step name → output of its newest checkpoint (single documents and group-commit
+        batches alike, compensated ones left out), for every checkpointed step of a workflow;
+        these reads are not recorded."""
+        stored = read_steps(_Unrecorded(self), Layout(workflow_id))
+        return {name: doc.output() for name, doc in stored.newest.items()}
+
+
+class _Unrecorded(MemoryStore):
+    """A `RecordingStore`'s documents, read without recording the reads."""
+
+    def __init__(self, recording: RecordingStore) -> None:
+        super().__init__()
+        self._data = recording._data  # its documents, not a copy

@@ -77,6 +77,15 @@ def test_recording_store_reads_outputs_back() -> None:
     assert store.count("put", "/steps/") == 2
 
 
+def test_recording_store_reads_outputs_committed_in_batches() -> None:
+    store = RecordingStore()
+    wf = Workflow("batched", store=store, commit_every=5)
+    wf.add(lambda: [1, 2], name="a").add(lambda: (3,), name="b").start()
+    calls = len(store.calls)
+    assert store.outputs("batched") == {"a": [1, 2], "b": (3,)}
+    assert len(store.calls) == calls  # its own reads are not recorded
+
+
 def test_fast_retries_keeps_the_deadline_as_if_the_waits_were_waited() -> None:
     """The waits are skipped, not the decisions: a deadline that ends the retries for real
     (1 s waits, 1.5 s deadline: two attempts) ends them under `fast_retries` too."""
