@@ -112,15 +112,26 @@ class _RunHandle(Tracer):
 TRIES = "dotflow-tries"
 
 
-def _tries(context: Context) -> tuple[int, int] | None:
-    """What the last try of this task instance recorded, if it recorded it."""
+def _tries(context: Context) -> tuple[int, int, bool] | None:
+    """What the last try of this task instance recorded, if it recorded it: its try number,
+    `max_tries`, and whether it succeeded."""
     state = context.get("task_state_store")
     found = state.get(TRIES) if state is not None else None
     if isinstance(found, dict):
         number, max_tries = found.get("try_number"), found.get("max_tries")
         if type(number) is int and type(max_tries) is int:
-            return number, max_tries
+            return number, max_tries, found.get("succeeded") is True
     return None
+
+
+def _record_try(context: Context, succeeded: bool) -> None:
+    """What the next try tells a clear from a retry by (`try_after_clear`)."""
+    state = context.get("task_state_store")
+    if state is not None:
+        ti = context["ti"]
+        state.set(
+            TRIES, {"try_number": ti.try_number, "max_tries": ti.max_tries, "succeeded": succeeded}
+        )
 
 
 class DotflowOperator(BaseOperator):
@@ -270,6 +281,7 @@ class DotflowOperator(BaseOperator):
             ti.xcom_push(key=CHECKPOINTS_XCOM, value=record)
         summary = run.summary()
         if run.status is Status.COMPLETED:
+            _record_try(context, succeeded=True)  # a retry never follows it; a clear may
             if _json_native(run.output):
                 summary["output"] = run.output
             return summary
@@ -325,7 +337,13 @@ class DotflowOperator(BaseOperator):
                 workflow_id,
             )
             self._start_over(workflow, context)
-        elif try_after_clear(ti.try_number, ti.max_tries, self.retries or 0, _tries(context)):
+        elif try_after_clear(
+            ti.try_number,
+            ti.max_tries,
+            self.retries or 0,
+            _tries(context),
+            recorded=context.get("task_state_store") is not None,
+        ):
             if self.keep_checkpoints_on_clear:
                 try_log.note(
                     logging.INFO,
@@ -335,9 +353,7 @@ class DotflowOperator(BaseOperator):
             else:
                 try_log.note(logging.INFO, "dotflow: the task instance was cleared: starting over")
                 self._start_over(workflow, context)
-        state = context.get("task_state_store")
-        if state is not None:  # what the next try tells a clear from a retry by
-            state.set(TRIES, {"try_number": ti.try_number, "max_tries": ti.max_tries})
+        _record_try(context, succeeded=False)  # (until it has)
         return workflow.start(
             mode=self.mode,
             keep_going=self.keep_going,
