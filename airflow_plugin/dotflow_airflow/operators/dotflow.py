@@ -281,7 +281,10 @@ class DotflowOperator(BaseOperator):
             ti.xcom_push(key=CHECKPOINTS_XCOM, value=record)
         summary = run.summary()
         if run.status is Status.COMPLETED:
-            _record_try(context, succeeded=True)  # a retry never follows it; a clear may
+            try:  # a retry never follows it; a clear may
+                _record_try(context, succeeded=True)
+            except Exception as exc:  # the run completed; a later clear is then told by max_tries
+                self.log.warning("dotflow: could not record this try's success: %s", exc)
             if _json_native(run.output):
                 summary["output"] = run.output
             return summary
