@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
 import logging
 import threading
@@ -26,6 +25,7 @@ from ._engine import (
     plain_output,
 )
 from ._errors import StepTimeout
+from ._offloop import to_the_end
 from ._status import COMPLETED, IN_PROGRESS, NOT_STARTED
 from ._strategies import kept_for_the_run
 from ._timeout import in_process, in_thread
@@ -152,23 +152,12 @@ async def _to_the_end(ex: Execution, call: Callable[[], None]) -> None:
     if not ex.journal.blocking:
         call()
         return
-    loop = asyncio.get_running_loop()
-    running = loop.run_in_executor(None, contextvars.copy_context().run, call)  # submitted now
-    cancelled: asyncio.CancelledError | None = None
-    while True:
-        try:
-            await asyncio.shield(running)
-            break
-        except asyncio.CancelledError as exc:
-            if running.cancelled():  # (nothing here cancels it: never wait on it forever)
-                raise
-            cancelled = exc
-        except Exception as exc:
-            if cancelled is None:
-                raise
-            # the cancellation is what the caller asked for and gets; the error is not lost
-            logger.error("ending the run failed while it was being cancelled: %r", exc)
-            break
+    error, cancelled = await to_the_end(call)
+    if error is not None:
+        if cancelled is None:
+            raise error
+        # the cancellation is what the caller asked for and gets; the error is not lost
+        logger.error("ending the run failed while it was being cancelled: %r", error)
     if cancelled is not None:
         raise cancelled
 

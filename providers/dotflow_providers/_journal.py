@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import dataclasses
 import functools
 import logging
@@ -58,6 +57,7 @@ from ._identity import (
     plan,
     upstream_token,
 )
+from ._offloop import to_the_end
 from ._status import COMPLETED
 from .storage import CheckpointStore
 
@@ -387,22 +387,11 @@ class Journal:
         if not self.blocking:
             self.commit(record)
             return
-        loop = asyncio.get_running_loop()
-        write = loop.run_in_executor(None, contextvars.copy_context().run, self.commit, record)
-        cancelled: asyncio.CancelledError | None = None
-        while True:
-            try:
-                await asyncio.shield(write)
-                break
-            except asyncio.CancelledError as exc:
-                if write.cancelled():  # (nothing here cancels it: never wait on it forever)
-                    raise
-                if cancelled is None:
-                    cancelled = exc
-            except Exception:
-                if cancelled is not None:
-                    raise cancelled from None  # nothing committed: the step is cancelled
-                raise
+        error, cancelled = await to_the_end(functools.partial(self.commit, record))
+        if error is not None:
+            if cancelled is not None:
+                raise cancelled from None  # nothing committed: the step is cancelled
+            raise error
         if cancelled is not None:
             task = asyncio.current_task()
             if task is not None:  # the same request, delivered again (the count unchanged)
