@@ -67,23 +67,21 @@ def try_after_clear(
     try_number: int,
     max_tries: int,
     retries: int,
-    previous: tuple[int, int, bool] | None,
+    previous: tuple[int, int] | None,
     recorded: bool = True,
 ) -> bool:
     """`first_try_after_clear`, told exactly where the task's earlier try recorded `previous =
-    (try_number, max_tries, succeeded)` (in the task state store, `recorded`): a retry follows
-    a failed try and leaves `max_tries` as it was; a clear may follow a success, and sets
-    `max_tries` anew from the retries of the DAG version it clears on. Where neither tells (a
-    failed try, then the same `max_tries`), the formula decides: it is exact unless the DAG file
-    was edited since, mixing that version's retries with this worker's. A try after the first
-    that finds no record while records are kept starts over too: every try writes one, and only
-    a success clears it (`[state_store] clear_on_success`) or it expired. Every doubt is settled
-    on the side of starting over: a clear taken for a retry would restore what must run again.
+    (try_number, max_tries)` (in the task state store, `recorded`): a clear sets `max_tries` anew
+    from the retries of the DAG version it clears on, a retry never changes it. Where the record
+    cannot tell (the same `max_tries`: a retry, or a clear on a version with fewer retries) the
+    formula decides, which is exact unless the DAG file was edited since, mixing that version's
+    retries with this worker's. A try after the first that finds no record while records are
+    kept starts over: every try writes one, and only a success clears it (`[state_store]
+    clear_on_success`), or it expired. Every doubt is settled on the side of starting over: a
+    clear taken for a retry would restore what must run again.
     """
     if previous is not None and previous[0] < try_number:
-        if previous[2] or max_tries != previous[1]:
-            return True
-        return first_try_after_clear(try_number, max_tries, retries)
+        return max_tries != previous[1] or first_try_after_clear(try_number, max_tries, retries)
     if previous is None and recorded and try_number > 1:
         return True
     return first_try_after_clear(try_number, max_tries, retries)

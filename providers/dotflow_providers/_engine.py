@@ -35,7 +35,7 @@ from ._status import (
     check_transition,
 )
 from ._timeout import in_process, in_thread
-from .retry import is_retryable, retry_delay
+from .retry import fast_retry_wait, is_retryable, retry_delay
 from .tracing import Tracer
 
 logger = logging.getLogger("dotflow_providers")
@@ -157,7 +157,16 @@ class StepLifecycle:
     """What both engines share: transitions, timing, error capture, tracer calls and every
     retry decision. The sync and async engines only add how to call, sleep and commit."""
 
-    __slots__ = ("_attempt_at", "cancel", "commit", "record", "runner", "step", "tracer")
+    __slots__ = (
+        "_attempt_at",
+        "_skipped",
+        "cancel",
+        "commit",
+        "record",
+        "runner",
+        "step",
+        "tracer",
+    )
 
     def __init__(
         self,
@@ -175,6 +184,8 @@ class StepLifecycle:
         self.tracer = tracer
         self.cancel = cancel
         self._attempt_at = 0.0
+        #: seconds of waits `fast_retries` skipped (they count as elapsed: see `fast_retry_wait`)
+        self._skipped = 0.0
 
     def _begin(self) -> StepLifecycle:
         record = self.record
@@ -305,13 +316,14 @@ class StepLifecycle:
         record.history = [*record.history, attempt]
         if step.guard is not None:
             step.guard.after_attempt(error)
-        delay = (
-            None  # no retry can fix it (an output that cannot come back, a bad argument)
-            if isinstance(error, PERMANENT_ERRORS)
-            else retry_delay(
-                step.policy, record.attempts, error, max(now - (record.started_at or now), 0.0)
+        if isinstance(error, PERMANENT_ERRORS):
+            delay = None  # no retry can fix it (an output that cannot come back, a bad argument)
+        else:
+            elapsed = max(now - (record.started_at or now), 0.0) + self._skipped
+            delay, skipped = fast_retry_wait(
+                retry_delay(step.policy, record.attempts, error, elapsed), record.attempts
             )
-        )
+            self._skipped += skipped
         if delay is not None:
             logger.warning(
                 "step %s attempt %d failed (%s: %s); retrying in %.3fs",

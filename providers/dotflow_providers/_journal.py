@@ -21,7 +21,6 @@ from ._errors import (
     CorruptCheckpoint,
     FolderAtKey,
     PreconditionFailed,
-    StoreError,
     WorkflowCancelled,
 )
 from ._format import (
@@ -93,7 +92,7 @@ def clear_progress(
         progress.discard(record.index)
         try:
             store.delete(layout.progress(record.name))
-        except StoreError as exc:
+        except Exception as exc:  # any store's error (Airflow's task state store has its own)
             logger.warning("could not clear the progress record of step %s: %s", record.name, exc)
 
 

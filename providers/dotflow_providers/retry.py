@@ -797,21 +797,27 @@ def retry_delay(
 
     This is the one place where a retry is decided; the sync and async engines both call it.
     """
-    testing = CONFIG.testing
-    if testing is not None:
-        # the waits are skipped, not the decisions: time counts as if they had been waited
-        # (a deadline or `stop_after_delay` still ends the retries where it would for real)
-        elapsed += sum(policy.next_delay(earlier) for earlier in range(1, attempt))
     if not _should_retry(policy, attempt, error, elapsed):
         return None
     delay = policy.next_delay(attempt)
     deadline = policy.deadline
     if deadline is not None and elapsed + delay >= deadline:
         return None
-    if testing is not None:
-        cap = testing.attempts
-        return None if cap is not None and attempt >= cap else 0.0
     return delay
+
+
+def fast_retry_wait(delay: float | None, attempt: int) -> tuple[float | None, float]:
+    """The wait the engine makes for the policy's decision `delay` after attempt `attempt`,
+    and the part of it skipped: under `fast_retries`, none is waited (and the attempts may be
+    capped). The skipped seconds count as elapsed in the step's later decisions, so a deadline
+    or `stop_after_delay` ends its retries where it would for real."""
+    testing = CONFIG.testing
+    if testing is None or delay is None:
+        return delay, 0.0
+    cap = testing.attempts
+    if cap is not None and attempt >= cap:
+        return None, 0.0
+    return 0.0, delay
 
 
 @runtime_checkable

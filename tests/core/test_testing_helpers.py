@@ -8,7 +8,7 @@ import time
 import pytest
 
 from dotflow_providers import Action, ExponentialBackoff, FixedRetry, Status, Workflow, action
-from dotflow_providers.retry import RetryPolicy, retry_delay
+from dotflow_providers.retry import RetryPolicy, fast_retry_wait, retry_delay
 from dotflow_providers.testing import RecordingStore, fast_retries, set_testing
 
 
@@ -29,7 +29,7 @@ def test_fast_retries_mode_removes_waits_and_caps_attempts() -> None:
     calls: list[float] = []
     policy = FixedRetry(max_attempts=10, delay=60)
     with fast_retries(attempts=3):
-        assert retry_delay(policy, 1, ConnectionError(), 0.0) == 0.0
+        assert fast_retry_wait(retry_delay(policy, 1, ConnectionError(), 0.0), 1) == (0.0, 60)
         run = Workflow().add(flaky_step(5, calls, policy)).start()
     assert run.status is Status.FAILED
     assert len(calls) == 3  # capped at 3 attempts
@@ -95,3 +95,30 @@ def test_fast_retries_keeps_the_deadline_as_if_the_waits_were_waited() -> None:
         run = Workflow().add(flaky_step(2, calls, policy)).start()
     assert run.status is Status.FAILED
     assert len(calls) == 2
+
+
+class Doubling:
+    """A stateful policy: each wait doubles the last one handed out (1, 2, 4, 8 s), within a
+    20 s deadline: five attempts for real, four waits asked for."""
+
+    deadline = 20.0
+
+    def __init__(self) -> None:
+        self.last, self.asked = 0.5, 0
+
+    def should_retry(self, attempt: int, error: BaseException) -> bool:
+        return attempt < 10
+
+    def next_delay(self, attempt: int) -> float:
+        self.asked += 1
+        self.last *= 2
+        return self.last
+
+
+def test_fast_retries_asks_a_policy_for_each_wait_once() -> None:
+    policy = Doubling()
+    calls: list[float] = []
+    with fast_retries():
+        run = Workflow().add(flaky_step(99, calls, policy)).start()
+    assert run.status is Status.FAILED
+    assert (len(calls), policy.asked) == (5, 5)  # the fifth wait (16 s) passes the deadline

@@ -112,26 +112,15 @@ class _RunHandle(Tracer):
 TRIES = "dotflow-tries"
 
 
-def _tries(context: Context) -> tuple[int, int, bool] | None:
-    """What the last try of this task instance recorded, if it recorded it: its try number,
-    `max_tries`, and whether it succeeded."""
+def _tries(context: Context) -> tuple[int, int] | None:
+    """What the last try of this task instance recorded, if it recorded it."""
     state = context.get("task_state_store")
     found = state.get(TRIES) if state is not None else None
     if isinstance(found, dict):
         number, max_tries = found.get("try_number"), found.get("max_tries")
         if type(number) is int and type(max_tries) is int:
-            return number, max_tries, found.get("succeeded") is True
+            return number, max_tries
     return None
-
-
-def _record_try(context: Context, succeeded: bool) -> None:
-    """What the next try tells a clear from a retry by (`try_after_clear`)."""
-    state = context.get("task_state_store")
-    if state is not None:
-        ti = context["ti"]
-        state.set(
-            TRIES, {"try_number": ti.try_number, "max_tries": ti.max_tries, "succeeded": succeeded}
-        )
 
 
 class DotflowOperator(BaseOperator):
@@ -281,10 +270,6 @@ class DotflowOperator(BaseOperator):
             ti.xcom_push(key=CHECKPOINTS_XCOM, value=record)
         summary = run.summary()
         if run.status is Status.COMPLETED:
-            try:  # a retry never follows it; a clear may
-                _record_try(context, succeeded=True)
-            except Exception as exc:  # the run completed; a later clear is then told by max_tries
-                self.log.warning("dotflow: could not record this try's success: %s", exc)
             if _json_native(run.output):
                 summary["output"] = run.output
             return summary
@@ -356,7 +341,9 @@ class DotflowOperator(BaseOperator):
             else:
                 try_log.note(logging.INFO, "dotflow: the task instance was cleared: starting over")
                 self._start_over(workflow, context)
-        _record_try(context, succeeded=False)  # (until it has)
+        state = context.get("task_state_store")
+        if state is not None:  # what the next try tells a clear from a retry by
+            state.set(TRIES, {"try_number": ti.try_number, "max_tries": ti.max_tries})
         return workflow.start(
             mode=self.mode,
             keep_going=self.keep_going,
