@@ -496,8 +496,8 @@ class FailsOnce(MemoryStore):
         return super().put(key, data, **kwargs)
 
     def delete(self, key: str, **kwargs: Any) -> None:
-        if self._due("delete", key):
-            raise StoreError(f"injected: deleting {key} failed")
+        if self._due("delete", key):  # not a StoreError: Airflow's task state store has its own
+            raise RuntimeError(f"injected: deleting {key} failed")
         super().delete(key, **kwargs)
 
 
