@@ -8,14 +8,18 @@ from collections.abc import Iterator
 import pytest
 
 from dotflow_providers import FixedRetry
-from dotflow_providers.retry import CONFIG, FastRetryMode, retry_delay
+from dotflow_providers.retry import CONFIG, FastRetryMode, fast_retry_wait, retry_delay
 from dotflow_providers.testing import fast_retries, set_testing
 
 SLOW = FixedRetry(max_attempts=10, delay=60)
 
 
 def delay_after(attempt: int) -> float | None:
-    return retry_delay(SLOW, attempt, ConnectionError("down"), elapsed=0.0)
+    """The wait the engine makes after `attempt`: the policy's, as the testing mode changes it."""
+    wait, _ = fast_retry_wait(
+        retry_delay(SLOW, attempt, ConnectionError("down"), elapsed=0.0), attempt
+    )
+    return wait
 
 
 @pytest.fixture(autouse=True)
