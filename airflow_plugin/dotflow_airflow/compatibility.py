@@ -202,6 +202,13 @@ class ServerTaskState:
         self._backend.set(self._scope, key, json.dumps(value))
 
 
+def redact_text(text: str) -> str:
+    """`text` with every secret this task registered (connection passwords, masked variables)
+    replaced by `***`, as Airflow masks the task's log: what the engine keeps of step errors
+    (XComs, checkpoints, the Checkpoints tab) goes through it too."""
+    return str(redact(text))
+
+
 __all__ = [
     "AirflowFailException",
     "AirflowNotFoundException",
@@ -231,10 +238,3 @@ __all__ = [
     "task_instance_state",
     "task_instance_xcom",
 ]
-
-
-def redact_text(text: str) -> str:
-    """`text` with every secret this task registered (connection passwords, masked variables)
-    replaced by `***`, as Airflow masks the task's log: what the engine keeps of step errors
-    (XComs, checkpoints, the Checkpoints tab) goes through it too."""
-    return str(redact(text))

@@ -152,7 +152,7 @@ class GroupCommit:
                 except BaseException:
                     # this step fails with the error: its document must never be written
                     # later (by the flush before its failure record, or at the run's end)
-                    self._pending = [p for p in self._pending if p[0] is not record]
+                    self._drop(record)
                     raise
             elif self.interval is not None and self._timer is None:
                 timer = threading.Timer(self.interval, self._flush_on_time)
@@ -166,14 +166,18 @@ class GroupCommit:
         (which forgets its batch entries and its single document), then delete the single
         document: a crash between the two leaves nothing of it that a start would restore."""
         with self._lock:
-            before = len(self._pending)
-            self._pending = [p for p in self._pending if p[0] is not record]
-            committed = len(self._pending) == before
+            committed = not self._drop(record)
             if committed:
                 self._pending.append((None, discard_entry(record.name)))
             self._flush()
             if committed:
                 self.store.delete(document_key)
+
+    def _drop(self, record: StepRecord) -> bool:
+        """Take `record`'s document out of the pending batch; whether it was there."""
+        before = len(self._pending)
+        self._pending = [p for p in self._pending if p[0] is not record]
+        return len(self._pending) != before
 
     def _flush_on_time(self) -> None:
         try:

@@ -159,7 +159,7 @@ class Layout:
         return f"{self.all_items}{step_key_name(name)}/"
 
     def item_batch(self, name: str, seq: int) -> str:
-        return f"{self.base}items/{step_key_name(name)}/{seq:012d}.json"
+        return f"{self.items(name)}{seq:012d}.json"
 
     def failure(self, name: str) -> str:
         return f"{self.base}failures/{step_key_name(name)}.json"

@@ -125,7 +125,6 @@ class Journal:
         self.commit_interval = commit_interval
         #: with `commit_every` > 1, the pending documents of this run (see `_batch`)
         self.group: GroupCommit | None = None
-        self._next_seq = 1
         #: committing singly over stored batches: writes the discard entries of compensations
         self._discards: GroupCommit | None = None
         self.next_item_batch: dict[str, int] = {}
@@ -176,11 +175,10 @@ class Journal:
             workflow_id=self.workflow_id,
             alternatives=stored.older,
         )
-        self._next_seq = stored.next_seq
         if self.commit_every > 1:
-            self.group = self._group(self.commit_every)
+            self.group = self._group(self.commit_every, stored.next_seq)
         elif stored.batches:  # a compensation forgets a batch entry only by a discard entry
-            self._discards = self._group(1)
+            self._discards = self._group(1, stored.next_seq)
         if names != manifest.steps or salts != manifest.salts:
             updated = dataclasses.replace(
                 manifest, steps=names, salts=salts, updated_at=time.time()
@@ -212,14 +210,14 @@ class Journal:
         restored = {i: decided.chosen[i] for i in decided.restored}
         return Opened(decided, restored, docs)
 
-    def _group(self, every: int) -> GroupCommit:
+    def _group(self, every: int, first_seq: int) -> GroupCommit:
         return GroupCommit(
             self.store,
             self.layout,
             self.lease,
             every,
             self.commit_interval,
-            self._next_seq,
+            first_seq,
             # not a bound method: the journal would hold itself through its group, and a
             # finished run's records would wait for a full collection to be freed
             functools.partial(clear_progress, self.store, self.layout, self._progress),
@@ -532,9 +530,6 @@ def request_cancel(store: CheckpointStore, layout: Layout, target: str | None) -
     store.put(layout.cancel, cancel_document(request))
 
 
-__all__ = ["Journal", "Opened", "request_cancel"]
-
-
 def read_v1_manifest(store: CheckpointStore, layout: Layout) -> bytes | None:
     """The workflow's format-1 (0.1.0) manifest, if it has one. Its key, `<id>/manifest.json`,
     is also the folder of workflow `<id>/manifest.json` on a `FileStore`: that is none."""
@@ -542,3 +537,6 @@ def read_v1_manifest(store: CheckpointStore, layout: Layout) -> bytes | None:
         return store.get(layout.v1_manifest)
     except FolderAtKey:
         return None
+
+
+__all__ = ["Journal", "Opened", "read_v1_manifest", "request_cancel"]
